@@ -1,0 +1,4 @@
+#ifndef NANA_CMSGPACK_SHIM_H
+#define NANA_CMSGPACK_SHIM_H
+#include <msgpack.h>
+#endif

@@ -1,0 +1,115 @@
+import NIOCore
+import NanaWire
+import Synchronization
+
+/// Per-call state shared between the calling task and the event loop, so that a cancellation
+/// that arrives before the call reached the loop is not lost.
+final class CallState: Sendable {
+    let cancelled = Atomic<Bool>(false)
+}
+
+/// The client's side of a connection: writes requests, matches responses to waiting calls by
+/// msgid (in any order), and fails every waiting call when the connection ends.
+///
+/// Lives on the channel's event loop; the continuation table is touched only there, and
+/// whoever removes an entry resumes it, exactly once.
+final class ClientChannelHandler: ChannelInboundHandler {
+    typealias InboundIn = InboundFrame
+    typealias OutboundOut = ByteBuffer
+
+    private var pending: [UInt32: CheckedContinuation<NanaValue, any Error>] = [:]
+    private var context: ChannelHandlerContext?
+    private var failure: NanaClientError?
+    private let reader = MessagePackReader()
+    private let writer = MessagePackWriter()
+    private var out = ByteBuffer()
+    private var flushScheduled = false
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        out = context.channel.allocator.buffer(capacity: 4096)
+    }
+
+    func send(msgid: UInt32, method: String, params: NanaParams, state: CallState, continuation: CheckedContinuation<NanaValue, any Error>) {
+        if let failure { return continuation.resume(throwing: failure) }
+        if state.cancelled.load(ordering: .relaxed) { return continuation.resume(throwing: CancellationError()) }
+        pending[msgid] = continuation
+        writer.reset()
+        writer.writeRequest(msgid: msgid, method: method, params: params)
+        NanaFrame.write(writer, into: &out)
+        scheduleFlush()
+    }
+
+    func cancel(msgid: UInt32) {
+        // A late response for this msgid finds no entry and is dropped.
+        pending.removeValue(forKey: msgid)?.resume(throwing: CancellationError())
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .oversized(let length):
+            failAll(NanaClientError(.protocolViolation, "the daemon sent a frame of \(length) bytes, over this client's maximum"))
+            context.close(promise: nil)
+        case .frame(let frame):
+            let decoded = frame.withUnsafeReadableBytes { bytes in
+                Result { () throws(MessagePackError) in try reader.decode(bytes) }
+            }
+            guard case .success(let value) = decoded, let message = try? NanaMessage(value) else {
+                failAll(NanaClientError(.protocolViolation, "the daemon sent a malformed frame"))
+                context.close(promise: nil)
+                return
+            }
+            switch message {
+            case .response(let msgid, let result):
+                guard let continuation = pending.removeValue(forKey: msgid) else { return }
+                switch result {
+                case .success(let value): continuation.resume(returning: value)
+                case .failure(let error): continuation.resume(throwing: error)
+                }
+            case .notification(let method, let params) where method == "error":
+                // The daemon's last word before it closes the connection.
+                let error = NanaRemoteError(wireValue: .map(params))
+                failure = NanaClientError(.connectionClosed, "the daemon closed the connection: \(error)")
+            case .notification, .request:
+                break
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(failure ?? NanaClientError(.connectionClosed, "the connection to nanad was closed"))
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failAll(NanaClientError(.connectionClosed, "connection error: \(error)"))
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: NanaClientError) {
+        if failure == nil { failure = error }
+        let waiting = pending
+        pending.removeAll()
+        for (_, continuation) in waiting { continuation.resume(throwing: failure ?? error) }
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled, let context else { return }
+        flushScheduled = true
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        // One flush for every request queued on the loop in this tick.
+        context.eventLoop.execute { bound.value.flush() }
+    }
+
+    private func flush() {
+        flushScheduled = false
+        guard let context, out.readableBytes > 0 else { return }
+        let buffer = out
+        out = context.channel.allocator.buffer(capacity: 4096)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension ClientChannelHandler: Sendable {}

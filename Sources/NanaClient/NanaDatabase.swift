@@ -1,0 +1,186 @@
+import NanaWire
+import OrderedCollections
+
+/// One open key-value table on the daemon: NanaSQLite's dict interface, async.
+///
+/// Every method is one round trip. The cache lives in the daemon and is shared by every
+/// process, so a value written by any client is what the next read anywhere returns.
+/// Errors the daemon answers with are ``NanaWire/NanaRemoteError``s whose `type` is
+/// NanaSQLite's exception name (`KeyError`, `NanaSQLiteValidationError`, …).
+public struct NanaDatabase: Sendable {
+    public let client: NanaClient
+    /// The daemon's handle for this table on this connection.
+    public let handle: Int64
+    /// The table's name.
+    public let table: String
+
+    init(client: NanaClient, openReply: NanaValue) throws {
+        guard let handle = openReply["db"]?.int64Value, let table = openReply["table"]?.stringValue else {
+            throw NanaClientError(.protocolViolation, "unexpected reply to open: \(openReply)")
+        }
+        self.client = client
+        self.handle = handle
+        self.table = table
+    }
+
+    private func call(_ method: String, _ params: NanaParams = [:]) async throws -> NanaValue {
+        var params = params
+        params["db"] = .int(handle)
+        return try await client.call(method, params)
+    }
+
+    // MARK: Dict interface
+
+    /// The value of `key`, or `default` when the key is missing (`get`).
+    public func get(_ key: String, default defaultValue: NanaValue = .nil) async throws -> NanaValue {
+        try await call("get", ["key": .string(key), "default": defaultValue])
+    }
+
+    /// The value of `key` decoded as `T`, or `nil` when the key is missing.
+    public func get<T: Decodable & Sendable>(_ key: String, as type: T.Type) async throws -> T? {
+        guard let value = try await batchGet([key])[key] else { return nil }
+        return try value.decode(as: T.self)
+    }
+
+    /// Stores `value` under `key` (`set`, NanaSQLite's `db[key] = value`).
+    public func set(_ key: String, _ value: NanaValue) async throws {
+        _ = try await call("set", ["key": .string(key), "value": value])
+    }
+
+    /// Stores any `Encodable` under `key`, as the JSON `JSONEncoder` makes of it.
+    public func set<T: Encodable>(_ key: String, _ value: T) async throws {
+        try await set(key, try NanaValue(encoding: value))
+    }
+
+    /// Deletes `key`; throws a `KeyError` ``NanaWire/NanaRemoteError`` when it is missing.
+    public func delete(_ key: String) async throws {
+        _ = try await call("delete", ["key": .string(key)])
+    }
+
+    /// Whether `key` exists (`contains`, NanaSQLite's `key in db`).
+    public func contains(_ key: String) async throws -> Bool {
+        try await call("contains", ["key": .string(key)]).boolValue ?? false
+    }
+
+    /// The number of rows (`len`).
+    public func count() async throws -> Int {
+        Int(try await call("len").int64Value ?? 0)
+    }
+
+    /// Every key, in SQLite's order.
+    public func keys() async throws -> [String] {
+        try await call("keys").arrayValue?.compactMap(\.stringValue) ?? []
+    }
+
+    /// Every value, in SQLite's order.
+    public func values() async throws -> [NanaValue] {
+        try await call("values").arrayValue ?? []
+    }
+
+    /// Every row, in SQLite's order.
+    public func items() async throws -> [(key: String, value: NanaValue)] {
+        try await call("items").arrayValue?.compactMap { pair in
+            guard let items = pair.arrayValue, items.count == 2, let key = items[0].stringValue else { return nil }
+            return (key, items[1])
+        } ?? []
+    }
+
+    /// Deletes `key` and returns its value; throws `KeyError` when it is missing.
+    public func pop(_ key: String) async throws -> NanaValue {
+        try await call("pop", ["key": .string(key)])
+    }
+
+    /// Deletes `key` and returns its value, or `default` when it is missing.
+    public func pop(_ key: String, default defaultValue: NanaValue) async throws -> NanaValue {
+        try await call("pop", ["key": .string(key), "default": defaultValue])
+    }
+
+    /// Stores every pair, in one transaction.
+    public func update(_ mapping: NanaParams) async throws {
+        _ = try await call("update", ["mapping": .map(mapping)])
+    }
+
+    /// Deletes every row.
+    public func clear() async throws {
+        _ = try await call("clear")
+    }
+
+    /// The value of `key`, storing `default` first when the key is missing.
+    public func setDefault(_ key: String, _ defaultValue: NanaValue = .nil) async throws -> NanaValue {
+        try await call("setdefault", ["key": .string(key), "default": defaultValue])
+    }
+
+    /// Every row as a dictionary (`to_dict`).
+    public func toDict() async throws -> NanaParams {
+        try await call("to_dict").mapValue ?? [:]
+    }
+
+    /// Same as ``toDict()`` (`copy`).
+    public func copy() async throws -> NanaParams {
+        try await call("copy").mapValue ?? [:]
+    }
+
+    // MARK: Batches
+
+    /// Stores every pair in one transaction: all or nothing.
+    public func batchUpdate(_ mapping: NanaParams) async throws {
+        _ = try await call("batch_update", ["mapping": .map(mapping)])
+    }
+
+    /// Stores the pairs that can be stored; returns the refused keys with the reason.
+    public func batchUpdatePartial(_ mapping: NanaParams) async throws -> [String: String] {
+        let rejected = try await call("batch_update_partial", ["mapping": .map(mapping)]).mapValue ?? [:]
+        var out: [String: String] = [:]
+        for (key, reason) in rejected { out[key] = reason.stringValue ?? "\(reason)" }
+        return out
+    }
+
+    /// The values of the keys that exist; missing keys are left out.
+    public func batchGet(_ keys: [String]) async throws -> NanaParams {
+        try await call("batch_get", ["keys": .array(keys.map(NanaValue.string))]).mapValue ?? [:]
+    }
+
+    /// Deletes the keys in one transaction; missing keys are ignored.
+    public func batchDelete(_ keys: [String]) async throws {
+        _ = try await call("batch_delete", ["keys": .array(keys.map(NanaValue.string))])
+    }
+
+    // MARK: Cache control
+
+    /// Loads every row into the daemon's shared cache.
+    public func loadAll() async throws {
+        _ = try await call("load_all")
+    }
+
+    /// Forgets `key` in the shared cache and reloads it; with `nil`, drops the whole cache.
+    public func refresh(_ key: String? = nil) async throws {
+        _ = try await call("refresh", key.map { ["key": .string($0)] } ?? [:])
+    }
+
+    /// Whether the shared cache holds `key` (its value, or the knowledge that it is missing).
+    public func isCached(_ key: String) async throws -> Bool {
+        try await call("is_cached", ["key": .string(key)]).boolValue ?? false
+    }
+
+    /// Reads `key` from SQLite, bypassing the cache, and refreshes the cache with it.
+    public func getFresh(_ key: String, default defaultValue: NanaValue = .nil) async throws -> NanaValue {
+        try await call("get_fresh", ["key": .string(key), "default": defaultValue])
+    }
+
+    /// Drops the table's shared cache; the file is untouched.
+    public func clearCache() async throws {
+        _ = try await call("clear_cache")
+    }
+
+    // MARK: Tables and lifecycle
+
+    /// Another key-value table of the same file (`table`).
+    public func table(_ name: String) async throws -> NanaDatabase {
+        try NanaDatabase(client: client, openReply: try await call("table", ["table_name": .string(name)]))
+    }
+
+    /// Closes this handle (and the tables opened from it, if it came from `open`).
+    public func close() async throws {
+        _ = try await call("close")
+    }
+}

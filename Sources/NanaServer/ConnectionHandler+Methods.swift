@@ -1,0 +1,355 @@
+import NanaStorage
+import NanaWire
+
+// The methods of the protocol (proto/PROTOCOL.md), named as NanaSQLite's without the `a` prefix.
+// Each reads its arguments, answers cache hits on the event loop, and sends the rest to storage.
+extension ConnectionHandler {
+    func dispatch(msgid: UInt32, method: String, arguments args: Arguments) {
+        do throws(NanaRemoteError) {
+            switch method {
+            case "hello": try hello(msgid, args)
+            case "ping": try args.only([]); reply(msgid, .value("pong"))
+            case "open": try open(msgid, args)
+            case "table": try subTable(msgid, args)
+            case "close": try close(msgid, args)
+            case "get": try get(msgid, args)
+            case "set": try set(msgid, args)
+            case "delete": try delete(msgid, args)
+            case "contains": try contains(msgid, args)
+            case "len": try len(msgid, args)
+            case "keys": try keys(msgid, args)
+            case "values": try scan(msgid, args, as: .values)
+            case "items": try scan(msgid, args, as: .items)
+            case "to_dict", "copy": try scan(msgid, args, as: .dictionary)
+            case "load_all": try scan(msgid, args, as: .nothing)
+            case "pop": try pop(msgid, args)
+            case "update", "batch_update": try batchUpdate(msgid, args)
+            case "batch_update_partial": try batchUpdatePartial(msgid, args)
+            case "clear": try clear(msgid, args)
+            case "setdefault": try setDefault(msgid, args)
+            case "batch_get": try batchGet(msgid, args)
+            case "batch_delete": try batchDelete(msgid, args)
+            case "refresh": try refresh(msgid, args)
+            case "is_cached": try isCached(msgid, args)
+            case "get_fresh": try getFresh(msgid, args)
+            case "clear_cache": try args.only(["db"]); try table(args).clearCache(); reply(msgid, .value(.nil))
+            case "stats": try stats(msgid, args)
+            default: throw NanaRemoteError(.protocolError, "unknown method '\(method)'")
+            }
+        } catch {
+            reply(msgid, .error(error))
+        }
+    }
+
+    // MARK: Session
+
+    private func hello(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["protocol", "client"])
+        let version = try args.int("protocol")
+        guard version == NanaProtocol.version else {
+            throw NanaRemoteError(.protocolError, "unsupported protocol version \(version); this nanad speaks \(NanaProtocol.version)")
+        }
+        if let client = try args.optionalString("client") { logger[metadataKey: "nana.client"] = "\(client)" }
+        reply(msgid, .value(["server": .string(NanadInfo.name), "version": .string(NanadInfo.version), "protocol": .int(NanaProtocol.version)]))
+    }
+
+    private static let openParameters: Set<String> = [
+        "db_path", "table", "bulk_load", "optimize", "cache_size_mb", "strict_sql_validation", "max_workers",
+        "lock_timeout", "warn_duplicate_table_instance", "v2_mode", "encryption_key", "cache_strategy",
+    ]
+
+    private func open(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(Self.openParameters)
+        let dbPath = try args.string("db_path")
+        let tableName = try args.optionalString("table") ?? "data"
+        do { _ = try Identifier.validated(tableName) } catch { throw NanaRemoteError(error) }
+        let bulkLoad = try args.bool("bulk_load", default: false)
+        var options = state.configuration.databaseOptions
+        options.optimize = try args.bool("optimize", default: true)
+        let cacheSize = try args.int("cache_size_mb", default: 64)
+        guard cacheSize > 0, cacheSize <= 1 << 20 else { throw NanaRemoteError(.valueError, "cache_size_mb must be a positive integer, got \(cacheSize)") }
+        options.cacheSizeMB = Int(cacheSize)
+        _ = try args.bool("strict_sql_validation", default: true)
+        _ = try args.bool("warn_duplicate_table_instance", default: true)
+        if try args.bool("v2_mode", default: false) {
+            throw NanaRemoteError(.notSupported, "v2_mode (write-behind) is not supported by this nanad yet")
+        }
+        if let key = args.params["encryption_key"], !key.isNil {
+            throw NanaRemoteError(.notSupported, "encryption_key is not supported by this nanad yet")
+        }
+        if let strategy = try args.optionalString("cache_strategy"), strategy != "unbounded" {
+            throw NanaRemoteError(.notSupported, "cache_strategy '\(strategy)' is not supported by this nanad yet; only 'unbounded'")
+        }
+        let registry = state.registry
+        respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
+            registry.open(dbPath, options: options) { opened in
+                switch opened {
+                case .failure(let error): done(.failure(error))
+                case .success(let database):
+                    database.table(named: tableName) { result in
+                        guard bulkLoad, case .success(let table) = result else { return done(result) }
+                        table.items { loaded in done(loaded.map { _ in table }) }
+                    }
+                }
+            }
+        }, { _ in .value(.nil) }, then: { handler, table in
+            let id = handler.session.add(table, root: nil)
+            return .value(["db": .int(id), "table": .string(table.name)])
+        })
+    }
+
+    private func subTable(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "table_name"])
+        let parentID = try args.int("db")
+        let parent = try handle(parentID)
+        let name = try args.string("table_name")
+        do { _ = try Identifier.validated(name) } catch { throw NanaRemoteError(error) }
+        let root = parent.root
+        respondLater(msgid, { parent.table.database.table(named: name, completion: $0) }, { _ in .value(.nil) }, then: { handler, table in
+            guard handler.session.handles[root] != nil else {
+                return .error(NanaRemoteError(.closed, "Parent database connection is closed (table: '\(name)')."))
+            }
+            let id = handler.session.add(table, root: root)
+            return .value(["db": .int(id), "table": .string(table.name)])
+        })
+    }
+
+    private func close(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db"])
+        session.close(try args.int("db"))
+        reply(msgid, .value(.nil))
+    }
+
+    // MARK: Dict interface
+
+    private func get(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "key", "default"])
+        let table = try table(args)
+        let key = try args.string("key")
+        let fallback = args.params["default"] ?? .nil
+        switch table.cached(key) {
+        case .present(let value): reply(msgid, .encoded(value))
+        case .absent: reply(msgid, .value(fallback))
+        case nil:
+            respondLater(msgid, { table.get(key, completion: $0) }) { value in value.map(Reply.encoded) ?? .value(fallback) }
+        }
+    }
+
+    private func set(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "key", "value"])
+        let table = try table(args)
+        let key = try args.string("key")
+        let value = try ValueCodec.storable(try args.value("value"))
+        respondLater(msgid, { table.set(key, value, completion: $0) }) { _ in .value(.nil) }
+    }
+
+    private func delete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "key"])
+        let table = try table(args)
+        let key = try args.string("key")
+        if case .absent = table.cached(key) { throw NanaRemoteError(.keyError, key) }
+        respondLater(msgid, { table.delete(key, completion: $0) }) { _ in .value(.nil) }
+    }
+
+    private func contains(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "key"])
+        let table = try table(args)
+        let key = try args.string("key")
+        switch table.cached(key) {
+        case .present: reply(msgid, .value(true))
+        case .absent: reply(msgid, .value(false))
+        case nil: respondLater(msgid, { table.contains(key, completion: $0) }) { .value(.bool($0)) }
+        }
+    }
+
+    private func len(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db"])
+        let table = try table(args)
+        respondLater(msgid, { table.count(completion: $0) }) { .value(.int(Int64($0))) }
+    }
+
+    private func keys(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db"])
+        let table = try table(args)
+        respondLater(msgid, { table.keys(completion: $0) }) { keys in .value(.array(keys.map(NanaValue.string))) }
+    }
+
+    enum ScanShape: Sendable { case values, items, dictionary, nothing }
+
+    private func scan(_ msgid: UInt32, _ args: Arguments, as shape: ScanShape) throws(NanaRemoteError) {
+        try args.only(["db"])
+        let table = try table(args)
+        respondLater(msgid, { table.items(completion: $0) }) { rows in
+            if shape == .nothing { return .value(.nil) }
+            return .encoded(Self.encode(rows, as: shape))
+        }
+    }
+
+    /// Builds a list or map reply from cached bytes without decoding them.
+    static func encode(_ rows: [(String, EncodedValue)], as shape: ScanShape) -> EncodedValue {
+        let writer = MessagePackWriter(initialCapacity: 256 + rows.count * 32)
+        switch shape {
+        case .values:
+            writer.writeArrayHeader(rows.count)
+            for (_, value) in rows { writer.writeEncoded(value.bytes) }
+        case .items:
+            writer.writeArrayHeader(rows.count)
+            for (key, value) in rows {
+                writer.writeArrayHeader(2)
+                writer.writeString(key)
+                writer.writeEncoded(value.bytes)
+            }
+        case .dictionary, .nothing:
+            // A key can appear twice only if the table was built outside NanaSQLite's schema.
+            writer.writeMapHeader(rows.count)
+            for (key, value) in rows {
+                writer.writeString(key)
+                writer.writeEncoded(value.bytes)
+            }
+        }
+        return EncodedValue(bytes: writer.bytes)
+    }
+
+    private func pop(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "key", "default"])
+        let table = try table(args)
+        let key = try args.string("key")
+        let fallback = args.params["default"]
+        respondLater(msgid, { table.pop(key, completion: $0) }) { (old) throws(NanaRemoteError) -> Reply in
+            if let old { return .encoded(old) }
+            guard let fallback else { throw NanaRemoteError(.keyError, key) }
+            return .value(fallback)
+        }
+    }
+
+    private func storableRows(_ mapping: NanaParams) throws(NanaRemoteError) -> [(String, StorableValue)] {
+        var rows: [(String, StorableValue)] = []
+        rows.reserveCapacity(mapping.count)
+        for (key, value) in mapping { rows.append((key, try ValueCodec.storable(value))) }
+        return rows
+    }
+
+    private func batchUpdate(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "mapping"])
+        let table = try table(args)
+        let rows = try storableRows(try args.map("mapping"))
+        respondLater(msgid, { table.batchUpdate(rows, completion: $0) }) { _ in .value(.nil) }
+    }
+
+    private func batchUpdatePartial(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "mapping"])
+        let table = try table(args)
+        var rows: [(String, StorableValue)] = []
+        var rejected = NanaParams()
+        for (key, value) in try args.map("mapping") {
+            do throws(NanaRemoteError) {
+                rows.append((key, try ValueCodec.storable(value)))
+            } catch {
+                rejected[key] = .string("Skipped key '\(key)' during partial batch update: \(error.message)")
+            }
+        }
+        let result = NanaValue.map(rejected)
+        respondLater(msgid, { table.batchUpdate(rows, completion: $0) }) { _ in .value(result) }
+    }
+
+    private func clear(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db"])
+        let table = try table(args)
+        respondLater(msgid, { table.clear(completion: $0) }) { _ in .value(.nil) }
+    }
+
+    private func setDefault(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "key", "default"])
+        let table = try table(args)
+        let key = try args.string("key")
+        if case .present(let value) = table.cached(key) { return reply(msgid, .encoded(value)) }
+        let value = try ValueCodec.storable(args.params["default"] ?? .nil)
+        respondLater(msgid, { table.setDefault(key, value, completion: $0) }) { .encoded($0) }
+    }
+
+    // MARK: Batches and cache control
+
+    private func batchGet(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "keys"])
+        let table = try table(args)
+        let keys = try args.strings("keys")
+        respondLater(msgid, { table.batchGet(keys, completion: $0) }) { .encoded(Self.encode($0, as: .dictionary)) }
+    }
+
+    private func batchDelete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "keys"])
+        let table = try table(args)
+        let keys = try args.strings("keys")
+        respondLater(msgid, { table.batchDelete(keys, completion: $0) }) { _ in .value(.nil) }
+    }
+
+    private func refresh(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "key"])
+        let table = try table(args)
+        guard let key = try args.optionalString("key") else {
+            table.clearCache()
+            return reply(msgid, .value(.nil))
+        }
+        table.forget(key)
+        respondLater(msgid, { table.get(key, completion: $0) }) { _ in .value(.nil) }
+    }
+
+    private func isCached(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "key"])
+        let table = try table(args)
+        reply(msgid, .value(.bool(table.isCached(try args.string("key")))))
+    }
+
+    private func getFresh(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db", "key", "default"])
+        let table = try table(args)
+        let key = try args.string("key")
+        let fallback = args.params["default"] ?? .nil
+        respondLater(msgid, { table.getFresh(key, completion: $0) }) { value in value.map(Reply.encoded) ?? .value(fallback) }
+    }
+
+    private func stats(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(["db"])
+        var databases = state.registry.databases
+        if args.has("db") {
+            let path = try table(args).path
+            databases = databases.filter { $0.path == path }
+        }
+        let server: NanaValue = [
+            "name": .string(NanadInfo.name),
+            "version": .string(NanadInfo.version),
+            "connections": .int(Int64(state.connections.load(ordering: .relaxed))),
+            "total_connections": .int(Int64(state.totalConnections.load(ordering: .relaxed))),
+            "requests": .int(Int64(state.requests.load(ordering: .relaxed))),
+            "errors": .int(Int64(state.errors.load(ordering: .relaxed))),
+            "in_flight": .int(Int64(state.inFlight.load(ordering: .relaxed))),
+        ]
+        let dbs: [NanaValue] = databases.sorted { $0.path < $1.path }.map { db in
+            let w = db.writerStatistics
+            let tables: [NanaValue] = db.openTables.sorted { $0.name < $1.name }.map { t in
+                let c = t.cacheStatistics
+                return ["name": .string(t.name), "cached": .int(Int64(c.entries)), "absent_keys": .int(Int64(c.absentKeys)),
+                        "hits": .int(Int64(c.hits)), "misses": .int(Int64(c.misses))]
+            }
+            return [
+                "path": .string(db.path), "commits": .int(Int64(w.commits)), "writes": .int(Int64(w.writes)),
+                "failed_writes": .int(Int64(w.failedWrites)), "largest_batch": .int(Int64(w.largestBatch)),
+                "write_queue": .int(Int64(db.writeQueueDepth)), "tables": .array(tables),
+            ]
+        }
+        reply(msgid, .value(["server": server, "databases": .array(dbs)]))
+    }
+
+    // MARK: Helpers
+
+    private func handle(_ id: Int64) throws(NanaRemoteError) -> Session.Handle {
+        switch session.table(id) {
+        case .success(let handle): return handle
+        case .failure(let error): throw NanaRemoteError(error)
+        }
+    }
+
+    private func table(_ args: Arguments) throws(NanaRemoteError) -> KeyValueTable {
+        try handle(try args.int("db")).table
+    }
+}

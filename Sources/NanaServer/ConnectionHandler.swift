@@ -1,0 +1,236 @@
+import Logging
+import NIOCore
+import NanaStorage
+import NanaWire
+import Synchronization
+
+/// What every connection of one server shares.
+final class ServerState: Sendable {
+    let configuration: ServerConfiguration
+    let registry: DatabaseRegistry
+    let logger: Logger
+    let connections = Atomic<Int>(0)
+    let totalConnections = Atomic<Int>(0)
+    let requests = Atomic<Int>(0)
+    let errors = Atomic<Int>(0)
+    /// Requests waiting on storage, across all connections (shutdown drains them).
+    let inFlight = Atomic<Int>(0)
+    let nextConnectionID = Atomic<Int>(0)
+
+    init(configuration: ServerConfiguration, registry: DatabaseRegistry, logger: Logger) {
+        self.configuration = configuration
+        self.registry = registry
+        self.logger = logger
+    }
+}
+
+/// One client connection: decodes frames, runs calls, writes replies.
+///
+/// Everything here runs on the connection's event loop. Cache hits are answered right away in
+/// `channelRead`; other calls go to the storage threads and their replies come back with
+/// `eventLoop.execute`. Replies are gathered in one buffer and flushed once per read burst
+/// (`channelReadComplete`) or once per batch of storage completions.
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = InboundFrame
+    typealias OutboundOut = ByteBuffer
+
+    let state: ServerState
+    var logger: Logger
+    private let reader = MessagePackReader()
+    let writer = MessagePackWriter()
+    private var context: ChannelHandlerContext?
+    private var out = ByteBuffer()
+    private var flushScheduled = false
+    private var closing = false
+    var session = Session()
+    /// Calls of this connection waiting on storage.
+    private(set) var pendingCalls = 0
+
+    init(state: ServerState) {
+        self.state = state
+        var logger = state.logger
+        logger[metadataKey: "nana.conn.id"] = "\(state.nextConnectionID.wrappingAdd(1, ordering: .relaxed).newValue)"
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        out = context.channel.allocator.buffer(capacity: 4096)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        state.connections.wrappingAdd(1, ordering: .relaxed)
+        state.totalConnections.wrappingAdd(1, ordering: .relaxed)
+        logger.debug("client connected")
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state.connections.wrappingSubtract(1, ordering: .relaxed)
+        logger.debug("client disconnected")
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        switch unwrapInboundIn(data) {
+        case .oversized(let length):
+            fail(msgid: nil, NanaRemoteError(.protocolError, "frame of \(length) bytes is over the maximum of \(state.configuration.maximumFrameLength) bytes"))
+        case .frame(let frame):
+            handle(frame)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flush()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    // MARK: Frames
+
+    private func handle(_ frame: ByteBuffer) {
+        state.requests.wrappingAdd(1, ordering: .relaxed)
+        let decoded = frame.withUnsafeReadableBytes { bytes -> Result<NanaValue, MessagePackError> in
+            Result { () throws(MessagePackError) in try reader.decode(bytes) }
+        }
+        let value: NanaValue
+        switch decoded {
+        case .success(let v): value = v
+        case .failure(let error):
+            let msgid = frame.withUnsafeReadableBytes { MessagePackReader.peekRequestID($0) }
+            return fail(msgid: msgid, NanaRemoteError(.protocolError, "malformed frame: \(error)"))
+        }
+        let message: NanaMessage
+        do { message = try NanaMessage(value) } catch {
+            let msgid = frame.withUnsafeReadableBytes { MessagePackReader.peekRequestID($0) }
+            return fail(msgid: msgid, error)
+        }
+        switch message {
+        case .request(let msgid, let method, let params):
+            dispatch(msgid: msgid, method: method, arguments: Arguments(method: method, params: params))
+        case .notification:
+            break  // none defined yet; ignored, as MessagePack-RPC allows
+        case .response:
+            fail(msgid: nil, NanaRemoteError(.protocolError, "clients send requests, not responses"))
+        }
+    }
+
+    /// Answers a protocol violation and closes the connection; other connections carry on.
+    private func fail(msgid: UInt32?, _ error: NanaRemoteError) {
+        state.errors.wrappingAdd(1, ordering: .relaxed)
+        logger.info("closing connection after protocol error", metadata: ["error": "\(error.message)"])
+        writer.reset()
+        if let msgid {
+            writer.writeFailure(msgid: msgid, error: error)
+        } else {
+            writer.writeNotification(method: "error", params: ["type": .string(error.type.rawValue), "message": .string(error.message)])
+        }
+        NanaFrame.write(writer, into: &out)
+        closing = true
+        guard let context else { return }
+        let buffer = out
+        out = context.channel.allocator.buffer(capacity: 0)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    // MARK: Replies
+
+    func reply(_ msgid: UInt32, _ reply: Reply) {
+        writer.reset()
+        switch reply {
+        case .value(let v): writer.writeSuccess(msgid: msgid, result: v)
+        case .encoded(let e):
+            writer.writeSuccessHeader(msgid: msgid)
+            writer.writeEncoded(e.bytes)
+        case .error(let error):
+            state.errors.wrappingAdd(1, ordering: .relaxed)
+            writer.writeFailure(msgid: msgid, error: error)
+        }
+        NanaFrame.write(writer, into: &out)
+    }
+
+    /// Starts a call that completes on a storage thread; `finish` turns its result into a
+    /// reply there, and the reply is written back on this event loop.
+    func respondLater<T: Sendable>(
+        _ msgid: UInt32,
+        _ operation: (@escaping @Sendable (Result<T, StorageError>) -> Void) -> Void,
+        _ finish: @escaping @Sendable (T) throws(NanaRemoteError) -> Reply
+    ) {
+        respondLater(msgid, operation, finish, then: nil)
+    }
+
+    /// Like ``respondLater(_:_:_:)``, and runs `then` on the event loop with the result first
+    /// (to update the session, say).
+    func respondLater<T: Sendable>(
+        _ msgid: UInt32,
+        _ operation: (@escaping @Sendable (Result<T, StorageError>) -> Void) -> Void,
+        _ finish: @escaping @Sendable (T) throws(NanaRemoteError) -> Reply,
+        then: (@Sendable (ConnectionHandler, T) -> Reply?)?
+    ) {
+        guard let context else { return }
+        pendingCalls += 1
+        state.inFlight.wrappingAdd(1, ordering: .relaxed)
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        operation { result in
+            let reply: Reply
+            let value: T?
+            switch result {
+            case .success(let v):
+                value = v
+                do throws(NanaRemoteError) { reply = try finish(v) } catch { reply = .error(error) }
+            case .failure(let error):
+                value = nil
+                reply = .error(NanaRemoteError(error))
+            }
+            let deliver: @Sendable () -> Void = {
+                let handler = bound.value
+                var final = reply
+                if let then, let value, let override = then(handler, value) { final = override }
+                handler.completeLater(msgid, final)
+            }
+            if loop.inEventLoop { deliver() } else { loop.execute(deliver) }
+        }
+    }
+
+    private func completeLater(_ msgid: UInt32, _ reply: Reply) {
+        pendingCalls -= 1
+        state.inFlight.wrappingSubtract(1, ordering: .relaxed)
+        guard context != nil, !closing else { return }
+        self.reply(msgid, reply)
+        scheduleFlush()
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled, let context else { return }
+        flushScheduled = true
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        // Runs after every completion already queued on the loop: one flush for all of them.
+        context.eventLoop.execute { bound.value.flush() }
+    }
+
+    private func flush() {
+        flushScheduled = false
+        guard let context, out.readableBytes > 0 else { return }
+        let buffer = out
+        out = context.channel.allocator.buffer(capacity: 4096)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+}
+
+/// How a call is answered.
+enum Reply: Sendable {
+    case value(NanaValue)
+    /// A value already encoded as MessagePack (from the cache).
+    case encoded(EncodedValue)
+    case error(NanaRemoteError)
+}
+
+@available(*, unavailable)
+extension ConnectionHandler: Sendable {}

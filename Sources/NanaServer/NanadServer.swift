@@ -1,0 +1,146 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NanaStorage
+import NanaWire
+import ServiceLifecycle
+
+/// The daemon: serves the protocol on a Unix domain socket until graceful shutdown.
+///
+/// Shutdown order: stop accepting, wait (bounded) for calls in flight, close connections,
+/// then close every database (readers first, then the writer, which checkpoints the WAL).
+public final class NanadServer: Service, Sendable {
+    public let configuration: ServerConfiguration
+    private let logger: Logger
+    private let group: MultiThreadedEventLoopGroup
+    private let onReady: (@Sendable (String) -> Void)?
+
+    /// - Parameter onReady: called with the socket path once it accepts connections.
+    public init(configuration: ServerConfiguration, logger: Logger, onReady: (@Sendable (String) -> Void)? = nil) {
+        self.configuration = configuration
+        self.logger = logger
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopCount))
+        self.onReady = onReady
+    }
+
+    public func run() async throws {
+        let registry = try DatabaseRegistry(dataDirectory: configuration.dataDirectory, decoder: ValueCodec(), logger: logger)
+        let state = ServerState(configuration: configuration, registry: registry, logger: logger)
+        try Self.prepareSocketPath(configuration.socketPath)
+
+        let maximumFrameLength = configuration.maximumFrameLength
+        let childChannels = ChannelCollector()
+        // The socket is created with the configured mode from the start: no window in which
+        // it is reachable with looser permissions.
+        let previousMask = umask(0o777 & ~mode_t(configuration.socketMode))
+        let serverChannel: any Channel
+        do {
+            serverChannel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    childChannels.add(channel)
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NanaFrameDecoder(maximumLength: maximumFrameLength)))
+                        try channel.pipeline.syncOperations.addHandler(ConnectionHandler(state: state))
+                    }
+                }
+                .bind(unixDomainSocketPath: configuration.socketPath)
+                .get()
+            umask(previousMask)
+        } catch {
+            umask(previousMask)
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        _ = chmod(configuration.socketPath, mode_t(configuration.socketMode))
+        logger.info("nanad serving", metadata: [
+            "socket": "\(configuration.socketPath)", "data_dir": "\(registry.dataDirectory)",
+            "event_loops": "\(configuration.eventLoopCount)", "version": "\(NanadInfo.version)",
+        ])
+        onReady?(configuration.socketPath)
+
+        // Wait for SIGTERM/SIGINT (via the ServiceGroup) or cancellation.
+        try? await gracefulShutdown()
+
+        logger.info("shutting down: no longer accepting connections")
+        try? await serverChannel.close()
+        let deadline = ContinuousClock.now + .seconds(configuration.shutdownDrainSeconds)
+        while state.inFlight.load(ordering: .relaxed) > 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        let leftOver = state.inFlight.load(ordering: .relaxed)
+        if leftOver > 0 {
+            logger.warning("closing connections with calls still in flight", metadata: ["in_flight": "\(leftOver)"])
+        }
+        await childChannels.closeAll()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                registry.closeAll()  // blocks until every writer has committed and closed
+                continuation.resume()
+            }
+        }
+        try? FileManager.default.removeItem(atPath: configuration.socketPath)
+        try? await group.shutdownGracefully()
+        logger.info("nanad stopped")
+    }
+
+    /// Refuses to start if a live daemon answers on `path`; removes a stale socket file.
+    static func prepareSocketPath(_ path: String) throws {
+        var status = stat()
+        guard lstat(path, &status) == 0 else { return }  // nothing there
+        guard (status.st_mode & S_IFMT) == S_IFSOCK else {
+            throw NanadError("\(path) exists and is not a socket; refusing to replace it")
+        }
+        if socketAcceptsConnections(path) {
+            throw NanadError("another nanad is already serving on \(path)")
+        }
+        guard unlink(path) == 0 else {
+            throw NanadError("cannot remove stale socket \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private static func socketAcceptsConnections(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return rc == 0
+    }
+}
+
+/// A start-up failure with a message for the operator.
+public struct NanadError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The live client connections, so that shutdown can close them.
+final class ChannelCollector: Sendable {
+    private let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        channels.withLockedValue { $0[id] = channel }
+        channel.closeFuture.whenComplete { _ in
+            self.channels.withLockedValue { _ = $0.removeValue(forKey: id) }
+        }
+    }
+
+    func closeAll() async {
+        let all = channels.withLockedValue { Array($0.values) }
+        for channel in all { try? await channel.close() }
+    }
+}

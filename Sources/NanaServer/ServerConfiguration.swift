@@ -1,0 +1,32 @@
+import Logging
+import NanaStorage
+import NanaWire
+
+/// Everything `nanad` can be told, with the defaults it runs with.
+public struct ServerConfiguration: Sendable {
+    /// The Unix domain socket to serve on.
+    public var socketPath: String
+    /// The folder whose files clients may open.
+    public var dataDirectory: String
+    /// Permission bits of the socket file.
+    public var socketMode: UInt16 = 0o600
+    /// Largest frame body accepted; larger ones are refused before being read.
+    public var maximumFrameLength = NanaFrame.defaultMaximumLength
+    /// Event loops serving connections. One is fastest on a 2-core machine (measured).
+    public var eventLoopCount = 1
+    /// How databases are opened unless a client's `open` says otherwise.
+    public var databaseOptions = DatabaseOptions()
+    /// How long shutdown waits for in-flight requests before closing connections anyway.
+    public var shutdownDrainSeconds: Double = 10
+
+    public init(socketPath: String = NanaProtocol.defaultSocketPath, dataDirectory: String = "nanad-data") {
+        self.socketPath = socketPath
+        self.dataDirectory = dataDirectory
+    }
+}
+
+/// What the server tells the world about itself.
+public enum NanadInfo {
+    public static let name = "nanad"
+    public static let version = "0.1.0"
+}

@@ -1,0 +1,41 @@
+import NanaStorage
+
+/// What one connection has opened: integer handles for tables, as `open` and `table` return.
+/// Lives on the connection's event loop.
+struct Session {
+    struct Handle {
+        let table: KeyValueTable
+        /// The handle of the `open` this one descends from (itself for a root).
+        let root: Int64
+    }
+
+    private(set) var handles: [Int64: Handle] = [:]
+    private var nextHandle: Int64 = 1
+    /// Table names of handles closed so far, for NanaSQLite's closed-error message.
+    private var closed: [Int64: String] = [:]
+
+    mutating func add(_ table: KeyValueTable, root: Int64?) -> Int64 {
+        let id = nextHandle
+        nextHandle += 1
+        handles[id] = Handle(table: table, root: root ?? id)
+        return id
+    }
+
+    func table(_ id: Int64) -> Result<Handle, StorageError> {
+        if let handle = handles[id] { return .success(handle) }
+        if let name = closed[id] {
+            return .failure(StorageError(.closed, "Database connection is closed (table: '\(name)')."))
+        }
+        return .failure(StorageError(.closed, "no open database with handle \(id) on this connection"))
+    }
+
+    /// Closes a handle; closing a root closes the tables opened from it too.
+    mutating func close(_ id: Int64) {
+        guard let handle = handles[id] else { return }
+        let doomed = handle.root == id ? handles.filter { $0.value.root == id }.map(\.key) : [id]
+        for h in doomed {
+            closed[h] = handles[h]?.table.name
+            handles[h] = nil
+        }
+    }
+}

@@ -1,0 +1,304 @@
+import Dispatch
+import Logging
+import Synchronization
+
+/// How a database file is opened. The first open of a file decides; later opens share it.
+public struct DatabaseOptions: Sendable, Hashable {
+    /// NanaSQLite's `optimize`: WAL, synchronous NORMAL, mmap and page-cache PRAGMAs.
+    public var optimize = true
+    /// NanaSQLite's `cache_size_mb`: SQLite's page cache per connection.
+    public var cacheSizeMB = 64
+    /// How long a connection waits for a lock held by another process (NanaSQLite sets none).
+    public var busyTimeoutMilliseconds: Int32 = 5000
+    /// Read-only connections that serve cache misses, each on its own thread.
+    public var readerCount = 2
+    /// Most write requests committed in one transaction.
+    public var maximumBatchSize = 1024
+
+    public init() {}
+}
+
+/// Counters a database keeps about its writer.
+public struct WriterStatistics: Sendable, Hashable {
+    /// Transactions committed.
+    public var commits = 0
+    /// Write requests committed.
+    public var writes = 0
+    /// Write requests that failed.
+    public var failedWrites = 0
+    /// The largest number of requests one transaction held.
+    public var largestBatch = 0
+}
+
+/// One SQLite file owned by the daemon: a writer thread with the only read-write connection,
+/// read-only connections on reader threads, and the key-value tables with their shared caches.
+///
+/// Writes are group-committed: the writer takes every request waiting in its queue, runs them
+/// in one `BEGIN IMMEDIATE` transaction, commits, then updates the caches and completes each
+/// request. No request is answered before the COMMIT that holds it.
+public final class Database: Sendable {
+    public let path: String
+    public let options: DatabaseOptions
+    let decoder: any StoredValueDecoder
+    let logger: Logger
+
+    private let writeQueue = JobQueue<WriteJob>()
+    private let readQueue = JobQueue<ReadJob>()
+    private let tables = Mutex<[String: KeyValueTable]>([:])
+    private let statistics = Mutex(WriterStatistics())
+    private let closed = DispatchSemaphore(value: 0)
+    private let isClosing = Atomic<Bool>(false)
+
+    private init(path: String, options: DatabaseOptions, decoder: any StoredValueDecoder, logger: Logger) {
+        self.path = path
+        self.options = options
+        self.decoder = decoder
+        self.logger = logger
+    }
+
+    /// Opens `path` on a new writer thread and calls `completion` there once the file is open
+    /// (or could not be opened).
+    public static func open(
+        path: String,
+        options: DatabaseOptions,
+        decoder: any StoredValueDecoder,
+        logger: Logger,
+        completion: @escaping @Sendable (Result<Database, StorageError>) -> Void
+    ) {
+        let database = Database(path: path, options: options, decoder: decoder, logger: logger)
+        startThread(name: "nanad-writer") { database.runWriter(opened: completion) }
+    }
+
+    /// Opens `path` and waits for it.
+    public static func open(path: String, options: DatabaseOptions = DatabaseOptions(), decoder: any StoredValueDecoder, logger: Logger) async throws(StorageError) -> Database {
+        let result = await withCheckedContinuation { continuation in
+            open(path: path, options: options, decoder: decoder, logger: logger) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    public var writerStatistics: WriterStatistics { statistics.withLock { $0 } }
+
+    /// Write requests waiting for the writer.
+    public var writeQueueDepth: Int { writeQueue.count }
+
+    /// The tables opened so far.
+    public var openTables: [KeyValueTable] { tables.withLock { Array($0.values) } }
+
+    /// Finishes queued work, closes the readers and then the writer (whose close checkpoints
+    /// the WAL), and waits for all of it. Safe to call more than once.
+    public func close() {
+        if isClosing.exchange(true, ordering: .acquiringAndReleasing) { return }
+        writeQueue.close()
+        closed.wait()
+        closed.signal()  // let a second caller through too
+    }
+
+    // MARK: Tables
+
+    /// The key-value table `name` (validated, created if missing), shared by every session.
+    public func table(named name: String, completion: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) {
+        let quoted: String
+        do { quoted = try Identifier.quoted(name) } catch { return completion(.failure(error)) }
+        let canonical = Identifier.canonical(name)
+        if let existing = tables.withLock({ $0[canonical] }) { return completion(.success(existing)) }
+        submit(WriteJob(
+            mode: .statement,
+            run: { connection throws(StorageError) in
+                try connection.execute("CREATE TABLE IF NOT EXISTS \(quoted) (key TEXT PRIMARY KEY, value TEXT)")
+                return {
+                    let table = self.tables.withLock { tables in
+                        if let existing = tables[canonical] { return existing }
+                        let table = KeyValueTable(database: self, name: name, quoted: quoted)
+                        tables[canonical] = table
+                        return table
+                    }
+                    completion(.success(table))
+                }
+            },
+            fail: { completion(.failure($0)) }
+        ))
+    }
+
+    public func table(named name: String) async throws(StorageError) -> KeyValueTable {
+        let result = await withCheckedContinuation { continuation in
+            table(named: name) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    // MARK: Jobs
+
+    func submit(_ job: WriteJob) {
+        if !writeQueue.push(job) {
+            job.fail(StorageError(.closed, "Database connection is closed (\(path))."))
+        }
+    }
+
+    func submitRead(_ job: ReadJob) {
+        if !readQueue.push(job) {
+            job.fail(StorageError(.closed, "Database connection is closed (\(path))."))
+        }
+    }
+
+    // MARK: Writer thread
+
+    private func runWriter(opened: @Sendable (Result<Database, StorageError>) -> Void) {
+        let connection: SQLiteConnection
+        do {
+            connection = try SQLiteConnection(path: path, readOnly: false, busyTimeoutMilliseconds: options.busyTimeoutMilliseconds)
+            if options.optimize {
+                // NanaSQLite's PRAGMAs, in its order (behaviour spec §1.5).
+                try connection.execute("PRAGMA journal_mode = WAL")
+                try connection.execute("PRAGMA synchronous = NORMAL")
+                try connection.execute("PRAGMA mmap_size = 268435456")
+                try connection.execute("PRAGMA cache_size = -\(options.cacheSizeMB * 1024)")
+                try connection.execute("PRAGMA temp_store = MEMORY")
+                try connection.execute("PRAGMA page_size = 4096")
+            }
+        } catch {
+            writeQueue.close()
+            while let batch = writeQueue.takeBatch(limit: .max) { batch.forEach { $0.fail(error) } }
+            closed.signal()
+            opened(.failure(error))
+            return
+        }
+        let readersDone = DispatchGroup()
+        for index in 0..<max(1, options.readerCount) {
+            readersDone.enter()
+            startThread(name: "nanad-reader-\(index)") {
+                self.runReader()
+                readersDone.leave()
+            }
+        }
+        opened(.success(self))
+
+        while let batch = writeQueue.takeBatch(limit: options.maximumBatchSize) {
+            process(batch, on: connection)
+        }
+        readQueue.close()
+        readersDone.wait()
+        withExtendedLifetime(connection) {}
+        logger.debug("database closed", metadata: ["db.path": "\(path)"])
+        closed.signal()
+    }
+
+    private func process(_ batch: [WriteJob], on connection: SQLiteConnection) {
+        var start = 0
+        while start < batch.count {
+            if batch[start].mode == .exclusive {
+                runExclusive(batch[start], on: connection)
+                start += 1
+                continue
+            }
+            var end = start
+            while end < batch.count && batch[end].mode != .exclusive { end += 1 }
+            commit(batch[start..<end], on: connection)
+            start = end
+        }
+    }
+
+    private func runExclusive(_ job: WriteJob, on connection: SQLiteConnection) {
+        do {
+            let action = try job.run(connection)
+            action()
+        } catch {
+            job.fail(error)
+        }
+    }
+
+    /// Runs jobs in one transaction; each job's effects are published only after COMMIT.
+    private func commit(_ jobs: ArraySlice<WriteJob>, on connection: SQLiteConnection) {
+        do {
+            try connection.execute("BEGIN IMMEDIATE")
+        } catch {
+            jobs.forEach { $0.fail(error) }
+            return
+        }
+        var committed: [(action: CommitAction, fail: @Sendable (StorageError) -> Void)] = []
+        committed.reserveCapacity(jobs.count)
+        var failures = 0
+        for (offset, job) in jobs.enumerated() {
+            do {
+                if job.mode == .savepoint { try connection.execute("SAVEPOINT nana_job") }
+                let action = try job.run(connection)
+                if job.mode == .savepoint { try connection.execute("RELEASE nana_job") }
+                committed.append((action, job.fail))
+            } catch {
+                failures += 1
+                if connection.isAutocommit {
+                    // SQLite rolled the whole transaction back (disk full, I/O error): nothing
+                    // in this batch was written.
+                    job.fail(error)
+                    committed.forEach { $0.fail(error) }
+                    jobs.dropFirst(offset + 1).forEach { $0.fail(error) }
+                    return
+                }
+                if job.mode == .savepoint {
+                    try? connection.execute("ROLLBACK TO nana_job; RELEASE nana_job")
+                }
+                job.fail(error)
+            }
+        }
+        do {
+            try connection.execute("COMMIT")
+        } catch {
+            try? connection.execute("ROLLBACK")
+            committed.forEach { $0.fail(error) }
+            return
+        }
+        statistics.withLock {
+            $0.commits += 1
+            $0.writes += committed.count
+            $0.failedWrites += failures
+            $0.largestBatch = max($0.largestBatch, jobs.count)
+        }
+        for entry in committed { entry.action() }
+    }
+
+    // MARK: Reader threads
+
+    private func runReader() {
+        let connection: SQLiteConnection
+        do {
+            connection = try SQLiteConnection(path: path, readOnly: true, busyTimeoutMilliseconds: options.busyTimeoutMilliseconds)
+            if options.optimize {
+                try connection.execute("PRAGMA mmap_size = 268435456")
+                try connection.execute("PRAGMA cache_size = -\(options.cacheSizeMB * 1024)")
+            }
+        } catch {
+            logger.error("reader could not open the database", metadata: ["db.path": "\(path)", "error": "\(error)"])
+            while let job = readQueue.takeOne() { job.fail(error) }
+            return
+        }
+        while let job = readQueue.takeOne() {
+            job.run(connection)
+        }
+    }
+}
+
+/// What a write job does once its transaction has committed: update caches, answer the caller.
+typealias CommitAction = @Sendable () -> Void
+
+/// One request for the writer.
+struct WriteJob: Sendable {
+    enum Mode: Sendable {
+        /// One statement: atomic by itself inside the group transaction.
+        case statement
+        /// Several statements: wrapped in a savepoint so that a failure undoes only this job.
+        case savepoint
+        /// Runs alone, outside any transaction (VACUUM, checkpoints).
+        case exclusive
+    }
+
+    let mode: Mode
+    let run: @Sendable (SQLiteConnection) throws(StorageError) -> CommitAction
+    let fail: @Sendable (StorageError) -> Void
+
+}
+
+/// One request for a reader.
+struct ReadJob: Sendable {
+    let run: @Sendable (SQLiteConnection) -> Void
+    let fail: @Sendable (StorageError) -> Void
+}

@@ -1,0 +1,65 @@
+import DequeModule
+import Foundation
+
+/// A blocking queue of jobs for the storage threads (the writer and the readers).
+///
+/// SQLite calls block, so they run on threads of their own, never on an event loop or the
+/// Swift concurrency pool. `@unchecked Sendable`: every field is read and written only while
+/// `condition` is locked.
+final class JobQueue<Job: Sendable>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs = Deque<Job>()
+    private var closed = false
+
+    /// Adds a job; false once the queue is closed.
+    func push(_ job: Job) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !closed else { return false }
+        jobs.append(job)
+        condition.signal()
+        return true
+    }
+
+    /// Waits for work and takes up to `limit` jobs; nil once closed and drained.
+    func takeBatch(limit: Int) -> [Job]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while jobs.isEmpty && !closed { condition.wait() }
+        if jobs.isEmpty { return nil }
+        let n = min(limit, jobs.count)
+        let batch = Array(jobs.prefix(n))
+        jobs.removeFirst(n)
+        return batch
+    }
+
+    /// Waits for one job; nil once closed and drained.
+    func takeOne() -> Job? {
+        condition.lock()
+        defer { condition.unlock() }
+        while jobs.isEmpty && !closed { condition.wait() }
+        return jobs.popFirst()
+    }
+
+    /// Refuses new jobs; the ones queued are still handed out.
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    var count: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return jobs.count
+    }
+}
+
+/// Starts a named thread that runs `body` once.
+func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
+    let thread = Thread(block: body)
+    thread.name = name
+    thread.stackSize = 4 << 20
+    thread.start()
+}

@@ -1,0 +1,362 @@
+/// A NanaSQLite key-value table, `"<name>"(key TEXT PRIMARY KEY, value TEXT)`, with its shared
+/// cache. Every session that opens the same table of the same file gets this one object.
+///
+/// Operations complete through callbacks on storage threads (the caller hops back to its own
+/// executor); ``cached(_:)`` answers from the cache on the caller's thread without blocking on
+/// SQLite. Async wrappers are in `KeyValueTable+Async.swift`.
+public final class KeyValueTable: Sendable {
+    /// The name as first opened.
+    public let name: String
+    /// The file this table lives in.
+    public let database: Database
+    let cache = TableCache()
+    private let sql: SQL
+
+    struct SQL: Sendable {
+        let write, delete, deleteReturning, read, contains, all, count, keys, insertIfMissing, clear: String
+
+        init(quoted t: String) {
+            write = "INSERT OR REPLACE INTO \(t) (key, value) VALUES (?, ?)"
+            delete = "DELETE FROM \(t) WHERE key = ?"
+            deleteReturning = "DELETE FROM \(t) WHERE key = ? RETURNING value"
+            read = "SELECT value FROM \(t) WHERE key = ?"
+            contains = "SELECT 1 FROM \(t) WHERE key = ? LIMIT 1"
+            all = "SELECT key, value FROM \(t)"
+            count = "SELECT COUNT(*) FROM \(t)"
+            keys = "SELECT key FROM \(t)"
+            insertIfMissing = "INSERT OR IGNORE INTO \(t) (key, value) VALUES (?, ?)"
+            clear = "DELETE FROM \(t)"
+        }
+
+        func batchRead(_ count: Int, quoted t: String) -> String {
+            "SELECT key, value FROM \(t) WHERE key IN (\(Array(repeating: "?", count: count).joined(separator: ",")))"
+        }
+    }
+
+    /// Keys per `IN (…)` query in a batch read.
+    static let batchReadChunk = 500
+
+    private let quoted: String
+
+    init(database: Database, name: String, quoted: String) {
+        self.database = database
+        self.name = name
+        self.quoted = quoted
+        self.sql = SQL(quoted: quoted)
+    }
+
+    public var path: String { database.path }
+
+    public var cacheStatistics: CacheStatistics { cache.statistics }
+
+    // MARK: Cache
+
+    /// What the cache knows about `key`, without touching SQLite. `nil` means "ask SQLite".
+    public func cached(_ key: String) -> CacheEntry? { cache.lookup(key) }
+
+    /// NanaSQLite's `is_cached`: the key has a cached value or is known to be absent.
+    public func isCached(_ key: String) -> Bool { cache.contains(key) }
+
+    /// Drops every cached entry; SQLite is untouched.
+    public func clearCache() { cache.clear() }
+
+    /// Forgets one key so that the next read goes to SQLite.
+    public func forget(_ key: String) { cache.forget(key) }
+
+    // MARK: Reads
+
+    /// The value of `key`, from the cache or else a reader connection; `nil` when missing.
+    public func get(_ key: String, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
+        switch cache.lookup(key) {
+        case .present(let value): return completion(.success(value))
+        case .absent: return completion(.success(nil))
+        case nil: break
+        }
+        let epoch = cache.epoch
+        read(completion) { connection throws(StorageError) in
+            let value = try self.readValue(key, on: connection)
+            self.cache.fill(key, value.map(CacheEntry.present) ?? .absent, readAt: epoch)
+            return value
+        }
+    }
+
+    /// Reads `key` from SQLite, bypassing the cache, and puts what it found in the cache.
+    /// It runs on the writer so that nothing can commit between the read and the cache update.
+    public func getFresh(_ key: String, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
+        write(.statement, completion) { connection throws(StorageError) in
+            let value = try self.readValue(key, on: connection)
+            return (value.map { .set(key, $0) } ?? .remove(key), value)
+        }
+    }
+
+    /// Whether `key` exists; a miss is remembered as absent.
+    public func contains(_ key: String, completion: @escaping @Sendable (Result<Bool, StorageError>) -> Void) {
+        switch cache.lookup(key) {
+        case .present: return completion(.success(true))
+        case .absent: return completion(.success(false))
+        case nil: break
+        }
+        let epoch = cache.epoch
+        read(completion) { connection throws(StorageError) in
+            let statement = try connection.cachedStatement(self.sql.contains)
+            let found = try statement.withReset { (s) throws(StorageError) -> Bool in
+                s.bind(key, at: 1)
+                return try s.step()
+            }
+            if !found { self.cache.fill(key, .absent, readAt: epoch) }
+            return found
+        }
+    }
+
+    /// Number of rows (`SELECT COUNT(*)`).
+    public func count(completion: @escaping @Sendable (Result<Int, StorageError>) -> Void) {
+        read(completion) { connection throws(StorageError) in
+            let statement = try connection.cachedStatement(self.sql.count)
+            return try statement.withReset { (s) throws(StorageError) -> Int in
+                _ = try s.step()
+                return Int(s.columnInt64(0))
+            }
+        }
+    }
+
+    /// Every key, in SQLite's order.
+    public func keys(completion: @escaping @Sendable (Result<[String], StorageError>) -> Void) {
+        read(completion) { connection throws(StorageError) in
+            let statement = try connection.cachedStatement(self.sql.keys)
+            return try statement.withReset { (s) throws(StorageError) -> [String] in
+                var keys: [String] = []
+                while try s.step() { keys.append(s.columnString(0)) }
+                return keys
+            }
+        }
+    }
+
+    /// Every row, in SQLite's order. Always read from SQLite, so it is complete whatever the
+    /// cache holds; the rows also fill the cache (NanaSQLite's `load_all`).
+    public func items(completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
+        let epoch = cache.epoch
+        read(completion) { connection throws(StorageError) in
+            let statement = try connection.cachedStatement(self.sql.all)
+            let rows = try statement.withReset { (s) throws(StorageError) -> [(String, EncodedValue)] in
+                var rows: [(String, EncodedValue)] = []
+                while try s.step() {
+                    rows.append((s.columnString(0), try self.decodeColumn(s, 1)))
+                }
+                return rows
+            }
+            self.cache.fillAll(rows, readAt: epoch)
+            return rows
+        }
+    }
+
+    /// The values of the keys that exist, in the order asked (repeated keys once).
+    public func batchGet(_ keys: [String], completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
+        var found: [String: EncodedValue] = [:]
+        var missing: [String] = []
+        var seen = Set<String>()
+        for key in keys where seen.insert(key).inserted {
+            switch cache.lookup(key) {
+            case .present(let value): found[key] = value
+            case .absent: break
+            case nil: missing.append(key)
+            }
+        }
+        let ordered = seen.count == keys.count ? keys : { var s = Set<String>(); return keys.filter { s.insert($0).inserted } }()
+        if missing.isEmpty {
+            return completion(.success(ordered.compactMap { key in found[key].map { (key, $0) } }))
+        }
+        let epoch = cache.epoch
+        let cached = found
+        let toRead = missing
+        read(completion) { connection throws(StorageError) in
+            var results = cached
+            try connection.execute("BEGIN")
+            defer { try? connection.execute("COMMIT") }
+            var start = 0
+            while start < toRead.count {
+                let chunk = toRead[start..<min(start + Self.batchReadChunk, toRead.count)]
+                let statement = try connection.cachedStatement(self.sql.batchRead(chunk.count, quoted: self.quoted))
+                try statement.withReset { (s) throws(StorageError) in
+                    for (i, key) in chunk.enumerated() { s.bind(key, at: Int32(i + 1)) }
+                    while try s.step() {
+                        results[s.columnString(0)] = try self.decodeColumn(s, 1)
+                    }
+                }
+                start += chunk.count
+            }
+            for key in toRead {
+                self.cache.fill(key, results[key].map(CacheEntry.present) ?? .absent, readAt: epoch)
+            }
+            return ordered.compactMap { key in results[key].map { (key, $0) } }
+        }
+    }
+
+    // MARK: Writes
+
+    /// Stores `value` under `key`.
+    public func set(_ key: String, _ value: StorableValue, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        write(.statement, completion) { connection throws(StorageError) in
+            try self.writeRow(key, value, on: connection)
+            return (.set(key, value.encoded), ())
+        }
+    }
+
+    /// Deletes `key`; fails with `keyNotFound` when it does not exist.
+    public func delete(_ key: String, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        write(.statement, completion) { connection throws(StorageError) in
+            let statement = try connection.cachedStatement(self.sql.delete)
+            try statement.withReset { (s) throws(StorageError) in
+                s.bind(key, at: 1)
+                try s.run()
+            }
+            guard connection.changes > 0 else { throw StorageError(.keyNotFound, key) }
+            return (.remove(key), ())
+        }
+    }
+
+    /// Deletes `key` and returns the value it had, or `nil` when it did not exist.
+    public func pop(_ key: String, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
+        write(.statement, completion) { connection throws(StorageError) in
+            let statement = try connection.cachedStatement(self.sql.deleteReturning)
+            let old = try statement.withReset { (s) throws(StorageError) -> EncodedValue? in
+                s.bind(key, at: 1)
+                guard try s.step() else { return nil }
+                let value = try self.decodeColumn(s, 0)
+                try s.run()
+                return value
+            }
+            return (.remove(key), old)
+        }
+    }
+
+    /// Returns the value of `key`, first storing `value` if the key is missing.
+    public func setDefault(_ key: String, _ value: StorableValue, completion: @escaping @Sendable (Result<EncodedValue, StorageError>) -> Void) {
+        write(.statement, completion) { connection throws(StorageError) in
+            let insert = try connection.cachedStatement(self.sql.insertIfMissing)
+            try insert.withReset { (s) throws(StorageError) in
+                s.bind(key, at: 1)
+                s.bind(utf8: value.json, at: 2)
+                try s.run()
+            }
+            if connection.changes > 0 { return (.set(key, value.encoded), value.encoded) }
+            guard let existing = try self.readValue(key, on: connection) else {
+                throw StorageError(.database, "setdefault: row vanished inside its own transaction")
+            }
+            return (.set(key, existing), existing)
+        }
+    }
+
+    /// Stores every pair in one transaction: all or nothing.
+    public func batchUpdate(_ rows: [(String, StorableValue)], completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        guard !rows.isEmpty else { return completion(.success(())) }
+        write(.savepoint, completion) { connection throws(StorageError) in
+            for (key, value) in rows { try self.writeRow(key, value, on: connection) }
+            return (.many(rows.map { .set($0.0, $0.1.encoded) }), ())
+        }
+    }
+
+    /// Deletes every key in one transaction; missing keys are ignored.
+    public func batchDelete(_ keys: [String], completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        guard !keys.isEmpty else { return completion(.success(())) }
+        write(.savepoint, completion) { connection throws(StorageError) in
+            let statement = try connection.cachedStatement(self.sql.delete)
+            for key in keys {
+                try statement.withReset { (s) throws(StorageError) in
+                    s.bind(key, at: 1)
+                    try s.run()
+                }
+            }
+            return (.many(keys.map { .remove($0) }), ())
+        }
+    }
+
+    /// Deletes every row.
+    public func clear(completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        write(.statement, completion) { connection throws(StorageError) in
+            try connection.cachedStatement(self.sql.clear).withReset { (s) throws(StorageError) in try s.run() }
+            return (.removeAll, ())
+        }
+    }
+
+    // MARK: Plumbing
+
+    private func readValue(_ key: String, on connection: SQLiteConnection) throws(StorageError) -> EncodedValue? {
+        let statement = try connection.cachedStatement(sql.read)
+        return try statement.withReset { (s) throws(StorageError) -> EncodedValue? in
+            s.bind(key, at: 1)
+            guard try s.step() else { return nil }
+            return try decodeColumn(s, 0)
+        }
+    }
+
+    private func writeRow(_ key: String, _ value: StorableValue, on connection: SQLiteConnection) throws(StorageError) {
+        let statement = try connection.cachedStatement(sql.write)
+        try statement.withReset { (s) throws(StorageError) in
+            s.bind(key, at: 1)
+            s.bind(utf8: value.json, at: 2)
+            try s.run()
+        }
+    }
+
+    private func decodeColumn(_ statement: Statement, _ index: Int32) throws(StorageError) -> EncodedValue {
+        if statement.columnIsNull(index) {
+            return try database.decoder.decode(stored: UnsafeRawBufferPointer(start: nil, count: 0), isBlob: false)
+        }
+        return try database.decoder.decode(stored: statement.columnBytes(index), isBlob: statement.columnIsBlob(index))
+    }
+
+    private func read<T>(
+        _ completion: @escaping @Sendable (Result<T, StorageError>) -> Void,
+        _ body: @escaping @Sendable (SQLiteConnection) throws(StorageError) -> T
+    ) {
+        database.submitRead(ReadJob(
+            run: { connection in
+                do throws(StorageError) { completion(.success(try body(connection))) } catch { completion(.failure(error)) }
+            },
+            fail: { completion(.failure($0)) }
+        ))
+    }
+
+    /// Queues a write; `body` returns the cache change to publish after COMMIT and the result.
+    private func write<T>(
+        _ mode: WriteJob.Mode,
+        _ completion: @escaping @Sendable (Result<T, StorageError>) -> Void,
+        _ body: @escaping @Sendable (SQLiteConnection) throws(StorageError) -> (PendingChange, T)
+    ) {
+        database.submit(WriteJob(
+            mode: mode,
+            run: { connection throws(StorageError) in
+                let (change, result) = try body(connection)
+                let box = UncheckedSendable(result)
+                return {
+                    self.cache.apply(change.changes)
+                    completion(.success(box.value))
+                }
+            },
+            fail: { completion(.failure($0)) }
+        ))
+    }
+}
+
+/// The cache change a write publishes after COMMIT.
+enum PendingChange {
+    case set(String, EncodedValue)
+    case remove(String)
+    case removeAll
+    case many([CacheChange])
+
+    var changes: [CacheChange] {
+        switch self {
+        case .set(let k, let v): [.set(k, v)]
+        case .remove(let k): [.remove(k)]
+        case .removeAll: [.removeAll]
+        case .many(let c): c
+        }
+    }
+}
+
+/// Carries a result from the writer's transaction to its commit action on the same thread.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

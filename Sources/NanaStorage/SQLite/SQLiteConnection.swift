@@ -1,0 +1,62 @@
+import CSQLite
+
+/// One SQLite connection, used by exactly one thread at a time (the writer's or a reader's).
+///
+/// It is opened with `SQLITE_OPEN_NOMUTEX` because the thread that owns it already serialises
+/// every call; that is also why it is not `Sendable`.
+final class SQLiteConnection {
+    let handle: OpaquePointer
+    let path: String
+    private var statements: [String: Statement] = [:]
+
+    /// Opens `path`. A read-only connection never creates the file.
+    init(path: String, readOnly: Bool, busyTimeoutMilliseconds: Int32) throws(StorageError) {
+        var db: OpaquePointer?
+        let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close_v2(db)
+            throw StorageError(.connection, "Failed to connect to database: \(message)", sqliteCode: rc)
+        }
+        handle = db
+        self.path = path
+        sqlite3_extended_result_codes(db, 1)
+        sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
+    }
+
+    deinit {
+        statements.removeAll()  // finalize before closing
+        sqlite3_close_v2(handle)
+    }
+
+    /// Runs one or more statements that return no rows.
+    func execute(_ sql: String) throws(StorageError) {
+        let rc = sqlite3_exec(handle, sql, nil, nil, nil)
+        guard rc == SQLITE_OK else { throw error(rc, context: sql) }
+    }
+
+    /// A prepared statement from this connection's cache, reset and ready to bind.
+    func cachedStatement(_ sql: String) throws(StorageError) -> Statement {
+        if let statement = statements[sql] {
+            return statement
+        }
+        let statement = try Statement(connection: self, sql: sql, persistent: true)
+        statements[sql] = statement
+        return statement
+    }
+
+    /// Whether no transaction is open (SQLite rolls a transaction back by itself on some errors).
+    var isAutocommit: Bool { sqlite3_get_autocommit(handle) != 0 }
+
+    /// Rows changed by the last INSERT, UPDATE or DELETE.
+    var changes: Int { Int(sqlite3_changes(handle)) }
+
+    func error(_ rc: Int32, context: String? = nil) -> StorageError {
+        let message = String(cString: sqlite3_errmsg(handle))
+        return StorageError(.database, message, sqliteCode: rc)
+    }
+}
+
+@available(*, unavailable)
+extension SQLiteConnection: Sendable {}

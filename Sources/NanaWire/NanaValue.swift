@@ -1,0 +1,159 @@
+import OrderedCollections
+
+/// A value that crosses the wire and is stored in a key-value table.
+///
+/// It is the MessagePack data model restricted to what NanaSQLite can hold, plus binary:
+/// maps have string keys and keep their order, integers stay distinct from doubles, and
+/// `true` stays distinct from `1` through every round trip (client → daemon → SQLite JSON →
+/// daemon → client).
+///
+/// ```swift
+/// let profile: NanaValue = ["name": "Ada", "age": 36, "admin": true, "score": 5.0]
+/// ```
+public enum NanaValue: Sendable, Hashable {
+    case `nil`
+    case bool(Bool)
+    /// Signed integers, and unsigned ones up to `Int64.max` (the decoder normalises them here).
+    case int(Int64)
+    /// Only for unsigned integers above `Int64.max`.
+    case uint(UInt64)
+    case double(Double)
+    case string(String)
+    /// Raw bytes. They cross the wire but cannot be stored as a key-value value, because
+    /// NanaSQLite stores JSON text (it raises `TypeError` for bytes too).
+    case binary([UInt8])
+    case array([NanaValue])
+    case map(OrderedDictionary<String, NanaValue>)
+}
+
+extension NanaValue {
+    /// The string, if this is a string.
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    /// The integer, if this is an integer that fits in `Int64`.
+    public var int64Value: Int64? {
+        switch self {
+        case .int(let v): return v
+        case .uint(let v): return v <= UInt64(Int64.max) ? Int64(v) : nil
+        default: return nil
+        }
+    }
+
+    /// The Boolean, if this is a Boolean (never an integer).
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
+    /// The double, if this is a double (never an integer).
+    public var doubleValue: Double? {
+        if case .double(let d) = self { return d }
+        return nil
+    }
+
+    /// The elements, if this is an array.
+    public var arrayValue: [NanaValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+
+    /// The entries, if this is a map.
+    public var mapValue: OrderedDictionary<String, NanaValue>? {
+        if case .map(let m) = self { return m }
+        return nil
+    }
+
+    /// True for `.nil`.
+    public var isNil: Bool {
+        if case .nil = self { return true }
+        return false
+    }
+
+    /// The element at `key` of a map, or `nil`.
+    public subscript(key: String) -> NanaValue? {
+        mapValue?[key]
+    }
+
+    /// A short name for the kind of value, for error messages.
+    public var typeName: String {
+        switch self {
+        case .nil: "nil"
+        case .bool: "bool"
+        case .int, .uint: "int"
+        case .double: "float"
+        case .string: "str"
+        case .binary: "bytes"
+        case .array: "list"
+        case .map: "dict"
+        }
+    }
+}
+
+extension NanaValue: ExpressibleByNilLiteral {
+    public init(nilLiteral: ()) { self = .nil }
+}
+
+extension NanaValue: ExpressibleByBooleanLiteral {
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+}
+
+extension NanaValue: ExpressibleByIntegerLiteral {
+    public init(integerLiteral value: Int64) { self = .int(value) }
+}
+
+extension NanaValue: ExpressibleByFloatLiteral {
+    public init(floatLiteral value: Double) { self = .double(value) }
+}
+
+extension NanaValue: ExpressibleByStringLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+}
+
+extension NanaValue: ExpressibleByArrayLiteral {
+    public init(arrayLiteral elements: NanaValue...) { self = .array(elements) }
+}
+
+extension NanaValue: ExpressibleByDictionaryLiteral {
+    public init(dictionaryLiteral elements: (String, NanaValue)...) {
+        self = .map(OrderedDictionary(elements, uniquingKeysWith: { _, last in last }))
+    }
+}
+
+extension NanaValue: CustomStringConvertible {
+    /// JSON-like text, for logs and tests. Binary shows as `b"<hex>"`.
+    public var description: String {
+        var out = ""
+        describe(into: &out)
+        return out
+    }
+
+    private func describe(into out: inout String) {
+        switch self {
+        case .binary(let bytes):
+            out += "b\""
+            for b in bytes { out += String(b, radix: 16).count == 1 ? "0" + String(b, radix: 16) : String(b, radix: 16) }
+            out += "\""
+        case .array(let items):
+            out += "["
+            for (i, item) in items.enumerated() {
+                if i > 0 { out += "," }
+                item.describe(into: &out)
+            }
+            out += "]"
+        case .map(let entries):
+            out += "{"
+            for (i, (k, v)) in entries.enumerated() {
+                if i > 0 { out += "," }
+                JSONWriter.writeString(k, into: &out)
+                out += ":"
+                v.describe(into: &out)
+            }
+            out += "}"
+        default:
+            out += (try? JSONWriter.string(from: self)) ?? "?"
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import NanaClient
+import NanaWire
+
+/// What one workload measured. Rates are per second over wall-clock time; latencies are in
+/// microseconds, taken per call with `ContinuousClock` and read from the sorted samples.
+struct WorkloadResult: Codable, Sendable {
+    /// Short id (`a` … `g`, `ping`).
+    var id: String
+    /// Stable machine-readable name, e.g. `get_16_connections`.
+    var name: String
+    /// What was done, for people.
+    var title: String
+    /// What the rate counts: `ops` (calls), `items` (rows of a batch) or `keys`.
+    var unit: String
+    /// Calls (or items/keys) measured.
+    var count: Int
+    var seconds: Double
+    /// `count / seconds`; for batch_update, the median over the repetitions.
+    var rate: Double
+    var p50Microseconds: Double
+    var p99Microseconds: Double
+    var errors: Int
+    /// Anything else worth keeping (commits during the run, keys found afterwards, …).
+    var notes: [String: Double] = [:]
+}
+
+/// Latency samples of one lane (one task doing sequential calls).
+struct Lane: Sendable {
+    var samples: [Duration] = []
+    var errors = 0
+    var firstError: String?
+
+    init(capacity: Int) { samples.reserveCapacity(capacity) }
+
+    /// Runs `body` once, timing it; a thrown error is counted, not rethrown.
+    mutating func time(_ body: () async throws -> Void) async {
+        let start = ContinuousClock.now
+        do {
+            try await body()
+        } catch {
+            errors += 1
+            if firstError == nil { firstError = "\(error)" }
+        }
+        samples.append(ContinuousClock.now - start)
+    }
+}
+
+extension Duration {
+    var microseconds: Double {
+        let c = components
+        return Double(c.seconds) * 1e6 + Double(c.attoseconds) / 1e12
+    }
+
+    var seconds: Double {
+        let c = components
+        return Double(c.seconds) + Double(c.attoseconds) / 1e18
+    }
+}
+
+/// The `q` quantile of sorted samples, by the same rule as loadgen.c (`sorted[Int(n * q)]`).
+func percentile(_ sorted: [Double], _ q: Double) -> Double {
+    guard !sorted.isEmpty else { return 0 }
+    return sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))]
+}
+
+func median(_ values: [Double]) -> Double {
+    guard !values.isEmpty else { return 0 }
+    let s = values.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// Runs `lanes` tasks at once, lane `l` making `perLane` sequential calls `body(l, i)`, and
+/// returns every lane's samples with the wall-clock time of the whole run.
+func runLanes(
+    _ lanes: Int,
+    perLane: Int,
+    _ body: @escaping @Sendable (_ lane: Int, _ i: Int) async throws -> Void
+) async -> (lanes: [Lane], wall: Duration) {
+    let start = ContinuousClock.now
+    let results = await withTaskGroup(of: Lane.self) { group in
+        for lane in 0..<lanes {
+            group.addTask {
+                var record = Lane(capacity: perLane)
+                for i in 0..<perLane {
+                    await record.time { try await body(lane, i) }
+                }
+                return record
+            }
+        }
+        var all: [Lane] = []
+        for await lane in group { all.append(lane) }
+        return all
+    }
+    return (results, ContinuousClock.now - start)
+}
+
+/// Runs `body` for `count` calls without timing them (warm-up).
+func warmUp(_ lanes: Int, perLane: Int, _ body: @escaping @Sendable (_ lane: Int, _ i: Int) async throws -> Void) async {
+    guard perLane > 0 else { return }
+    _ = await runLanes(lanes, perLane: perLane, body)
+}
+
+/// Folds the lanes of one run into a result.
+func summarize(
+    id: String, name: String, title: String, unit: String = "ops",
+    lanes: [Lane], wall: Duration
+) -> WorkloadResult {
+    var micros: [Double] = []
+    micros.reserveCapacity(lanes.reduce(0) { $0 + $1.samples.count })
+    for lane in lanes { for s in lane.samples { micros.append(s.microseconds) } }
+    micros.sort()
+    let errors = lanes.reduce(0) { $0 + $1.errors }
+    if let first = lanes.compactMap(\.firstError).first {
+        FileHandle.standardError.write(Data("\(name): \(errors) errors, first: \(first)\n".utf8))
+    }
+    let seconds = wall.seconds
+    return WorkloadResult(
+        id: id, name: name, title: title, unit: unit, count: micros.count, seconds: seconds,
+        rate: seconds > 0 ? Double(micros.count) / seconds : 0,
+        p50Microseconds: percentile(micros, 0.5), p99Microseconds: percentile(micros, 0.99), errors: errors
+    )
+}
+
+/// The writer's counters for the database a handle belongs to (`commits`, `writes`).
+func writerCounters(_ db: NanaDatabase) async -> (commits: Int, writes: Int)? {
+    guard let reply = try? await db.client.call("stats", ["db": .int(db.handle)]),
+          let first = reply["databases"]?.arrayValue?.first,
+          let commits = first["commits"]?.int64Value, let writes = first["writes"]?.int64Value
+    else { return nil }
+    return (Int(commits), Int(writes))
+}
+
+/// Adds "commits" and "writes per commit" notes from counters taken before and after a run.
+func noteGroupCommit(_ result: inout WorkloadResult, before: (commits: Int, writes: Int)?, after: (commits: Int, writes: Int)?) {
+    guard let before, let after else { return }
+    let commits = after.commits - before.commits
+    let writes = after.writes - before.writes
+    result.notes["commits"] = Double(commits)
+    if commits > 0 { result.notes["writes_per_commit"] = Double(writes) / Double(commits) }
+}
+
+/// A NanaSQLite-style value of about the size loadgen.c sends.
+func benchValue(_ n: Int) -> NanaValue {
+    ["name": "xxxxxxxxxxxxxxxxxxxxxxxxxx", "n": .int(Int64(n))]
+}

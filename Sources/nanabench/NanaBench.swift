@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct NanaBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nanabench",
+        abstract: "Measures nanad, and drives load from separate processes.",
+        subcommands: [Run.self, Worker.self],
+        defaultSubcommand: Run.self
+    )
+}

@@ -1,0 +1,68 @@
+import ArgumentParser
+import Logging
+import NanaServer
+import ServiceLifecycle
+
+@main
+struct Nanad: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nanad",
+        abstract: "Serves NanaSQLite databases to local processes over a Unix domain socket.",
+        discussion: "Runs in the foreground. SIGTERM or SIGINT stops accepting, answers what is in flight, closes the databases and exits 0."
+    )
+
+    @Option(name: .long, help: "Unix domain socket to serve on.")
+    var socket = "nanad-data/nanad.sock"
+
+    @Option(name: .customLong("data-dir"), help: "Folder whose database files clients may open (created if missing).")
+    var dataDir = "nanad-data"
+
+    @Option(name: .customLong("socket-mode"), help: "Permission bits of the socket file, in octal.")
+    var socketMode = "600"
+
+    @Option(name: .customLong("max-frame-size"), help: "Largest frame accepted, in bytes.")
+    var maxFrameSize = 16 * 1024 * 1024
+
+    @Option(name: .customLong("event-loops"), help: "Event-loop threads serving connections.")
+    var eventLoops = 1
+
+    @Option(name: .long, help: "Read-only SQLite connections per database.")
+    var readers = 2
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+
+    mutating func validate() throws {
+        guard UInt16(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode must be octal, like 600") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard maxFrameSize >= 64 else { throw ValidationError("--max-frame-size must be at least 64 bytes") }
+        guard eventLoops >= 1, readers >= 1 else { throw ValidationError("--event-loops and --readers must be at least 1") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "nanad")
+
+        var configuration = ServerConfiguration(socketPath: socket, dataDirectory: dataDir)
+        configuration.socketMode = UInt16(socketMode, radix: 8)!
+        configuration.maximumFrameLength = maxFrameSize
+        configuration.eventLoopCount = eventLoops
+        configuration.databaseOptions.readerCount = readers
+
+        let server = NanadServer(configuration: configuration, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("nanad stopped: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}

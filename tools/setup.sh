@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the system libraries nanad builds against, when they are missing (Debian/Ubuntu).
+set -euo pipefail
+need=()
+pkg-config --exists msgpack 2>/dev/null || need+=(libmsgpack-dev)
+pkg-config --exists sqlite3 2>/dev/null || need+=(libsqlite3-dev)
+command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
