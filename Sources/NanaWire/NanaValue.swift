@@ -10,7 +10,7 @@ import OrderedCollections
 /// ```swift
 /// let profile: NanaValue = ["name": "Ada", "age": 36, "admin": true, "score": 5.0]
 /// ```
-public enum NanaValue: Sendable, Hashable {
+public enum NanaValue: Sendable {
     case `nil`
     case bool(Bool)
     /// Signed integers, and unsigned ones up to `Int64.max` (the decoder normalises them here).
@@ -88,6 +88,50 @@ extension NanaValue {
         case .binary: "bytes"
         case .array: "list"
         case .map: "dict"
+        }
+    }
+}
+
+// Maps compare like Python dicts: the same pairs in any order are equal. (Order is still kept
+// through every round trip; it just does not decide equality.)
+extension NanaValue: Hashable {
+    public static func == (lhs: NanaValue, rhs: NanaValue) -> Bool {
+        switch (lhs, rhs) {
+        case (.nil, .nil): true
+        case (.bool(let a), .bool(let b)): a == b
+        case (.int(let a), .int(let b)): a == b
+        case (.uint(let a), .uint(let b)): a == b
+        case (.double(let a), .double(let b)): a == b
+        case (.string(let a), .string(let b)): a == b
+        case (.binary(let a), .binary(let b)): a == b
+        case (.array(let a), .array(let b)): a == b
+        case (.map(let a), .map(let b)): a.count == b.count && a.allSatisfy { key, value in b[key] == value }
+        default: false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .nil: hasher.combine(0)
+        case .bool(let b): hasher.combine(1); hasher.combine(b)
+        case .int(let i): hasher.combine(2); hasher.combine(i)
+        case .uint(let u): hasher.combine(3); hasher.combine(u)
+        case .double(let d): hasher.combine(4); hasher.combine(d)
+        case .string(let s): hasher.combine(5); hasher.combine(s)
+        case .binary(let b): hasher.combine(6); hasher.combine(b)
+        case .array(let a): hasher.combine(7); hasher.combine(a)
+        case .map(let m):
+            hasher.combine(8)
+            hasher.combine(m.count)
+            // Order-independent, to agree with ==.
+            var sum = 0
+            for (key, value) in m {
+                var entry = Hasher()
+                entry.combine(key)
+                entry.combine(value)
+                sum &+= entry.finalize()
+            }
+            hasher.combine(sum)
         }
     }
 }

@@ -1,9 +1,331 @@
 import ArgumentParser
+import Foundation
+import NanaClient
+import NanaWire
 
-/// The benchmark suite (filled in by Bench.swift).
+/// The benchmark suite: drives an already running nanad through `NanaClient` and prints, per
+/// workload, the rate and the p50/p99 latency of single calls. It asserts nothing about speed.
+///
+/// Workloads (ids as in docs/BENCHMARKS.md):
+///   a  set, sequential, one connection (fresh keys: inserts)
+///   b  get, sequential, one connection, cache hit
+///   ping  ping, sequential, one connection (the protocol's bare round trip)
+///   c  get, 16 connections (16 clients, one task each doing sequential calls), cache hit
+///   d  set, 16 connections (fresh keys), group-committed by the daemon's writer
+///   e  get, one connection with 64 calls in flight (64 tasks on one client), cache hit
+///   f  batch_update of 10,000 items, repeated, median items/s
+///   g  4 `nanabench worker` processes writing 3,000 keys each to one fresh file at once
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the benchmark suite against a running nanad.")
-    func run() async throws {
-        print("not written yet")
+
+    @Option(help: "nanad's socket.") var socket: String = NanaClient.defaultSocketPath
+    @Option(help: "Database file inside nanad's data folder (workload g uses a fresh file beside it).") var db = "bench.db"
+    @Option(help: "Base number of calls; each workload scales it: set 1 conn N/5, get and ping 1 conn N/2, get 16 conns 2N, set 16 conns N, 64 in flight 2N.")
+    var requests = 100_000
+    @Flag(help: "Also print a JSON summary (one line, after the table).") var json = false
+    @Option(name: .customLong("json-file"), help: "Also write the JSON summary to this file.") var jsonFile: String?
+    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,c,d,e,f,g); all by default.") var only: String?
+    @Option(name: .customLong("batch-repeats"), help: "Timed batch_update calls (workload f).") var batchRepeats = 10
+    @Option(name: .customLong("batch-items"), help: "Items per batch_update call (workload f).") var batchItems = 10_000
+    @Option(help: "Writer processes in workload g.") var processes = 4
+    @Option(name: .customLong("per-process"), help: "Keys each process writes in workload g.") var perProcess = 3000
+
+    /// Keys the read workloads cycle through (written once before anything is measured).
+    static let keyspace = 10_000
+    static let connections = 16
+    static let inFlight = 64
+
+    func validate() throws {
+        guard requests >= 1000 else { throw ValidationError("--requests must be at least 1000") }
+        guard batchRepeats >= 1, batchItems >= 1, processes >= 1, perProcess >= 1 else {
+            throw ValidationError("--batch-repeats, --batch-items, --processes and --per-process must be positive")
+        }
     }
+
+    func run() async throws {
+        let selected = Set((only ?? "a,b,ping,c,d,e,f,g").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        // Distinct per run, so that set workloads insert new rows even when --db is reused.
+        let tag = String(Int(Date().timeIntervalSince1970 * 1000) % 100_000_000, radix: 36) + "-\(getpid())"
+
+        let client = try await NanaClient.connect(socketPath: socket, clientName: "nanabench")
+        let database = try await client.open(db)
+        let keys = (0..<Self.keyspace).map { Self.key($0) }
+        let values = (0..<Self.keyspace).map { benchValue($0) }
+
+        // Every key the read workloads ask for exists and is cached before anything is timed.
+        var prefill = NanaParams()
+        for i in 0..<Self.keyspace { prefill[keys[i]] = values[i] }
+        try await database.batchUpdate(prefill)
+
+        print("nanabench: socket \(socket), db \(db), requests \(requests), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        print(Self.header)
+        var results: [WorkloadResult] = []
+        func report(_ r: WorkloadResult) {
+            results.append(r)
+            print(Self.row(r))
+        }
+
+        // (a) sequential set, one client, fresh keys.
+        if selected.contains("a") {
+            let n = requests / 5
+            let setKeys = (0..<n).map { "a-\(tag)-\($0)" }
+            await warmUp(1, perLane: 1000) { _, i in try await database.set("aw-\(tag)-\(i)", values[i % Self.keyspace]) }
+            let before = await writerCounters(database)
+            let run = await runLanes(1, perLane: n) { _, i in try await database.set(setKeys[i], values[i % Self.keyspace]) }
+            var r = summarize(id: "a", name: "set_sequential", title: "set, sequential, 1 connection", lanes: run.lanes, wall: run.wall)
+            noteGroupCommit(&r, before: before, after: await writerCounters(database))
+            report(r)
+        }
+
+        // (b) sequential get, one client, cache hit.
+        if selected.contains("b") {
+            let n = requests / 2
+            await warmUp(1, perLane: 2000) { _, i in _ = try await database.get(keys[i % Self.keyspace]) }
+            let run = await runLanes(1, perLane: n) { _, i in
+                let v = try await database.get(keys[i % Self.keyspace])
+                if v.isNil { throw BenchError("get \(keys[i % Self.keyspace]) returned nil") }
+            }
+            report(summarize(id: "b", name: "get_sequential", title: "get (cache hit), sequential, 1 connection", lanes: run.lanes, wall: run.wall))
+        }
+
+        // ping: the bare protocol round trip, no table involved.
+        if selected.contains("ping") {
+            let n = requests / 2
+            await warmUp(1, perLane: 2000) { _, _ in try await client.ping() }
+            let run = await runLanes(1, perLane: n) { _, _ in try await client.ping() }
+            report(summarize(id: "ping", name: "ping_sequential", title: "ping, sequential, 1 connection", lanes: run.lanes, wall: run.wall))
+        }
+
+        // (c) and (d): 16 connections, one task each.
+        if selected.contains("c") || selected.contains("d") {
+            var lanes: [NanaDatabase] = []
+            for c in 0..<Self.connections {
+                let other = try await NanaClient.connect(socketPath: socket, clientName: "nanabench-\(c)")
+                lanes.append(try await other.open(db))
+            }
+            let conns = lanes
+            let count = Self.connections
+
+            if selected.contains("c") {
+                let perLane = requests * 2 / count
+                await warmUp(count, perLane: perLane / 10) { l, i in _ = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace]) }
+                let run = await runLanes(count, perLane: perLane) { l, i in
+                    let v = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace])
+                    if v.isNil { throw BenchError("get returned nil") }
+                }
+                report(summarize(id: "c", name: "get_16_connections", title: "get (cache hit), 16 connections", lanes: run.lanes, wall: run.wall))
+            }
+
+            if selected.contains("d") {
+                let perLane = requests / count
+                let setKeys = (0..<count).map { l in (0..<perLane).map { "d-\(tag)-\(l)-\($0)" } }
+                await warmUp(count, perLane: max(1, perLane / 10)) { l, i in try await conns[l].set("dw-\(tag)-\(l)-\(i)", values[i % Self.keyspace]) }
+                let before = await writerCounters(database)
+                let run = await runLanes(count, perLane: perLane) { l, i in try await conns[l].set(setKeys[l][i], values[i % Self.keyspace]) }
+                var r = summarize(id: "d", name: "set_16_connections", title: "set, 16 connections (group commit)", lanes: run.lanes, wall: run.wall)
+                noteGroupCommit(&r, before: before, after: await writerCounters(database))
+                report(r)
+            }
+            for lane in conns { await lane.client.close() }
+        }
+
+        // (e) one connection, 64 calls in flight.
+        if selected.contains("e") {
+            let perLane = requests * 2 / Self.inFlight
+            await warmUp(Self.inFlight, perLane: perLane / 10) { l, i in _ = try await database.get(keys[(l * 151 + i) % Self.keyspace]) }
+            let run = await runLanes(Self.inFlight, perLane: perLane) { l, i in
+                let v = try await database.get(keys[(l * 151 + i) % Self.keyspace])
+                if v.isNil { throw BenchError("get returned nil") }
+            }
+            report(summarize(id: "e", name: "get_1_connection_64_in_flight", title: "get (cache hit), 1 connection, 64 in flight", lanes: run.lanes, wall: run.wall))
+        }
+
+        // (f) batch_update of 10,000 items: one warm-up call, then the timed repetitions.
+        if selected.contains("f") {
+            report(try await batchUpdate(database, tag: tag))
+        }
+
+        // (g) several processes writing one fresh file at once.
+        if selected.contains("g") {
+            report(try await processes(tag: tag))
+        }
+
+        await client.close()
+
+        let summary = Summary(
+            date: ISO8601DateFormatter().string(from: Date()), socket: socket, db: db, requests: requests,
+            cores: ProcessInfo.processInfo.activeProcessorCount, workloads: results
+        )
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(summary)
+        if json { print(String(decoding: data, as: UTF8.self)) }
+        if let jsonFile { try data.write(to: URL(fileURLWithPath: jsonFile)) }
+    }
+
+    // MARK: Workloads f and g
+
+    private func batchUpdate(_ database: NanaDatabase, tag: String) async throws -> WorkloadResult {
+        let items = batchItems
+        func mapping(_ rep: Int) -> NanaParams {
+            var m = NanaParams(minimumCapacity: items)
+            for i in 0..<items { m["f-\(tag)-\(rep)-\(i)"] = ["i": .int(Int64(i))] }
+            return m
+        }
+        try await database.batchUpdate(mapping(-1))  // warm-up
+        var samples: [Duration] = []
+        var rates: [Double] = []
+        var errors = 0
+        var total = Duration.zero
+        for rep in 0..<batchRepeats {
+            let m = mapping(rep)  // built outside the timing
+            let start = ContinuousClock.now
+            do { try await database.batchUpdate(m) } catch {
+                errors += 1
+                FileHandle.standardError.write(Data("batch_update: \(error)\n".utf8))
+            }
+            let elapsed = ContinuousClock.now - start
+            samples.append(elapsed)
+            total += elapsed
+            rates.append(Double(items) / elapsed.seconds)
+        }
+        let micros = samples.map(\.microseconds).sorted()
+        var r = WorkloadResult(
+            id: "f", name: "batch_update", title: "batch_update of \(items) items (median of \(batchRepeats))", unit: "items",
+            count: items * batchRepeats, seconds: total.seconds, rate: median(rates),
+            p50Microseconds: percentile(micros, 0.5), p99Microseconds: percentile(micros, 0.99), errors: errors
+        )
+        r.notes["items_per_call"] = Double(items)
+        r.notes["min_rate"] = rates.min() ?? 0
+        r.notes["max_rate"] = rates.max() ?? 0
+        return r
+    }
+
+    private func processes(tag: String) async throws -> WorkloadResult {
+        let stem = db.hasSuffix(".db") ? String(db.dropLast(3)) : db
+        let file = "\(stem)-procs-\(tag).db"
+        let executable = Bundle.main.executablePath ?? CommandLine.arguments[0]
+        let total = processes * perProcess
+
+        // The file exists (and its table) before the writers start, as in the NanaSQLite anchor.
+        let checker = try await NanaClient.connect(socketPath: socket, clientName: "nanabench-check")
+        let target = try await checker.open(file)
+
+        var running: [(process: Process, output: Pipe, done: AsyncStream<Int32>)] = []
+        let start = ContinuousClock.now
+        for p in 0..<processes {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = [
+                "worker", "--socket", socket, "--db", file, "--prefix", "p\(p)",
+                "--count", "\(perProcess)", "--concurrency", "16",
+            ]
+            let output = Pipe()
+            process.standardOutput = output
+            let (stream, continuation) = AsyncStream<Int32>.makeStream()
+            process.terminationHandler = { finished in
+                continuation.yield(finished.terminationStatus)
+                continuation.finish()
+            }
+            try process.run()
+            running.append((process, output, stream))
+        }
+        var statuses: [Int32] = []
+        for r in running {
+            var status: Int32 = -1
+            for await s in r.done { status = s }
+            statuses.append(status)
+        }
+        let wall = ContinuousClock.now - start
+
+        var acknowledged = 0
+        var errors = 0
+        var workerSeconds: [Double] = []
+        for (index, r) in running.enumerated() {
+            let data = r.output.fileHandleForReading.readDataToEndOfFile()
+            let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+            if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+               let written = object["written"] as? Int, let failed = object["errors"] as? Int {
+                acknowledged += written
+                errors += failed
+                if let s = object["seconds"] as? Double { workerSeconds.append(s) }
+            } else {
+                FileHandle.standardError.write(Data("worker \(index) exited \(statuses[index]) without a report\n".utf8))
+                errors += perProcess
+            }
+        }
+
+        // What is in the file afterwards: COUNT(*) from SQLite, and every key read back.
+        let present = try await target.count()
+        var found = 0
+        for p in 0..<processes {
+            let wanted = (0..<perProcess).map { "p\(p)-\($0)" }
+            found += try await target.batchGet(wanted).count
+        }
+        await checker.close()
+
+        let seconds = wall.seconds
+        var r = WorkloadResult(
+            id: "g", name: "processes_writing", title: "\(processes) processes × \(perProcess) sets, one file", unit: "keys",
+            count: total, seconds: seconds, rate: Double(present) / seconds,
+            p50Microseconds: 0, p99Microseconds: 0, errors: errors
+        )
+        r.notes["processes"] = Double(processes)
+        r.notes["acknowledged"] = Double(acknowledged)
+        r.notes["rows_in_file"] = Double(present)
+        r.notes["keys_read_back"] = Double(found)
+        r.notes["kept_fraction"] = total > 0 ? Double(min(present, found)) / Double(total) : 0
+        // Writers' own time (after connecting), slowest of them: the rate without process start.
+        if let slowest = workerSeconds.max(), slowest > 0 { r.notes["rate_excluding_startup"] = Double(present) / slowest }
+        r.notes["worker_exit_failures"] = Double(statuses.filter { $0 != 0 }.count)
+        return r
+    }
+
+    // MARK: Output
+
+    static func key(_ i: Int) -> String {
+        let digits = String(i)
+        return "k:" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits
+    }
+
+    static let header = pad("id", 5) + pad("workload", 48) + lpad("rate/s", 12) + lpad("p50 µs", 10) + lpad("p99 µs", 10) + lpad("count", 9) + lpad("errors", 8) + "  notes"
+
+    static func row(_ r: WorkloadResult) -> String {
+        var s = pad(r.id, 5) + pad(r.title, 48) + lpad(format(r.rate, 0) + (r.unit == "ops" ? "" : " \(r.unit)"), 12)
+        if r.id == "g" {
+            s += lpad("-", 10) + lpad("-", 10)
+        } else {
+            s += lpad(format(r.p50Microseconds, 1), 10) + lpad(format(r.p99Microseconds, 1), 10)
+        }
+        s += lpad("\(r.count)", 9) + lpad("\(r.errors)", 8)
+        if !r.notes.isEmpty {
+            s += "  " + r.notes.sorted { $0.key < $1.key }.map { "\($0.key)=\(format($0.value, $0.value.rounded() == $0.value ? 0 : 2))" }.joined(separator: " ")
+        }
+        return s
+    }
+
+    static func format(_ v: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", v) }
+
+    static func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
+    }
+
+    static func lpad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? " " + s : String(repeating: " ", count: width - s.count) + s
+    }
+}
+
+/// The JSON summary `--json` prints.
+struct Summary: Codable {
+    var date: String
+    var socket: String
+    var db: String
+    var requests: Int
+    var cores: Int
+    var workloads: [WorkloadResult]
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

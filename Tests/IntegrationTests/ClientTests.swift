@@ -1,0 +1,279 @@
+import Foundation
+import NanaClient
+import NanaWire
+import Testing
+
+/// The Swift client against the real daemon: every method of this protocol version, their
+/// errors, and the connection's behaviour under concurrency, cancellation and loss.
+@Suite(.serialized) struct ClientTests {
+    @Test func everyDictMethodThroughTheDaemon() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        #expect(client.serverInfo["server"] == "nanad")
+        let db = try await client.open("methods.db")
+        #expect(db.table == "data")
+
+        try await db.set("doc", ["name": "Ada", "tags": ["x", "y"], "n": 1, "f": 1.0, "ok": true, "none": .nil])
+        #expect(try await db.get("doc") == ["name": "Ada", "tags": ["x", "y"], "n": 1, "f": 1.0, "ok": true, "none": .nil])
+        #expect(try await db.get("missing") == .nil)
+        #expect(try await db.get("missing", default: 42) == 42)
+        #expect(try await db.contains("doc"))
+        #expect(try await !db.contains("missing"))
+        #expect(try await db.count() == 1)
+
+        try await db.update(["a": 1, "b": 2])
+        try await db.batchUpdate(["c": 3, "d": 4])
+        #expect(try await db.count() == 5)
+        #expect(Set(try await db.keys()) == ["doc", "a", "b", "c", "d"])
+        #expect(Set(try await db.values()).contains(4))
+        #expect(try await db.items().first { $0.key == "c" }?.value == 3)
+        #expect(try await db.toDict()["d"] == 4)
+        #expect(try await db.copy().count == 5)
+        #expect(try await db.batchGet(["a", "zz", "c"]) == ["a": 1, "c": 3])
+
+        #expect(try await db.pop("a") == 1)
+        #expect(try await db.pop("a", default: "gone") == "gone")
+        await expectRemote(.keyError) { _ = try await db.pop("a") }
+        await expectRemote(.keyError) { try await db.delete("a") }
+        try await db.delete("b")
+        #expect(try await db.setDefault("c", 99) == 3)
+        #expect(try await db.setDefault("e", 99) == 99)
+        #expect(try await db.get("e") == 99)
+        try await db.batchDelete(["c", "e", "never"])
+        #expect(try await db.count() == 2)
+
+        let rejected = try await db.batchUpdatePartial(["good": 1, "bad": .binary([1, 2]), "nan": .double(.nan)])
+        #expect(Set(rejected.keys) == ["bad", "nan"])
+        #expect(rejected["bad"]?.hasPrefix("Skipped key 'bad' during partial batch update") == true)
+        #expect(try await db.get("good") == 1)
+        #expect(try await !db.contains("bad"))
+
+        try await db.loadAll()
+        #expect(try await db.isCached("good"))
+        try await db.clearCache()
+        #expect(try await !db.isCached("good"))
+        #expect(try await db.getFresh("good") == 1)
+        #expect(try await db.isCached("good"))
+        try await db.refresh("good")
+        try await db.refresh()
+        #expect(try await !db.isCached("good"))
+
+        try await db.clear()
+        #expect(try await db.count() == 0)
+        #expect(try await db.toDict().isEmpty)
+        await client.close()
+        try await daemon.stop()
+    }
+
+    @Test func typesStayExactThroughSQLite() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("types.db")
+        let values: [String: NanaValue] = [
+            "true": true, "one": 1, "five": 5.0, "fiveInt": 5, "max": .int(Int64.max), "min": .int(Int64.min),
+            "umax": .uint(UInt64.max), "str": "héllo 🌍", "empty": "", "list": [1, 1.0, true, .nil],
+            "map": ["z": 1, "a": 2], "deep": (0..<200).reduce(NanaValue(1)) { v, _ in [v] },
+        ]
+        for (key, value) in values { try await db.set(key, value) }
+        try await db.clearCache()  // every read below comes back from the SQLite file
+        for (key, value) in values {
+            #expect(try await db.get(key) == value, "\(key)")
+        }
+        #expect(try await db.get("map").mapValue.map { Array($0.keys) } == ["z", "a"])
+        #expect(try await db.get("true") != 1)
+        #expect(try await db.get("five") != 5)
+        await client.close()
+        try await daemon.stop()
+    }
+
+    @Test func codableValues() async throws {
+        struct User: Codable, Equatable, Sendable { var name: String; var age: Int; var score: Double; var admin: Bool }
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("codable.db")
+        let ada = User(name: "Ada", age: 36, score: 9.5, admin: true)
+        try await db.set("ada", ada)
+        #expect(try await db.get("ada", as: User.self) == ada)
+        #expect(try await db.get("nobody", as: User.self) == nil)
+        #expect(try await db.get("ada") == ["name": "Ada", "age": 36, "score": 9.5, "admin": true])
+        await client.close()
+        try await daemon.stop()
+    }
+
+    @Test func badInputGetsClearErrorsAndNothingChanges() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("bad.db")
+        try await db.set("k", "v")
+
+        await expectRemote(.validation) { _ = try await client.open("x.db", table: "bad name; DROP TABLE data") }
+        await expectRemote(.validation) { _ = try await db.table("users--") }
+        await expectRemote(.validation) { _ = try await client.open("../escape.db") }
+        await expectRemote(.validation) { _ = try await client.open("/etc/passwd") }
+        await expectRemote(.notSupported) { _ = try await client.open(":memory:") }
+        await expectRemote(.typeError) { try await db.set("b", .binary([1])) }
+        await expectRemote(.valueError) { try await db.set("n", .double(.infinity)) }
+        let tooDeep = (0..<255).reduce(NanaValue(1)) { v, _ in [v] }
+        await expectRemote(.validation) { try await db.set("deep", tooDeep) }
+        await expectRemote(.typeError) { _ = try await client.call("get", ["db": .int(db.handle), "key": 5]) }
+        await expectRemote(.typeError) { _ = try await client.call("get", ["db": .int(db.handle)]) }
+        await expectRemote(.typeError) { _ = try await client.call("get", ["db": .int(db.handle), "key": "k", "bogus": 1]) }
+        await expectRemote(.protocolError) { _ = try await client.call("no_such_method") }
+        await expectRemote(.closed) { _ = try await client.call("get", ["db": 999, "key": "k"]) }
+        await expectRemote(.protocolError) { _ = try await client.call("hello", ["protocol": 99]) }
+        await expectRemote(.typeError) { try await db.batchUpdate(["ok": 1, "bad": .binary([0])]) }
+        await expectRemote(.valueError) { _ = try await client.call("open", ["db_path": "c.db", "cache_size_mb": 0]) }
+
+        // Nothing was written by any of it, and the connection still works.
+        #expect(try await db.toDict() == ["k": "v"])
+        let sub = try await db.table("users")
+        try await db.close()
+        await expectRemote(.closed) { _ = try await db.get("k") }
+        await expectRemote(.closed) { _ = try await sub.get("k") }  // closing the root closes its tables
+        let again = try await client.open("bad.db")
+        #expect(try await again.get("k") == "v")
+        await client.close()
+        try await daemon.stop()
+    }
+
+    @Test func garbageFramesCloseOnlyThatConnection() async throws {
+        let daemon = try await Daemon.start(arguments: ["--max-frame-size", "65536"])
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("garbage.db")
+
+        // A well-behaved client keeps working while others send garbage.
+        let worker = Task {
+            var errors = 0
+            for i in 0..<1500 {
+                do {
+                    try await db.set("k\(i)", .int(Int64(i)))
+                    if try await db.get("k\(i)") != .int(Int64(i)) { errors += 1 }
+                } catch { errors += 1 }
+            }
+            return errors
+        }
+
+        let attacks: [(String, [UInt8], Bool)] = [
+            ("4-billion-element array", frame([0xdd, 0xff, 0xff, 0xff, 0xff]), false),
+            ("length over the maximum", [0x7f, 0xff, 0xff, 0xff, 0x00], false),
+            ("non-string params key", frame([0x94, 0x00, 0x09, 0xa3] + Array("get".utf8) + [0x81, 0x01, 0x01]), true),
+            ("invalid UTF-8", frame([0x94, 0x00, 0x09, 0xa2, 0xc3, 0x28, 0x80]), true),
+            ("nesting 10,000 deep", frame([0x94, 0x00, 0x09, 0xa3] + Array("set".utf8) + [0x81, 0xa1, 0x76] + [UInt8](repeating: 0x91, count: 10000) + [0xc0]), true),
+            ("truncated value", frame([0x94, 0x00, 0x09, 0xa3, 0x67]), true),
+            ("not an array", frame([0xa5] + Array("hello".utf8)), false),
+            ("ext type", frame([0x94, 0x00, 0x09, 0xd4, 0x01, 0x00, 0x80]), true),
+        ]
+        for (name, bytes, hasMsgid) in attacks {
+            let raw = try RawSocket(path: daemon.socketPath)
+            raw.send(bytes)
+            let reply = try #require(raw.readFrame(), "\(name): no error frame")
+            let message = try NanaMessage(try MessagePackReader.decode(reply))
+            if hasMsgid {
+                guard case .response(9, .failure(let error)) = message else { Issue.record("\(name): \(message)"); continue }
+                #expect(error.type == .protocolError, "\(name)")
+            } else {
+                guard case .notification("error", let params) = message else { Issue.record("\(name): \(message)"); continue }
+                #expect(params["type"] == "ProtocolError", "\(name)")
+            }
+            #expect(raw.isClosedByPeer(), "\(name): connection left open")
+        }
+
+        #expect(await worker.value == 0)
+        // The daemon is up and lost nothing.
+        let fresh = try await daemon.connect()
+        #expect(try await fresh.open("garbage.db").count() == 1500)
+        await fresh.close()
+        await client.close()
+        try await daemon.stop()
+    }
+
+    @Test func manyConcurrentCallsShareOneConnection() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("mux.db")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<2000 {
+                group.addTask {
+                    try await db.set("k\(i)", .int(Int64(i)))
+                    let back = try await db.get("k\(i)")
+                    guard back == .int(Int64(i)) else { throw HarnessError(description: "k\(i) read \(back)") }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let stats = try await client.stats()
+        #expect(stats["server"]?["connections"] == 1)
+        #expect(try await db.count() == 2000)
+        await client.close()
+        try await daemon.stop()
+    }
+
+    @Test func cancelledCallThrowsCancellationAndTheConnectionCarriesOn() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("cancel.db")
+        var big = NanaParams()
+        for i in 0..<100_000 { big["key-\(i)"] = .int(Int64(i)) }
+        let slow = Task { try await db.batchUpdate(big) }
+        try await Task.sleep(for: .milliseconds(20))
+        slow.cancel()
+        await #expect(throws: CancellationError.self) { try await slow.value }
+        // The late response is dropped; the connection works.
+        try await client.ping()
+        try await db.set("after", true)
+        #expect(try await db.get("after") == true)
+        // A task cancelled before it calls never sends anything.
+        let early = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await db.get("after")
+        }
+        await #expect(throws: CancellationError.self) { try await early.value }
+        await client.close()
+        try await daemon.stop()
+    }
+
+    @Test func lostConnectionFailsCallsInFlightAndLaterCallsFast() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("lost.db")
+        var big = NanaParams()
+        for i in 0..<200_000 { big["key-\(i)"] = .string("value \(i)") }
+        let inFlight = Task { try await db.batchUpdate(big) }
+        try await Task.sleep(for: .milliseconds(30))
+        try await daemon.stop(SIGKILL)
+        do {
+            try await inFlight.value
+        } catch let error as NanaClientError {
+            #expect(error.code == .connectionClosed)
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+        let start = ContinuousClock.now
+        await #expect(throws: NanaClientError.self) { try await db.get("x") }
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+}
+
+func frame(_ body: [UInt8]) -> [UInt8] {
+    let n = UInt32(body.count)
+    return [UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)] + body
+}
+
+func expectRemote(_ type: NanaErrorType, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void) async {
+    do {
+        try await body()
+        Issue.record("expected \(type), nothing was thrown", sourceLocation: sourceLocation)
+    } catch let error as NanaRemoteError {
+        #expect(error.type == type, "\(error)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected \(type), got \(error)", sourceLocation: sourceLocation)
+    }
+}
