@@ -96,9 +96,10 @@ nana_check_result nana_msgpack_check(const uint8_t *data, size_t len, unsigned m
         } else if (kind == 3 || kind == 4) {
             // Every item takes at least one byte, so a count larger than what remains is a lie.
             if (items > after_header) FAIL(NANA_CHECK_LENGTH_EXCEEDS_INPUT);
+            // Empty containers count as a level too (msgpack-c's decoder stacks them).
+            if (depth >= max_depth) FAIL(NANA_CHECK_TOO_DEEP);
             pos += header;
             if (items > 0) {
-                if (depth >= max_depth) FAIL(NANA_CHECK_TOO_DEEP);
                 stack[depth].remaining = items;
                 stack[depth].is_map = (kind == 4);
                 depth++;

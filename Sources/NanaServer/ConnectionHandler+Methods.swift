@@ -139,7 +139,7 @@ extension ConnectionHandler {
         try args.only(["db", "key", "value"])
         let table = try table(args)
         let key = try args.string("key")
-        let value = try ValueCodec.storable(try args.value("value"))
+        let value = try ValueCodec.storable(try args.value("value"), using: writer)
         respondLater(msgid, { table.set(key, value, completion: $0) }) { _ in .value(.nil) }
     }
 
@@ -225,7 +225,7 @@ extension ConnectionHandler {
     private func storableRows(_ mapping: NanaParams) throws(NanaRemoteError) -> [(String, StorableValue)] {
         var rows: [(String, StorableValue)] = []
         rows.reserveCapacity(mapping.count)
-        for (key, value) in mapping { rows.append((key, try ValueCodec.storable(value))) }
+        for (key, value) in mapping { rows.append((key, try ValueCodec.storable(value, using: writer))) }
         return rows
     }
 

@@ -67,6 +67,7 @@ public final class NanadServer: Service, Sendable {
 
         logger.info("shutting down: no longer accepting connections")
         try? await serverChannel.close()
+        await childChannels.stopReading()  // no new calls; the ones in flight are answered
         let deadline = ContinuousClock.now + .seconds(configuration.shutdownDrainSeconds)
         while state.inFlight.load(ordering: .relaxed) > 0 && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(5))
@@ -137,6 +138,11 @@ final class ChannelCollector: Sendable {
         channel.closeFuture.whenComplete { _ in
             self.channels.withLockedValue { _ = $0.removeValue(forKey: id) }
         }
+    }
+
+    func stopReading() async {
+        let all = channels.withLockedValue { Array($0.values) }
+        for channel in all { try? await channel.setOption(.autoRead, value: false).get() }
     }
 
     func closeAll() async {

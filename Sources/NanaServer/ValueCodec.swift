@@ -22,10 +22,19 @@ package struct ValueCodec: StoredValueDecoder {
     }
 
     /// The JSON text and cache bytes of a value a client wants to store.
-    package static func storable(_ value: NanaValue) throws(NanaRemoteError) -> StorableValue {
+    /// - Parameter writer: a writer to reuse for the MessagePack form (one per connection).
+    package static func storable(_ value: NanaValue, using writer: MessagePackWriter? = nil) throws(NanaRemoteError) -> StorableValue {
         do {
             let json = try JSONWriter.bytes(from: value)
-            return StorableValue(json: json, encoded: EncodedValue(bytes: MessagePackWriter.encode(value)))
+            let encoded: [UInt8]
+            if let writer {
+                writer.reset()
+                writer.write(value)
+                encoded = writer.bytes
+            } else {
+                encoded = MessagePackWriter.encode(value)
+            }
+            return StorableValue(json: json, encoded: EncodedValue(bytes: encoded))
         } catch {
             switch error.kind {
             case .notSerializable: throw NanaRemoteError(.typeError, error.message)

@@ -122,14 +122,14 @@ public enum JSONReader {
     /// Nesting accepted when reading; a little above what NanaSQLite writes.
     public static let maximumDepth = 256
 
-    public static func value(from bytes: some Collection<UInt8>) throws(NanaJSONError) -> NanaValue {
+    public static func value(from bytes: some Collection<UInt8>, maximumDepth: Int = maximumDepth) throws(NanaJSONError) -> NanaValue {
         let array = bytes as? [UInt8] ?? Array(bytes)
-        let result = array.withUnsafeBytes { raw in Result { () throws(NanaJSONError) in try value(from: raw) } }
+        let result = array.withUnsafeBytes { raw in Result { () throws(NanaJSONError) in try value(from: raw, maximumDepth: maximumDepth) } }
         return try result.get()
     }
 
-    public static func value(from buffer: UnsafeRawBufferPointer) throws(NanaJSONError) -> NanaValue {
-        var parser = Parser(bytes: buffer.bindMemory(to: UInt8.self))
+    public static func value(from buffer: UnsafeRawBufferPointer, maximumDepth: Int = maximumDepth) throws(NanaJSONError) -> NanaValue {
+        var parser = Parser(bytes: buffer.bindMemory(to: UInt8.self), maximumDepth: maximumDepth)
         parser.skipWhitespace()
         let v = try parser.parseValue(depth: 0)
         parser.skipWhitespace()
@@ -139,9 +139,13 @@ public enum JSONReader {
 
     private struct Parser {
         let bytes: UnsafeBufferPointer<UInt8>
+        let maximumDepth: Int
         var pos = 0
 
-        init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+        init(bytes: UnsafeBufferPointer<UInt8>, maximumDepth: Int) {
+            self.bytes = bytes
+            self.maximumDepth = maximumDepth
+        }
 
         func error(_ what: String) -> NanaJSONError {
             NanaJSONError(kind: .invalidJSON, message: "invalid JSON at byte \(pos): \(what)")
@@ -168,7 +172,7 @@ public enum JSONReader {
             guard pos < bytes.count else { throw error("unexpected end") }
             switch bytes[pos] {
             case UInt8(ascii: "{"):
-                guard depth < JSONReader.maximumDepth else { throw NanaJSONError(kind: .tooDeep, message: "JSON nests deeper than \(JSONReader.maximumDepth) levels") }
+                guard depth < maximumDepth else { throw NanaJSONError(kind: .tooDeep, message: "JSON nests deeper than \(maximumDepth) levels") }
                 pos += 1
                 var entries = OrderedDictionary<String, NanaValue>()
                 skipWhitespace()
@@ -189,7 +193,7 @@ public enum JSONReader {
                     throw error("expected ',' or '}'")
                 }
             case UInt8(ascii: "["):
-                guard depth < JSONReader.maximumDepth else { throw NanaJSONError(kind: .tooDeep, message: "JSON nests deeper than \(JSONReader.maximumDepth) levels") }
+                guard depth < maximumDepth else { throw NanaJSONError(kind: .tooDeep, message: "JSON nests deeper than \(maximumDepth) levels") }
                 pos += 1
                 var items: [NanaValue] = []
                 skipWhitespace()
