@@ -134,12 +134,27 @@ bool nana_msgpack_peek_request_id(const uint8_t *data, size_t len, uint32_t *msg
     if (p >= len || data[p] != 0x00) return false;
     p++;
     if (p >= len) return false;
+    // Any integer encoding of a value in 0 ... 2^32-1, as the message parser accepts.
     uint8_t b = data[p];
+    size_t rest = len - p - 1;
+    const uint8_t *v = data + p + 1;
+    uint64_t u; int64_t s;
     if (b <= 0x7f) { *msgid = b; return true; }
-    if (b == 0xcc && len - p >= 2) { *msgid = data[p + 1]; return true; }
-    if (b == 0xcd && len - p >= 3) { *msgid = be16(data + p + 1); return true; }
-    if (b == 0xce && len - p >= 5) { *msgid = be32(data + p + 1); return true; }
-    return false;
+    switch (b) {
+        case 0xcc: if (rest < 1) return false; *msgid = v[0]; return true;
+        case 0xcd: if (rest < 2) return false; *msgid = be16(v); return true;
+        case 0xce: if (rest < 4) return false; *msgid = be32(v); return true;
+        case 0xcf: if (rest < 8) return false; u = ((uint64_t)be32(v) << 32) | be32(v + 4);
+                   if (u > 0xffffffffu) return false; *msgid = (uint32_t)u; return true;
+        case 0xd0: if (rest < 1) return false; s = (int8_t)v[0]; break;
+        case 0xd1: if (rest < 2) return false; s = (int16_t)be16(v); break;
+        case 0xd2: if (rest < 4) return false; s = (int32_t)be32(v); break;
+        case 0xd3: if (rest < 8) return false; s = (int64_t)(((uint64_t)be32(v) << 32) | be32(v + 4)); break;
+        default: return false;
+    }
+    if (s < 0 || s > 0xffffffffLL) return false;
+    *msgid = (uint32_t)s;
+    return true;
 }
 
 void nana_packer_init_sbuffer(msgpack_packer *packer, msgpack_sbuffer *buffer) {

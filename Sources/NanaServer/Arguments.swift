@@ -71,6 +71,7 @@ struct Arguments {
     }
 
     private func wrongType(_ name: String, _ expected: String, _ got: NanaValue) -> NanaRemoteError {
-        NanaRemoteError(.typeError, "\(method)(): '\(name)' must be \(expected), not \(got.typeName)")
+        if case .uint = got { return NanaRemoteError(.valueError, "\(method)(): '\(name)' is out of the 64-bit signed range") }
+        return NanaRemoteError(.typeError, "\(method)(): '\(name)' must be \(expected), not \(got.typeName)")
     }
 }

@@ -70,6 +70,21 @@ extension ConnectionHandler {
         guard cacheSize > 0, cacheSize <= 1 << 20 else { throw NanaRemoteError(.valueError, "cache_size_mb must be a positive integer, got \(cacheSize)") }
         options.cacheSizeMB = Int(cacheSize)
         _ = try args.bool("strict_sql_validation", default: true)
+        // Accepted for NanaSQLite compatibility and checked as it checks them; the daemon has no
+        // client-side thread pool, and its writer queue, not a lock, orders writes.
+        if let workers = args.params["max_workers"], !workers.isNil {
+            guard let n = workers.int64Value, n >= 1 else { throw NanaRemoteError(.valueError, "max_workers must be a positive integer") }
+        }
+        if let timeout = args.params["lock_timeout"], !timeout.isNil {
+            let seconds: Double? = switch timeout {
+            case .int(let i): Double(i)
+            case .double(let d): d
+            default: nil
+            }
+            guard let seconds, seconds.isFinite, seconds >= 0 else {
+                throw NanaRemoteError(.validation, "Invalid lock_timeout \(timeout): must be None or a non-negative finite number")
+            }
+        }
         _ = try args.bool("warn_duplicate_table_instance", default: true)
         if try args.bool("v2_mode", default: false) {
             throw NanaRemoteError(.notSupported, "v2_mode (write-behind) is not supported by this nanad yet")
@@ -245,7 +260,8 @@ extension ConnectionHandler {
             do throws(NanaRemoteError) {
                 rows.append((key, try ValueCodec.storable(value)))
             } catch {
-                rejected[key] = .string("Skipped key '\(key)' during partial batch update: \(error.message)")
+                // NanaSQLite's message, both halves.
+                rejected[key] = .string("Skipped key '\(key)' during partial batch update: \(error.message) / 部分一括更新でキー '\(key)' をスキップしました: \(error.message)")
             }
         }
         let result = NanaValue.map(rejected)
@@ -263,7 +279,16 @@ extension ConnectionHandler {
         let table = try table(args)
         let key = try args.string("key")
         if case .present(let value) = table.cached(key) { return reply(msgid, .encoded(value)) }
-        let value = try ValueCodec.storable(args.params["default"] ?? .nil)
+        let value: StorableValue
+        do throws(NanaRemoteError) {
+            value = try ValueCodec.storable(args.params["default"] ?? .nil)
+        } catch {
+            // The default cannot be stored; that matters only if the key is missing.
+            return respondLater(msgid, { table.get(key, completion: $0) }) { (existing) throws(NanaRemoteError) -> Reply in
+                guard let existing else { throw error }
+                return .encoded(existing)
+            }
+        }
         respondLater(msgid, { table.setDefault(key, value, completion: $0) }) { .encoded($0) }
     }
 
@@ -311,7 +336,7 @@ extension ConnectionHandler {
     private func stats(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(["db"])
         var databases = state.registry.databases
-        if args.has("db") {
+        if let db = args.params["db"], !db.isNil {
             let path = try table(args).path
             databases = databases.filter { $0.path == path }
         }

@@ -152,6 +152,11 @@ final class ConnectionHandler: ChannelInboundHandler {
             state.errors.wrappingAdd(1, ordering: .relaxed)
             writer.writeFailure(msgid: msgid, error: error)
         }
+        if writer.count > Int(UInt32.max) {
+            // A frame's length prefix has 32 bits; a larger reply cannot be framed.
+            writer.reset()
+            writer.writeFailure(msgid: msgid, error: NanaRemoteError(.protocolError, "the reply would be over 4 GiB; ask for less at once"))
+        }
         NanaFrame.write(writer, into: &out)
     }
 

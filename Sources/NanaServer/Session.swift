@@ -11,7 +11,7 @@ struct Session {
 
     private(set) var handles: [Int64: Handle] = [:]
     private var nextHandle: Int64 = 1
-    /// Table names of handles closed so far, for NanaSQLite's closed-error message.
+    /// Why each closed handle is closed, in NanaSQLite's words.
     private var closed: [Int64: String] = [:]
 
     mutating func add(_ table: KeyValueTable, root: Int64?) -> Int64 {
@@ -23,8 +23,8 @@ struct Session {
 
     func table(_ id: Int64) -> Result<Handle, StorageError> {
         if let handle = handles[id] { return .success(handle) }
-        if let name = closed[id] {
-            return .failure(StorageError(.closed, "Database connection is closed (table: '\(name)')."))
+        if let message = closed[id] {
+            return .failure(StorageError(.closed, message))
         }
         return .failure(StorageError(.closed, "no open database with handle \(id) on this connection"))
     }
@@ -34,7 +34,10 @@ struct Session {
         guard let handle = handles[id] else { return }
         let doomed = handle.root == id ? handles.filter { $0.value.root == id }.map(\.key) : [id]
         for h in doomed {
-            closed[h] = handles[h]?.table.name
+            let name = handles[h]?.table.name ?? "?"
+            closed[h] = h == id
+                ? "Database connection is closed (table: '\(name)')."
+                : "Parent database connection is closed (table: '\(name)'). If you obtained this instance via .table(), ensure the primary NanaSQLite instance remains open during usage."
             handles[h] = nil
         }
     }

@@ -97,9 +97,10 @@ public final class Database: Sendable {
     // MARK: Tables
 
     /// The key-value table `name` (validated, created if missing), shared by every session.
-    public func table(named name: String, completion: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) {
-        let quoted: String
-        do { quoted = try Identifier.quoted(name) } catch { return completion(.failure(error)) }
+    public func table(named requestedName: String, completion: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) {
+        let name: String
+        do { name = try Identifier.validated(requestedName) } catch { return completion(.failure(error)) }
+        let quoted = "\"\(name)\""
         let canonical = Identifier.canonical(name)
         if let existing = tables.withLock({ $0[canonical] }) { return completion(.success(existing)) }
         submit(WriteJob(

@@ -127,6 +127,12 @@ import Testing
         await expectRemote(.protocolError) { _ = try await client.call("hello", ["protocol": 99]) }
         await expectRemote(.typeError) { try await db.batchUpdate(["ok": 1, "bad": .binary([0])]) }
         await expectRemote(.valueError) { _ = try await client.call("open", ["db_path": "c.db", "cache_size_mb": 0]) }
+        await expectRemote(.validation) { _ = try await client.call("open", ["db_path": "c.db", "lock_timeout": -1]) }
+        await expectRemote(.valueError) { _ = try await client.call("open", ["db_path": "c.db", "max_workers": 0]) }
+        // An unstorable default matters only when the key is missing.
+        try await db.clearCache()
+        #expect(try await db.setDefault("k", .binary([1])) == "v")
+        await expectRemote(.typeError) { _ = try await db.setDefault("absent", .binary([1])) }
 
         // Nothing was written by any of it, and the connection still works.
         #expect(try await db.toDict() == ["k": "v"])

@@ -127,6 +127,19 @@ import Testing
         #expect(try decoded(try await table.get("key-1999")) == 1999)
     }
 
+    @Test func keysHoldingNULAreStoredWhole() async throws {
+        let folder = TemporaryFolder()
+        let registry = try makeRegistry(folder.path)
+        defer { registry.closeAll() }
+        let table = try await registry.open("nul.db").table(named: "data")
+        try await table.set("a\u{0}b", storable(1))
+        try await table.set("a", storable(2))
+        table.clearCache()
+        #expect(try decoded(try await table.get("a\u{0}b")) == 1)
+        #expect(try decoded(try await table.get("a")) == 2)
+        #expect(Set(try await table.keys()) == ["a\u{0}b", "a"])
+    }
+
     @Test func sameTableNameInAnyCaseIsOneSharedTable() async throws {
         let folder = TemporaryFolder()
         let registry = try makeRegistry(folder.path)
@@ -134,7 +147,9 @@ import Testing
         let database = try await registry.open("case.db")
         let a = try await database.table(named: "Users")
         let b = try await database.table(named: "users")
-        #expect(a === b)
+        let c = try await database.table(named: "\"USERS\"")
+        #expect(a === b && b === c)
+        #expect(a.name == "Users")
         let again = try await registry.open("./case.db")
         #expect(again === database)
     }

@@ -93,6 +93,12 @@ import Testing
         let bytes: [UInt8] = [0x94, 0x00, 0xcd, 0x12, 0x34, 0xff, 0xff]
         #expect(bytes.withUnsafeBytes { MessagePackReader.peekRequestID($0) } == 0x1234)
         #expect([UInt8]([0x93, 0x01]).withUnsafeBytes { MessagePackReader.peekRequestID($0) } == nil)
+        let wide: [UInt8] = [0x94, 0x00, 0xcf, 0, 0, 0, 0, 0, 0, 0x01, 0x02, 0xc1]
+        #expect(wide.withUnsafeBytes { MessagePackReader.peekRequestID($0) } == 0x0102)
+        let signed: [UInt8] = [0x94, 0x00, 0xd0, 0x05, 0xc1]
+        #expect(signed.withUnsafeBytes { MessagePackReader.peekRequestID($0) } == 5)
+        let negative: [UInt8] = [0x94, 0x00, 0xd0, 0xff, 0xc1]
+        #expect(negative.withUnsafeBytes { MessagePackReader.peekRequestID($0) } == nil)
     }
 
     /// Random bytes must never crash the decoder; each input either decodes or is refused.

@@ -25,8 +25,14 @@ final class Statement {
         return try body(self)
     }
 
+    /// Binds text with its length, so that a key holding U+0000 is stored whole.
     func bind(_ text: String, at index: Int32) {
-        sqlite3_bind_text(handle, index, text, -1, nana_sqlite_transient())
+        var text = text
+        text.withUTF8 { utf8 in
+            let empty: StaticString = ""
+            let base = utf8.baseAddress.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(empty.utf8Start)
+            sqlite3_bind_text(handle, index, base.assumingMemoryBound(to: CChar.self), Int32(utf8.count), nana_sqlite_transient())
+        }
     }
 
     func bind(utf8 bytes: [UInt8], at index: Int32) {
