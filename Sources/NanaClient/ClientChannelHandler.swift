@@ -22,12 +22,10 @@ final class ClientChannelHandler: ChannelInboundHandler {
     private var failure: NanaClientError?
     private let reader = MessagePackReader()
     private let writer = MessagePackWriter()
-    private var out = ByteBuffer()
-    private var flushScheduled = false
+    private var out = FrameOutbox()
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        out = context.channel.allocator.buffer(capacity: 4096)
     }
 
     func send(msgid: UInt32, method: String, params: NanaParams, state: CallState, continuation: CheckedContinuation<NanaValue, any Error>) {
@@ -36,7 +34,7 @@ final class ClientChannelHandler: ChannelInboundHandler {
         pending[msgid] = continuation
         writer.reset()
         writer.writeRequest(msgid: msgid, method: method, params: params)
-        NanaFrame.write(writer, into: &out)
+        out.append(writer)
         scheduleFlush()
     }
 
@@ -95,19 +93,15 @@ final class ClientChannelHandler: ChannelInboundHandler {
     }
 
     private func scheduleFlush() {
-        guard !flushScheduled, let context else { return }
-        flushScheduled = true
+        guard let context, out.needsFlushScheduled() else { return }
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         // One flush for every request queued on the loop in this tick.
         context.eventLoop.execute { bound.value.flush() }
     }
 
     private func flush() {
-        flushScheduled = false
-        guard let context, out.readableBytes > 0 else { return }
-        let buffer = out
-        out = context.channel.allocator.buffer(capacity: 4096)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        guard let context else { return }
+        out.flush(context)
     }
 }
 

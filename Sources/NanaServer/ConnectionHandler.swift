@@ -39,8 +39,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let reader = MessagePackReader()
     let writer = MessagePackWriter()
     private var context: ChannelHandlerContext?
-    private var out = ByteBuffer()
-    private var flushScheduled = false
+    private var out = FrameOutbox()
     private var closing = false
     var session = Session()
     /// Calls of this connection waiting on storage.
@@ -55,7 +54,6 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        out = context.channel.allocator.buffer(capacity: 4096)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -130,13 +128,11 @@ final class ConnectionHandler: ChannelInboundHandler {
         } else {
             writer.writeNotification(method: "error", params: ["type": .string(error.type.rawValue), "message": .string(error.message)])
         }
-        NanaFrame.write(writer, into: &out)
+        out.append(writer)
         closing = true
         guard let context else { return }
-        let buffer = out
-        out = context.channel.allocator.buffer(capacity: 0)
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+        out.flush(context).whenComplete { _ in channel.close(promise: nil) }
     }
 
     // MARK: Replies
@@ -157,7 +153,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             writer.reset()
             writer.writeFailure(msgid: msgid, error: NanaRemoteError(.protocolError, "the reply would be over 4 GiB; ask for less at once"))
         }
-        NanaFrame.write(writer, into: &out)
+        out.append(writer)
     }
 
     /// Starts a call that completes on a storage thread; `finish` turns its result into a
@@ -213,19 +209,15 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     private func scheduleFlush() {
-        guard !flushScheduled, let context else { return }
-        flushScheduled = true
+        guard let context, out.needsFlushScheduled() else { return }
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         // Runs after every completion already queued on the loop: one flush for all of them.
         context.eventLoop.execute { bound.value.flush() }
     }
 
     private func flush() {
-        flushScheduled = false
-        guard let context, out.readableBytes > 0 else { return }
-        let buffer = out
-        out = context.channel.allocator.buffer(capacity: 4096)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        guard let context else { return }
+        out.flush(context)
     }
 }
 
