@@ -1,6 +1,20 @@
 import NanaStorage
 import NanaWire
 
+/// The argument names each method takes, built once (a `Set` literal at each call would
+/// allocate on the hot path).
+extension Set<String> {
+    static let none: Set<String> = []
+    static let hello: Set<String> = ["protocol", "client"]
+    static let handleOnly: Set<String> = ["db"]
+    static let key: Set<String> = ["db", "key"]
+    static let keyAndDefault: Set<String> = ["db", "key", "default"]
+    static let keyAndValue: Set<String> = ["db", "key", "value"]
+    static let keys: Set<String> = ["db", "keys"]
+    static let mapping: Set<String> = ["db", "mapping"]
+    static let tableName: Set<String> = ["db", "table_name"]
+}
+
 // The methods of the protocol (proto/PROTOCOL.md), named as NanaSQLite's without the `a` prefix.
 // Each reads its arguments, answers cache hits on the event loop, and sends the rest to storage.
 extension ConnectionHandler {
@@ -8,7 +22,7 @@ extension ConnectionHandler {
         do throws(NanaRemoteError) {
             switch method {
             case "hello": try hello(msgid, args)
-            case "ping": try args.only([]); reply(msgid, .value("pong"))
+            case "ping": try args.only(.none); reply(msgid, .value("pong"))
             case "open": try open(msgid, args)
             case "table": try subTable(msgid, args)
             case "close": try close(msgid, args)
@@ -32,7 +46,7 @@ extension ConnectionHandler {
             case "refresh": try refresh(msgid, args)
             case "is_cached": try isCached(msgid, args)
             case "get_fresh": try getFresh(msgid, args)
-            case "clear_cache": try args.only(["db"]); try table(args).clearCache(); reply(msgid, .value(.nil))
+            case "clear_cache": try args.only(.handleOnly); try table(args).clearCache(); reply(msgid, .value(.nil))
             case "stats": try stats(msgid, args)
             default: throw NanaRemoteError(.protocolError, "unknown method '\(method)'")
             }
@@ -44,7 +58,7 @@ extension ConnectionHandler {
     // MARK: Session
 
     private func hello(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["protocol", "client"])
+        try args.only(.hello)
         let version = try args.int("protocol")
         guard version == NanaProtocol.version else {
             throw NanaRemoteError(.protocolError, "unsupported protocol version \(version); this nanad speaks \(NanaProtocol.version)")
@@ -114,7 +128,7 @@ extension ConnectionHandler {
     }
 
     private func subTable(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "table_name"])
+        try args.only(.tableName)
         let parentID = try args.int("db")
         let parent = try handle(parentID)
         let name = try args.string("table_name")
@@ -130,7 +144,7 @@ extension ConnectionHandler {
     }
 
     private func close(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db"])
+        try args.only(.handleOnly)
         session.close(try args.int("db"))
         reply(msgid, .value(.nil))
     }
@@ -138,7 +152,7 @@ extension ConnectionHandler {
     // MARK: Dict interface
 
     private func get(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "key", "default"])
+        try args.only(.keyAndDefault)
         let table = try table(args)
         let key = try args.string("key")
         let fallback = args.params["default"] ?? .nil
@@ -151,7 +165,7 @@ extension ConnectionHandler {
     }
 
     private func set(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "key", "value"])
+        try args.only(.keyAndValue)
         let table = try table(args)
         let key = try args.string("key")
         let value = try ValueCodec.storable(try args.value("value"), using: writer)
@@ -159,7 +173,7 @@ extension ConnectionHandler {
     }
 
     private func delete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "key"])
+        try args.only(.key)
         let table = try table(args)
         let key = try args.string("key")
         if case .absent = table.cached(key) { throw NanaRemoteError(.keyError, key) }
@@ -167,7 +181,7 @@ extension ConnectionHandler {
     }
 
     private func contains(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "key"])
+        try args.only(.key)
         let table = try table(args)
         let key = try args.string("key")
         switch table.cached(key) {
@@ -178,13 +192,13 @@ extension ConnectionHandler {
     }
 
     private func len(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db"])
+        try args.only(.handleOnly)
         let table = try table(args)
         respondLater(msgid, { table.count(completion: $0) }) { .value(.int(Int64($0))) }
     }
 
     private func keys(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db"])
+        try args.only(.handleOnly)
         let table = try table(args)
         respondLater(msgid, { table.keys(completion: $0) }) { keys in .value(.array(keys.map(NanaValue.string))) }
     }
@@ -192,7 +206,7 @@ extension ConnectionHandler {
     enum ScanShape: Sendable { case values, items, dictionary, nothing }
 
     private func scan(_ msgid: UInt32, _ args: Arguments, as shape: ScanShape) throws(NanaRemoteError) {
-        try args.only(["db"])
+        try args.only(.handleOnly)
         let table = try table(args)
         respondLater(msgid, { table.items(completion: $0) }) { rows in
             if shape == .nothing { return .value(.nil) }
@@ -226,7 +240,7 @@ extension ConnectionHandler {
     }
 
     private func pop(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "key", "default"])
+        try args.only(.keyAndDefault)
         let table = try table(args)
         let key = try args.string("key")
         let fallback = args.params["default"]
@@ -245,14 +259,14 @@ extension ConnectionHandler {
     }
 
     private func batchUpdate(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "mapping"])
+        try args.only(.mapping)
         let table = try table(args)
         let rows = try storableRows(try args.map("mapping"))
         respondLater(msgid, { table.batchUpdate(rows, completion: $0) }) { _ in .value(.nil) }
     }
 
     private func batchUpdatePartial(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "mapping"])
+        try args.only(.mapping)
         let table = try table(args)
         var rows: [(String, StorableValue)] = []
         var rejected = NanaParams()
@@ -269,13 +283,13 @@ extension ConnectionHandler {
     }
 
     private func clear(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db"])
+        try args.only(.handleOnly)
         let table = try table(args)
         respondLater(msgid, { table.clear(completion: $0) }) { _ in .value(.nil) }
     }
 
     private func setDefault(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "key", "default"])
+        try args.only(.keyAndDefault)
         let table = try table(args)
         let key = try args.string("key")
         if case .present(let value) = table.cached(key) { return reply(msgid, .encoded(value)) }
@@ -295,21 +309,21 @@ extension ConnectionHandler {
     // MARK: Batches and cache control
 
     private func batchGet(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "keys"])
+        try args.only(.keys)
         let table = try table(args)
         let keys = try args.strings("keys")
         respondLater(msgid, { table.batchGet(keys, completion: $0) }) { .encoded(Self.encode($0, as: .dictionary)) }
     }
 
     private func batchDelete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "keys"])
+        try args.only(.keys)
         let table = try table(args)
         let keys = try args.strings("keys")
         respondLater(msgid, { table.batchDelete(keys, completion: $0) }) { _ in .value(.nil) }
     }
 
     private func refresh(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "key"])
+        try args.only(.key)
         let table = try table(args)
         guard let key = try args.optionalString("key") else {
             table.clearCache()
@@ -320,13 +334,13 @@ extension ConnectionHandler {
     }
 
     private func isCached(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "key"])
+        try args.only(.key)
         let table = try table(args)
         reply(msgid, .value(.bool(table.isCached(try args.string("key")))))
     }
 
     private func getFresh(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db", "key", "default"])
+        try args.only(.keyAndDefault)
         let table = try table(args)
         let key = try args.string("key")
         let fallback = args.params["default"] ?? .nil
@@ -334,7 +348,7 @@ extension ConnectionHandler {
     }
 
     private func stats(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(["db"])
+        try args.only(.handleOnly)
         var databases = state.registry.databases
         if let db = args.params["db"], !db.isNil {
             let path = try table(args).path
