@@ -4,11 +4,11 @@ import NanaWire
 /// is a `TypeError`, as calling the NanaSQLite method wrongly would be.
 struct Arguments {
     let method: String
-    let params: NanaParams
+    let params: NanaParamList
 
     /// Refuses any argument not in `allowed`.
     func only(_ allowed: Set<String>) throws(NanaRemoteError) {
-        for name in params.keys where !allowed.contains(name) {
+        for name in params.names where !allowed.contains(name) {
             throw NanaRemoteError(.typeError, "\(method)() got an unexpected keyword argument '\(name)'")
         }
     }

@@ -373,6 +373,7 @@ extension ConnectionHandler {
             return [
                 "path": .string(db.path), "commits": .int(Int64(w.commits)), "writes": .int(Int64(w.writes)),
                 "failed_writes": .int(Int64(w.failedWrites)), "largest_batch": .int(Int64(w.largestBatch)),
+                "checkpoints": .int(Int64(w.checkpoints)),
                 "write_queue": .int(Int64(db.writeQueueDepth)), "tables": .array(tables),
             ]
         }

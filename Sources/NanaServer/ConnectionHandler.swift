@@ -45,8 +45,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Calls of this connection waiting on storage.
     private(set) var pendingCalls = 0
 
-    init(state: ServerState) {
+    private let mailbox: LoopMailbox
+
+    init(state: ServerState, mailbox: LoopMailbox) {
         self.state = state
+        self.mailbox = mailbox
         var logger = state.logger
         logger[metadataKey: "nana.conn.id"] = "\(state.nextConnectionID.wrappingAdd(1, ordering: .relaxed).newValue)"
         self.logger = logger
@@ -93,12 +96,14 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private func handle(_ frame: ByteBuffer) {
         state.requests.wrappingAdd(1, ordering: .relaxed)
-        let decoded = frame.withUnsafeReadableBytes { bytes -> Result<NanaValue, MessagePackError> in
-            Result { () throws(MessagePackError) in try reader.decode(bytes) }
+        let decoded = frame.withUnsafeReadableBytes { bytes -> Result<DecodedFrame, MessagePackError> in
+            Result { () throws(MessagePackError) in try reader.decodeFrame(bytes) }
         }
         let value: NanaValue
         switch decoded {
-        case .success(let v): value = v
+        case .success(.request(let msgid, let method, let params)):
+            return dispatch(msgid: msgid, method: method, arguments: Arguments(method: method, params: params))
+        case .success(.other(let v)): value = v
         case .failure(let error):
             let msgid = frame.withUnsafeReadableBytes { MessagePackReader.peekRequestID($0) }
             return fail(msgid: msgid, NanaRemoteError(.protocolError, "malformed frame: \(error)"))
@@ -110,7 +115,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         switch message {
         case .request(let msgid, let method, let params):
-            dispatch(msgid: msgid, method: method, arguments: Arguments(method: method, params: params))
+            // Well-formed requests took the fast path above; this one spelled its envelope
+            // unusually (a signed type 0, say) and is just as valid.
+            dispatch(msgid: msgid, method: method, arguments: Arguments(method: method, params: NanaParamList(params.map { ($0.key, $0.value) })))
         case .notification:
             break  // none defined yet; ignored, as MessagePack-RPC allows
         case .response:
@@ -178,6 +185,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         pendingCalls += 1
         state.inFlight.wrappingAdd(1, ordering: .relaxed)
         let loop = context.eventLoop
+        let mailbox = self.mailbox
         let bound = NIOLoopBound(self, eventLoop: loop)
         operation { result in
             let reply: Reply
@@ -196,7 +204,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                 if let then, let value, let override = then(handler, value) { final = override }
                 handler.completeLater(msgid, final)
             }
-            if loop.inEventLoop { deliver() } else { loop.execute(deliver) }
+            if loop.inEventLoop { deliver() } else { mailbox.post(deliver) }
         }
     }
 

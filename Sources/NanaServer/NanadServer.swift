@@ -32,6 +32,9 @@ public final class NanadServer: Service, Sendable {
 
         let maximumFrameLength = configuration.maximumFrameLength
         let childChannels = ChannelCollector()
+        var mailboxes: [ObjectIdentifier: LoopMailbox] = [:]
+        for loop in group.makeIterator() { mailboxes[ObjectIdentifier(loop)] = LoopMailbox(eventLoop: loop) }
+        let mailboxByLoop = mailboxes
         // The socket is created with the configured mode from the start: no window in which
         // it is reachable with looser permissions.
         let previousMask = umask(0o777 & ~mode_t(configuration.socketMode))
@@ -44,7 +47,8 @@ public final class NanadServer: Service, Sendable {
                     childChannels.add(channel)
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NanaFrameDecoder(maximumLength: maximumFrameLength)))
-                        try channel.pipeline.syncOperations.addHandler(ConnectionHandler(state: state))
+                        let mailbox = mailboxByLoop[ObjectIdentifier(channel.eventLoop)] ?? LoopMailbox(eventLoop: channel.eventLoop)
+                        try channel.pipeline.syncOperations.addHandler(ConnectionHandler(state: state, mailbox: mailbox))
                     }
                 }
                 .bind(unixDomainSocketPath: configuration.socketPath)

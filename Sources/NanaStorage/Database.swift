@@ -14,6 +14,11 @@ public struct DatabaseOptions: Sendable, Hashable {
     public var readerCount = 2
     /// Most write requests committed in one transaction.
     public var maximumBatchSize = 1024
+    /// WAL size (pages) at which the writer checkpoints when it has nothing else to do.
+    /// 0 leaves checkpoints to an external tool such as Litestream (and to SQLite at close).
+    public var checkpointWhenIdlePages: Int32 = 1000
+    /// WAL size (pages) at which the writer checkpoints even with work waiting.
+    public var checkpointForcedPages: Int32 = 10000
 
     public init() {}
 }
@@ -28,6 +33,8 @@ public struct WriterStatistics: Sendable, Hashable {
     public var failedWrites = 0
     /// The largest number of requests one transaction held.
     public var largestBatch = 0
+    /// WAL checkpoints the writer ran.
+    public var checkpoints = 0
 }
 
 /// One SQLite file owned by the daemon: a writer thread with the only read-write connection,
@@ -156,6 +163,9 @@ public final class Database: Sendable {
                 try connection.execute("PRAGMA cache_size = -\(options.cacheSizeMB * 1024)")
                 try connection.execute("PRAGMA temp_store = MEMORY")
                 try connection.execute("PRAGMA page_size = 4096")
+                // SQLite's own checkpoint runs inside COMMIT and stalls every writer behind it
+                // for milliseconds; the writer checkpoints between batches instead (below).
+                try connection.execute("PRAGMA wal_autocheckpoint = 0")
             }
         } catch {
             writeQueue.close()
@@ -174,8 +184,10 @@ public final class Database: Sendable {
         }
         opened(.success(self))
 
+        let wal = WALMonitor(connection)
         while let batch = writeQueue.takeBatch(limit: options.maximumBatchSize) {
             process(batch, on: connection)
+            checkpointIfDue(wal, on: connection)
         }
         readQueue.close()
         readersDone.wait()
@@ -197,6 +209,22 @@ public final class Database: Sendable {
             commit(batch[start..<end], on: connection)
             start = end
         }
+    }
+
+    /// Checkpoints (PASSIVE: never waits for readers) when the WAL is big enough and the queue
+    /// is empty, or when it is much bigger whatever is queued. Checkpoints stay on the writer:
+    /// SQLite 3.40 can corrupt a WAL that one connection resets while another checkpoints.
+    private func checkpointIfDue(_ wal: WALMonitor, on connection: SQLiteConnection) {
+        let idle = options.checkpointWhenIdlePages
+        guard idle > 0, wal.pages >= idle else { return }
+        guard wal.pages >= options.checkpointForcedPages || writeQueue.isEmpty else { return }
+        do {
+            try connection.checkpoint()
+            statistics.withLock { $0.checkpoints += 1 }
+        } catch {
+            logger.warning("checkpoint failed", metadata: ["db.path": "\(path)", "error": "\(error)"])
+        }
+        wal.pages = 0
     }
 
     private func runExclusive(_ job: WriteJob, on connection: SQLiteConnection) {

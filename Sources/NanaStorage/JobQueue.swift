@@ -49,6 +49,12 @@ final class JobQueue<Job: Sendable>: @unchecked Sendable {
         condition.unlock()
     }
 
+    var isEmpty: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return jobs.isEmpty
+    }
+
     var count: Int {
         condition.lock()
         defer { condition.unlock() }
@@ -58,7 +64,14 @@ final class JobQueue<Job: Sendable>: @unchecked Sendable {
 
 /// Starts a named thread that runs `body` once.
 func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
-    let thread = Thread(block: body)
+    let thread = Thread {
+        // Foundation does not pass the name to the kernel on Linux; top and perf read this one.
+        // (pthread_setname_np needs _GNU_SOURCE, which Swift's Glibc module does not set.)
+        #if os(Linux)
+        try? String(name.prefix(15)).write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+        #endif
+        body()
+    }
     thread.name = name
     thread.stackSize = 4 << 20
     thread.start()

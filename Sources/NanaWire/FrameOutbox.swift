@@ -27,8 +27,10 @@ public struct FrameOutbox {
     public mutating func flush(_ context: ChannelHandlerContext) -> EventLoopFuture<Void> {
         flushScheduled = false
         guard buffer.readableBytes > 0 else { return context.eventLoop.makeSucceededVoidFuture() }
-        let frames = buffer
-        buffer = context.channel.allocator.buffer(capacity: 4096)
-        return context.writeAndFlush(NIOAny(frames))
+        let written = context.writeAndFlush(NIOAny(buffer))
+        // The socket usually takes the bytes at once and NIO lets go of the buffer, so clearing
+        // reuses its memory; if NIO still holds it, the next append copies, as a new one would.
+        buffer.clear()
+        return written
     }
 }

@@ -76,6 +76,36 @@ public final class MessagePackReader {
         return try result.get()
     }
 
+    /// Decodes one frame, reading a request's envelope straight from msgpack-c's objects: the
+    /// daemon's hot path builds no tree for `[0, msgid, method, {params}]`, only the values.
+    /// Anything that is not a well-formed request comes back as `.other` for ``NanaMessage``.
+    public func decodeFrame(_ bytes: UnsafeRawBufferPointer) throws(MessagePackError) -> DecodedFrame {
+        let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        let check = nana_msgpack_check(base, bytes.count, UInt32(maximumDepth))
+        guard check.status == NANA_CHECK_OK else {
+            throw MessagePackError(kind: Self.kind(of: check.status), offset: Int(check.offset))
+        }
+        defer { msgpack_zone_clear(zone) }
+        var object = msgpack_object()
+        let rc = nana_msgpack_unpack(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, zone, &object)
+        guard rc == 1 else { throw MessagePackError(kind: .decoderFailed, offset: 0) }
+        if object.type == MSGPACK_OBJECT_ARRAY, object.via.array.size == 4 {
+            let items = object.via.array.ptr!
+            if items[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER, items[0].via.u64 == 0,
+               items[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER, items[1].via.u64 <= UInt64(UInt32.max),
+               items[2].type == MSGPACK_OBJECT_STR, items[3].type == MSGPACK_OBJECT_MAP {
+                let map = items[3].via.map
+                var params: [(key: String, value: NanaValue)] = []
+                params.reserveCapacity(Int(map.size))
+                for i in 0..<Int(map.size) {
+                    params.append((Self.string(map.ptr[i].key.via.str), Self.value(of: map.ptr[i].val)))
+                }
+                return .request(msgid: UInt32(items[1].via.u64), method: Self.string(items[2].via.str), params: NanaParamList(params))
+            }
+        }
+        return .other(Self.value(of: object))
+    }
+
     /// Decodes with a temporary reader.
     public static func decode(_ bytes: [UInt8], maximumDepth: Int = Int(NANA_MSGPACK_MAX_DEPTH)) throws(MessagePackError) -> NanaValue {
         try MessagePackReader(maximumDepth: maximumDepth).decode(bytes)

@@ -29,6 +29,9 @@ struct Nanad: AsyncParsableCommand {
     @Option(name: .long, help: "Read-only SQLite connections per database.")
     var readers = 2
 
+    @Flag(name: .customLong("external-checkpoints"), help: "Never checkpoint the WAL while serving; leave it to a tool such as Litestream.")
+    var externalCheckpoints = false
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -53,6 +56,7 @@ struct Nanad: AsyncParsableCommand {
         configuration.maximumFrameLength = maxFrameSize
         configuration.eventLoopCount = eventLoops
         configuration.databaseOptions.readerCount = readers
+        if externalCheckpoints { configuration.databaseOptions.checkpointWhenIdlePages = 0 }
 
         let server = NanadServer(configuration: configuration, logger: logger)
         let group = ServiceGroup(

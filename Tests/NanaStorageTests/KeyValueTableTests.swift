@@ -127,6 +127,25 @@ import Testing
         #expect(try decoded(try await table.get("key-1999")) == 1999)
     }
 
+    @Test func theWriterCheckpointsTheWALUnlessLeftToAnExternalTool() async throws {
+        let folder = TemporaryFolder()
+        let registry = try makeRegistry(folder.path)
+        defer { registry.closeAll() }
+        let big = try storable(.string(String(repeating: "x", count: 3000)))
+        for (name, idlePages) in [("own.db", Int32(1000)), ("external.db", Int32(0))] {
+            var options = DatabaseOptions()
+            options.checkpointWhenIdlePages = idlePages
+            let database = try await registry.open(name, options: options)
+            let table = try await database.table(named: "data")
+            for round in 0..<4 {
+                try await table.batchUpdate((0..<500).map { ("r\(round)-\($0)", big) })
+            }
+            let checkpoints = database.writerStatistics.checkpoints
+            #expect(idlePages == 0 ? checkpoints == 0 : checkpoints >= 1, "\(name): \(checkpoints) checkpoints")
+            #expect(try await table.count() == 2000)
+        }
+    }
+
     @Test func keysHoldingNULAreStoredWhole() async throws {
         let folder = TemporaryFolder()
         let registry = try makeRegistry(folder.path)

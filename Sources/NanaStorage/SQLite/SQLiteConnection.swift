@@ -47,6 +47,13 @@ final class SQLiteConnection {
         return statement
     }
 
+    /// Copies the WAL into the database file without waiting for readers.
+    func checkpoint() throws(StorageError) {
+        var logPages: Int32 = 0, checkpointed: Int32 = 0
+        let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, &logPages, &checkpointed)
+        guard rc == SQLITE_OK else { throw error(rc) }
+    }
+
     /// Whether no transaction is open (SQLite rolls a transaction back by itself on some errors).
     var isAutocommit: Bool { sqlite3_get_autocommit(handle) != 0 }
 

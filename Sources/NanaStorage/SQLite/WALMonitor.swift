@@ -1,0 +1,22 @@
+import CSQLite
+
+/// Tracks the WAL's size in pages, as SQLite reports it after every commit (`sqlite3_wal_hook`).
+final class WALMonitor {
+    var pages: Int32 = 0
+    private let connection: SQLiteConnection
+
+    init(_ connection: SQLiteConnection) {
+        self.connection = connection
+        sqlite3_wal_hook(connection.handle, { context, _, _, pages in
+            Unmanaged<WALMonitor>.fromOpaque(context!).takeUnretainedValue().pages = pages
+            return SQLITE_OK
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit {
+        sqlite3_wal_hook(connection.handle, nil, nil)
+    }
+}
+
+@available(*, unavailable)
+extension WALMonitor: Sendable {}
