@@ -120,6 +120,27 @@ public struct NanaDatabase: Sendable {
         try await call("copy").mapValue ?? [:]
     }
 
+    // MARK: Atomic updates
+
+    /// Adds `amount` to the number stored under `key` and returns the new number, atomically
+    /// for every client of the daemon. A missing key starts from `default` (or is a `KeyError`).
+    /// With `field`, the stored value is a dict: that field is incremented and the whole dict
+    /// is returned.
+    @discardableResult
+    public func increment(_ key: String, by amount: NanaValue = 1, field: String? = nil, default defaultValue: NanaValue? = nil) async throws -> NanaValue {
+        var params: NanaParams = ["key": .string(key), "amount": amount]
+        if let field { params["field"] = .string(field) }
+        if let defaultValue { params["default"] = defaultValue }
+        return try await call("increment", params)
+    }
+
+    /// Merges `changes` into the dict stored under `key` (top-level keys replace) and returns
+    /// the result, atomically. A missing key is a `KeyError` unless `create` is true.
+    @discardableResult
+    public func patch(_ key: String, _ changes: NanaParams, create: Bool = false) async throws -> NanaValue {
+        try await call("patch", ["key": .string(key), "changes": .map(changes), "create": .bool(create)])
+    }
+
     // MARK: Batches
 
     /// Stores every pair in one transaction: all or nothing.

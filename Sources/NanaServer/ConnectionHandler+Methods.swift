@@ -13,6 +13,8 @@ extension Set<String> {
     static let keys: Set<String> = ["db", "keys"]
     static let mapping: Set<String> = ["db", "mapping"]
     static let tableName: Set<String> = ["db", "table_name"]
+    static let increment: Set<String> = ["db", "key", "amount", "field", "default"]
+    static let patch: Set<String> = ["db", "key", "changes", "create"]
 }
 
 // The methods of the protocol (proto/PROTOCOL.md), named as NanaSQLite's without the `a` prefix.
@@ -48,6 +50,8 @@ extension ConnectionHandler {
             case "get_fresh": try getFresh(msgid, args)
             case "clear_cache": try args.only(.handleOnly); try table(args).clearCache(); reply(msgid, .value(.nil))
             case "stats": try stats(msgid, args)
+            case "increment": try increment(msgid, args)
+            case "patch": try patch(msgid, args)
             default: throw NanaRemoteError(.protocolError, "unknown method '\(method)'")
             }
         } catch {
@@ -378,6 +382,36 @@ extension ConnectionHandler {
             ]
         }
         reply(msgid, .value(["server": server, "databases": .array(dbs)]))
+    }
+
+    // MARK: Atomic updates
+
+    private func increment(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(.increment)
+        let table = try table(args)
+        let key = try args.string("key")
+        let field = try args.optionalString("field")
+        let transform: @Sendable (NanaValue?) throws(StorageError) -> NanaValue
+        do throws(StorageError) {
+            transform = try AtomicUpdates.increment(
+                key: key, amount: args.params["amount"] ?? 1, field: field,
+                defaultValue: args.params["default"].flatMap { $0.isNil ? nil : $0 })
+        } catch { throw NanaRemoteError(error) }
+        // With `field` the reply is the whole dict; without, the number.
+        respondLater(msgid, { AtomicUpdates.run(on: table, key: key, transform, completion: $0) }) { .encoded($0) }
+    }
+
+    private func patch(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(.patch)
+        let table = try table(args)
+        let key = try args.string("key")
+        let changes = try args.value("changes")
+        let create = try args.bool("create", default: false)
+        let transform: @Sendable (NanaValue?) throws(StorageError) -> NanaValue
+        do throws(StorageError) {
+            transform = try AtomicUpdates.patch(key: key, changes: changes, create: create)
+        } catch { throw NanaRemoteError(error) }
+        respondLater(msgid, { AtomicUpdates.run(on: table, key: key, transform, completion: $0) }) { .encoded($0) }
     }
 
     // MARK: Helpers

@@ -246,6 +246,23 @@ public final class KeyValueTable: Sendable {
         }
     }
 
+    /// Reads `key` on the writer, computes its new value from the old one (`nil` when missing)
+    /// and stores it, with nothing able to write in between: NanaSQLite's `increment` and
+    /// `patch`, atomic for every client of the daemon. `transform` runs on the writer thread;
+    /// if it throws, nothing is written.
+    public func update(
+        _ key: String,
+        transform: @escaping @Sendable (EncodedValue?) throws(StorageError) -> StorableValue,
+        completion: @escaping @Sendable (Result<EncodedValue, StorageError>) -> Void
+    ) {
+        write(.statement, completion) { connection throws(StorageError) in
+            let old = try self.readValue(key, on: connection)
+            let new = try transform(old)
+            try self.writeRow(key, new, on: connection)
+            return (.set(key, new.encoded), new.encoded)
+        }
+    }
+
     /// Stores every pair in one transaction: all or nothing.
     public func batchUpdate(_ rows: [(String, StorableValue)], completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         guard !rows.isEmpty else { return completion(.success(())) }

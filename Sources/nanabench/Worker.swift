@@ -14,6 +14,7 @@ struct Worker: AsyncParsableCommand {
     @Option(help: "Prefix of this worker's keys (keys are PREFIX-0 … PREFIX-N-1).") var prefix: String
     @Option(help: "Keys to write.") var count = 2000
     @Option(help: "Calls in flight at once.") var concurrency = 16
+    @Option(help: "Instead of writing keys, increment this key `count` times.") var increment: String?
 
     func run() async throws {
         let client = try await NanaClient.connect(socketPath: socket, clientName: "nanabench-worker-\(prefix)")
@@ -21,6 +22,7 @@ struct Worker: AsyncParsableCommand {
         let start = ContinuousClock.now
         let prefix = self.prefix
         let count = self.count
+        let increment = self.increment
         let lanes = max(1, concurrency)
         let errors = await withTaskGroup(of: Int.self) { group in
             for lane in 0..<lanes {
@@ -28,7 +30,11 @@ struct Worker: AsyncParsableCommand {
                     var errors = 0
                     for i in stride(from: lane, to: count, by: lanes) {
                         do {
-                            try await database.set("\(prefix)-\(i)", ["worker": .string(prefix), "i": .int(Int64(i))])
+                            if let counter = increment {
+                                try await database.increment(counter, by: 1, default: 0)
+                            } else {
+                                try await database.set("\(prefix)-\(i)", ["worker": .string(prefix), "i": .int(Int64(i))])
+                            }
                         } catch {
                             errors += 1
                             FileHandle.standardError.write(Data("error on \(prefix)-\(i): \(error)\n".utf8))
