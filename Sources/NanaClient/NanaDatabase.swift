@@ -1,6 +1,16 @@
 import NanaWire
 import OrderedCollections
 
+/// What ``NanaDatabase/execute(_:_:)`` returns.
+public struct NanaSQLResult: Sendable, Hashable {
+    public var columns: [String]
+    public var rows: [[NanaValue]]
+    /// Rows changed by the last INSERT, UPDATE or DELETE.
+    public var rowCount: Int
+    /// The rowid of the last INSERT.
+    public var lastInsertRowID: Int64
+}
+
 /// One open key-value table on the daemon: NanaSQLite's dict interface, async.
 ///
 /// Every method is one round trip. The cache lives in the daemon and is shared by every
@@ -139,6 +149,37 @@ public struct NanaDatabase: Sendable {
     @discardableResult
     public func patch(_ key: String, _ changes: NanaParams, create: Bool = false) async throws -> NanaValue {
         try await call("patch", ["key": .string(key), "changes": .map(changes), "create": .bool(create)])
+    }
+
+    // MARK: Direct SQL
+
+    /// Runs SQL on the daemon's writer (one statement, or several separated by `;` without
+    /// parameters) and returns the rows of the last statement that has any. Transaction
+    /// control, ATTACH, PRAGMA and VACUUM are refused; see `proto/PROTOCOL.md`.
+    @discardableResult
+    public func execute(_ sql: String, _ parameters: [NanaValue] = []) async throws -> NanaSQLResult {
+        let reply = try await call("execute", ["sql": .string(sql), "parameters": .array(parameters)])
+        return NanaSQLResult(
+            columns: reply["columns"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+            rows: reply["rows"]?.arrayValue?.map { $0.arrayValue ?? [] } ?? [],
+            rowCount: Int(reply["rowcount"]?.int64Value ?? 0),
+            lastInsertRowID: reply["lastrowid"]?.int64Value ?? 0
+        )
+    }
+
+    /// Runs one statement once per parameter list, in one transaction.
+    public func executeMany(_ sql: String, _ parametersList: [[NanaValue]]) async throws {
+        _ = try await call("execute_many", ["sql": .string(sql), "parameters_list": .array(parametersList.map(NanaValue.array))])
+    }
+
+    /// The first row of a query, or `nil`.
+    public func fetchOne(_ sql: String, _ parameters: [NanaValue] = []) async throws -> [NanaValue]? {
+        try await call("fetch_one", ["sql": .string(sql), "parameters": .array(parameters)]).arrayValue
+    }
+
+    /// Every row of a query.
+    public func fetchAll(_ sql: String, _ parameters: [NanaValue] = []) async throws -> [[NanaValue]] {
+        try await call("fetch_all", ["sql": .string(sql), "parameters": .array(parameters)]).arrayValue?.map { $0.arrayValue ?? [] } ?? []
     }
 
     // MARK: Batches

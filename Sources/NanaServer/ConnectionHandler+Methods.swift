@@ -52,6 +52,10 @@ extension ConnectionHandler {
             case "stats": try stats(msgid, args)
             case "increment": try increment(msgid, args)
             case "patch": try patch(msgid, args)
+            case "execute": try execute(msgid, args)
+            case "execute_many": try executeMany(msgid, args)
+            case "fetch_one": try fetch(msgid, args, one: true)
+            case "fetch_all": try fetch(msgid, args, one: false)
             default: throw NanaRemoteError(.protocolError, "unknown method '\(method)'")
             }
         } catch {
@@ -423,7 +427,7 @@ extension ConnectionHandler {
         }
     }
 
-    private func table(_ args: Arguments) throws(NanaRemoteError) -> KeyValueTable {
+    func table(_ args: Arguments) throws(NanaRemoteError) -> KeyValueTable {
         try handle(try args.int("db")).table
     }
 }

@@ -8,6 +8,8 @@ final class SQLiteConnection {
     let handle: OpaquePointer
     let path: String
     private var statements: [String: Statement] = [:]
+    /// The authorizer rule for clients' SQL on this connection.
+    private(set) lazy var userSQL = UserSQLPolicy(connection: self)
 
     /// Opens `path`. A read-only connection never creates the file.
     init(path: String, readOnly: Bool, busyTimeoutMilliseconds: Int32) throws(StorageError) {
@@ -56,6 +58,9 @@ final class SQLiteConnection {
 
     /// Whether no transaction is open (SQLite rolls a transaction back by itself on some errors).
     var isAutocommit: Bool { sqlite3_get_autocommit(handle) != 0 }
+
+    /// The rowid of the last successful INSERT on this connection.
+    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
     /// Rows changed by the last INSERT, UPDATE or DELETE.
     var changes: Int { Int(sqlite3_changes(handle)) }

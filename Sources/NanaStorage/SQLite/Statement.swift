@@ -14,7 +14,16 @@ final class Statement {
         self.connection = connection
     }
 
+    /// Adopts a statement prepared elsewhere.
+    init(connection: SQLiteConnection, handle: OpaquePointer) {
+        self.handle = handle
+        self.connection = connection
+    }
+
     deinit { sqlite3_finalize(handle) }
+
+    /// The statement's SQL text.
+    var sqlText: String { sqlite3_sql(handle).map { String(cString: $0) } ?? "" }
 
     /// Runs `body`, then resets the statement and clears its bindings whatever happened.
     func withReset<R, E: Error>(_ body: (Statement) throws(E) -> R) throws(E) -> R {

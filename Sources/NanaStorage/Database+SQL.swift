@@ -1,0 +1,123 @@
+/// Clients' own SQL (`execute`, `execute_many`, `fetch_one`, `fetch_all`).
+///
+/// Statements that write run on the writer inside the group transaction, each call in its own
+/// savepoint, so a failing call undoes only itself. Read-only statements run on a reader.
+/// Rows are materialised before the call completes. The cache rule: after a call that wrote
+/// key-value tables commits, those tables' caches are cleared, so no session reads a value the
+/// SQL changed behind the cache (see ``UserSQLPolicy`` for how the written tables are known).
+extension Database {
+    /// Most rows one call may return; more is an error asking for LIMIT.
+    public static let maximumResultRows = 1_000_000
+
+    /// Runs `sql` (one or more `;`-separated statements; parameters only with one) on the writer.
+    public func execute(_ sql: String, parameters: [SQLValue], completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
+        submit(WriteJob(
+            mode: .savepoint,
+            run: { connection throws(StorageError) in
+                let (statements, writes) = try connection.userSQL.prepare(sql, on: connection)
+                if !parameters.isEmpty && statements.count > 1 {
+                    throw StorageError(.valueError, "parameters can only be used with a single SQL statement")
+                }
+                var result = SQLResult()
+                for statement in statements {
+                    try statement.withReset { (s) throws(StorageError) in
+                        if statements.count == 1 { try s.bind(parameters) }
+                        try Self.collect(s, into: &result)
+                    }
+                    result.changes = connection.changes
+                }
+                result.lastInsertRowID = connection.lastInsertRowID
+                let done = UncheckedSendable(result)
+                return {
+                    self.invalidateCaches(of: writes)
+                    completion(.success(done.value))
+                }
+            },
+            fail: { completion(.failure($0)) }
+        ))
+    }
+
+    /// Runs one statement once per parameter list, all in one transaction (all or nothing).
+    public func executeMany(_ sql: String, parametersList: [[SQLValue]], completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
+        submit(WriteJob(
+            mode: .savepoint,
+            run: { connection throws(StorageError) in
+                let (statements, writes) = try connection.userSQL.prepare(sql, on: connection)
+                guard statements.count == 1, let statement = statements.first else {
+                    throw StorageError(.valueError, "execute_many takes exactly one SQL statement")
+                }
+                var result = SQLResult()
+                for parameters in parametersList {
+                    try statement.withReset { (s) throws(StorageError) in
+                        try s.bind(parameters)
+                        try s.run()
+                    }
+                    result.changes += connection.changes
+                }
+                result.lastInsertRowID = connection.lastInsertRowID
+                let done = UncheckedSendable(result)
+                return {
+                    self.invalidateCaches(of: writes)
+                    completion(.success(done.value))
+                }
+            },
+            fail: { completion(.failure($0)) }
+        ))
+    }
+
+    /// Runs `sql` and returns its rows: on a reader when every statement is read-only, else
+    /// as ``execute(_:parameters:completion:)``.
+    public func fetch(_ sql: String, parameters: [SQLValue], completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
+        submitRead(ReadJob(
+            run: { connection in
+                do throws(StorageError) {
+                    let (statements, _) = try connection.userSQL.prepare(sql, on: connection)
+                    guard statements.allSatisfy(\.isReadOnly) else {
+                        return self.execute(sql, parameters: parameters, completion: completion)
+                    }
+                    if !parameters.isEmpty && statements.count > 1 {
+                        throw StorageError(.valueError, "parameters can only be used with a single SQL statement")
+                    }
+                    var result = SQLResult()
+                    // One snapshot for every statement of the call.
+                    try connection.execute("BEGIN")
+                    defer { try? connection.execute("COMMIT") }
+                    for statement in statements {
+                        try statement.withReset { (s) throws(StorageError) in
+                            if statements.count == 1 { try s.bind(parameters) }
+                            try Self.collect(s, into: &result)
+                        }
+                    }
+                    completion(.success(result))
+                } catch {
+                    completion(.failure(error))
+                }
+            },
+            fail: { completion(.failure($0)) }
+        ))
+    }
+
+    /// Steps a statement to the end; a statement with columns replaces the result's rows.
+    private static func collect(_ s: Statement, into result: inout SQLResult) throws(StorageError) {
+        let columns = s.columnCount
+        if columns > 0 {
+            result.columns = (0..<columns).map { s.columnName($0) }
+            result.rows = []
+        }
+        while try s.step() {
+            guard columns > 0 else { continue }
+            guard result.rows.count < maximumResultRows else {
+                throw StorageError(.valueError, "the result has more than \(maximumResultRows) rows; add a LIMIT")
+            }
+            result.rows.append((0..<columns).map { s.columnValue($0) })
+        }
+    }
+
+    /// Clears the caches of the key-value tables a client's SQL wrote.
+    func invalidateCaches(of writtenTables: Set<String>) {
+        guard !writtenTables.isEmpty else { return }
+        for table in openTables where writtenTables.contains(Identifier.canonical(table.name)) {
+            table.clearCache()
+        }
+    }
+}
