@@ -56,7 +56,10 @@ extension ConnectionHandler {
             case "execute_many": try executeMany(msgid, args)
             case "fetch_one": try fetch(msgid, args, one: true)
             case "fetch_all": try fetch(msgid, args, one: false)
-            default: throw NanaRemoteError(.protocolError, "unknown method '\(method)'")
+            default:
+                guard try dispatchSQLHelper(msgid, method, args) else {
+                    throw NanaRemoteError(.protocolError, "unknown method '\(method)'")
+                }
             }
         } catch {
             reply(msgid, .error(error))
@@ -78,6 +81,7 @@ extension ConnectionHandler {
     private static let openParameters: Set<String> = [
         "db_path", "table", "bulk_load", "optimize", "cache_size_mb", "strict_sql_validation", "max_workers",
         "lock_timeout", "warn_duplicate_table_instance", "v2_mode", "encryption_key", "cache_strategy",
+        "allowed_sql_functions", "forbidden_sql_functions", "max_clause_length",
     ]
 
     private func open(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
@@ -91,7 +95,15 @@ extension ConnectionHandler {
         let cacheSize = try args.int("cache_size_mb", default: 64)
         guard cacheSize > 0, cacheSize <= 1 << 20 else { throw NanaRemoteError(.valueError, "cache_size_mb must be a positive integer, got \(cacheSize)") }
         options.cacheSizeMB = Int(cacheSize)
-        _ = try args.bool("strict_sql_validation", default: true)
+        let policy = SQLFunctionPolicy(
+            strict: try args.bool("strict_sql_validation", default: true),
+            allowed: args.has("allowed_sql_functions") && !(args.params["allowed_sql_functions"]?.isNil ?? true) ? try args.strings("allowed_sql_functions") : [],
+            forbidden: args.has("forbidden_sql_functions") && !(args.params["forbidden_sql_functions"]?.isNil ?? true) ? try args.strings("forbidden_sql_functions") : [],
+            maximumClauseLength: try {
+                () throws(NanaRemoteError) -> Int? in
+                let n = try args.int("max_clause_length", default: 1000)
+                return n > 0 ? Int(n) : nil  // NanaSQLite: a falsy length means unlimited
+            }())
         // Accepted for NanaSQLite compatibility and checked as it checks them; the daemon has no
         // client-side thread pool, and its writer queue, not a lock, orders writes.
         if let workers = args.params["max_workers"], !workers.isNil {
@@ -130,7 +142,7 @@ extension ConnectionHandler {
                 }
             }
         }, { _ in .value(.nil) }, then: { handler, table in
-            let id = handler.session.add(table, root: nil)
+            let id = handler.session.add(table, root: nil, policy: policy)
             return .value(["db": .int(id), "table": .string(table.name)])
         })
     }
@@ -142,11 +154,12 @@ extension ConnectionHandler {
         let name = try args.string("table_name")
         do { _ = try Identifier.validated(name) } catch { throw NanaRemoteError(error) }
         let root = parent.root
+        let policy = parent.policy
         respondLater(msgid, { parent.table.database.table(named: name, completion: $0) }, { _ in .value(.nil) }, then: { handler, table in
             guard handler.session.handles[root] != nil else {
                 return .error(NanaRemoteError(.closed, "Parent database connection is closed (table: '\(name)')."))
             }
-            let id = handler.session.add(table, root: root)
+            let id = handler.session.add(table, root: root, policy: policy)
             return .value(["db": .int(id), "table": .string(table.name)])
         })
     }
@@ -425,6 +438,10 @@ extension ConnectionHandler {
         case .success(let handle): return handle
         case .failure(let error): throw NanaRemoteError(error)
         }
+    }
+
+    func handle(for args: Arguments) throws(NanaRemoteError) -> Session.Handle {
+        try handle(try args.int("db"))
     }
 
     func table(_ args: Arguments) throws(NanaRemoteError) -> KeyValueTable {

@@ -7,6 +7,8 @@ struct Session {
         let table: KeyValueTable
         /// The handle of the `open` this one descends from (itself for a root).
         let root: Int64
+        /// The SQL-expression policy of the `open` (inherited by `table`, unlike NanaSQLite).
+        let policy: SQLFunctionPolicy
     }
 
     private(set) var handles: [Int64: Handle] = [:]
@@ -14,10 +16,10 @@ struct Session {
     /// Why each closed handle is closed, in NanaSQLite's words.
     private var closed: [Int64: String] = [:]
 
-    mutating func add(_ table: KeyValueTable, root: Int64?) -> Int64 {
+    mutating func add(_ table: KeyValueTable, root: Int64?, policy: SQLFunctionPolicy) -> Int64 {
         let id = nextHandle
         nextHandle += 1
-        handles[id] = Handle(table: table, root: root ?? id)
+        handles[id] = Handle(table: table, root: root ?? id, policy: policy)
         return id
     }
 

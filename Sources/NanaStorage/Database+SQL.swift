@@ -10,11 +10,13 @@ extension Database {
     public static let maximumResultRows = 1_000_000
 
     /// Runs `sql` (one or more `;`-separated statements; parameters only with one) on the writer.
-    public func execute(_ sql: String, parameters: [SQLValue], completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
+    /// - Parameter trusted: SQL the daemon built itself from validated names and checked
+    ///   expressions (the SQL helpers): nothing is refused, writes still clear caches.
+    public func execute(_ sql: String, parameters: [SQLValue], trusted: Bool = false, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
         submit(WriteJob(
             mode: .savepoint,
             run: { connection throws(StorageError) in
-                let (statements, writes) = try connection.userSQL.prepare(sql, on: connection)
+                let (statements, writes) = try connection.userSQL.prepare(sql, on: connection, trusted: trusted)
                 if !parameters.isEmpty && statements.count > 1 {
                     throw StorageError(.valueError, "parameters can only be used with a single SQL statement")
                 }
@@ -67,13 +69,13 @@ extension Database {
 
     /// Runs `sql` and returns its rows: on a reader when every statement is read-only, else
     /// as ``execute(_:parameters:completion:)``.
-    public func fetch(_ sql: String, parameters: [SQLValue], completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
+    public func fetch(_ sql: String, parameters: [SQLValue], trusted: Bool = false, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
         submitRead(ReadJob(
             run: { connection in
                 do throws(StorageError) {
-                    let (statements, _) = try connection.userSQL.prepare(sql, on: connection)
+                    let (statements, _) = try connection.userSQL.prepare(sql, on: connection, trusted: trusted)
                     guard statements.allSatisfy(\.isReadOnly) else {
-                        return self.execute(sql, parameters: parameters, completion: completion)
+                        return self.execute(sql, parameters: parameters, trusted: trusted, completion: completion)
                     }
                     if !parameters.isEmpty && statements.count > 1 {
                         throw StorageError(.valueError, "parameters can only be used with a single SQL statement")
@@ -119,5 +121,43 @@ extension Database {
         for table in openTables where writtenTables.contains(Identifier.canonical(table.name)) {
             table.clearCache()
         }
+    }
+}
+
+extension Database {
+    /// Runs VACUUM alone on the writer, outside the group transaction (SQLite cannot vacuum
+    /// inside one). Every table's cache stays valid: VACUUM changes no row.
+    public func vacuum(completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        submit(WriteJob(
+            mode: .exclusive,
+            run: { connection throws(StorageError) in
+                do throws(StorageError) {
+                    try connection.execute("VACUUM")
+                } catch {
+                    throw StorageError(.database, "VACUUM failed: \(error.message)", sqliteCode: error.sqliteCode)
+                }
+                return { completion(.success(())) }
+            },
+            fail: { completion(.failure($0)) }
+        ))
+    }
+
+    /// Runs a PRAGMA the caller has checked, alone on the writer, and returns the first column
+    /// of its first row (nil when it returns none).
+    public func pragma(_ sql: String, completion: @escaping @Sendable (Result<SQLValue, StorageError>) -> Void) {
+        submit(WriteJob(
+            mode: .exclusive,
+            run: { connection throws(StorageError) in
+                let statement = try Statement(connection: connection, sql: sql, persistent: false)
+                let value = try statement.withReset { (s) throws(StorageError) -> SQLValue in
+                    guard try s.step(), s.columnCount > 0 else { return .null }
+                    let value = s.columnValue(0)
+                    while try s.step() {}
+                    return value
+                }
+                return { completion(.success(value)) }
+            },
+            fail: { completion(.failure($0)) }
+        ))
     }
 }

@@ -11,6 +11,8 @@ import CSQLite
 /// after it commits. The authorizer is off for the daemon's own statements.
 final class UserSQLPolicy {
     fileprivate(set) var active = false
+    /// SQL the daemon built itself (the SQL helpers): writes are recorded, nothing is refused.
+    fileprivate var trusted = false
     fileprivate var written = Set<String>()
     fileprivate var refusal: String?
 
@@ -19,6 +21,13 @@ final class UserSQLPolicy {
             let policy = Unmanaged<UserSQLPolicy>.fromOpaque(context!).takeUnretainedValue()
             guard policy.active else { return SQLITE_OK }
             let name = first.map { String(cString: $0) }
+            if policy.trusted {
+                if [SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE, SQLITE_DROP_TABLE, SQLITE_ALTER_TABLE].contains(action),
+                   let name, !name.hasPrefix("sqlite_") {
+                    policy.written.insert(name.lowercased())
+                }
+                return SQLITE_OK
+            }
             switch action {
             case SQLITE_TRANSACTION, SQLITE_SAVEPOINT:
                 policy.refusal = "transaction control is not allowed in execute(); use begin_transaction()/commit()/rollback()"
@@ -39,11 +48,12 @@ final class UserSQLPolicy {
     }
 
     /// Prepares every statement of `sql` under the policy; returns them with the tables they write.
-    func prepare(_ sql: String, on connection: SQLiteConnection) throws(StorageError) -> (statements: [Statement], writes: Set<String>) {
+    func prepare(_ sql: String, on connection: SQLiteConnection, trusted: Bool = false) throws(StorageError) -> (statements: [Statement], writes: Set<String>) {
         active = true
+        self.trusted = trusted
         written.removeAll()
         refusal = nil
-        defer { active = false }
+        defer { active = false; self.trusted = false }
         var statements: [Statement] = []
         var remaining = Substring(sql)
         while true {
@@ -55,7 +65,7 @@ final class UserSQLPolicy {
         }
         guard !statements.isEmpty else { throw StorageError(.valueError, "no SQL statement to run") }
         // VACUUM is not an authorizer action; it cannot run inside the writer's transactions.
-        for s in statements where s.sqlText.drop(while: \.isWhitespace).uppercased().hasPrefix("VACUUM") {
+        for s in statements where !trusted && s.sqlText.drop(while: \.isWhitespace).uppercased().hasPrefix("VACUUM") {
             throw StorageError(.validation, "VACUUM is not allowed in execute(); use vacuum()")
         }
         return (statements, written)
