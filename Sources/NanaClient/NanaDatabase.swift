@@ -151,6 +151,46 @@ public struct NanaDatabase: Sendable {
         try await call("patch", ["key": .string(key), "changes": .map(changes), "create": .bool(create)])
     }
 
+    // MARK: Transactions
+
+    /// Starts a transaction on this file for this connection: until ``commit()`` or
+    /// ``rollback()``, this connection's calls run inside it and see their own writes, other
+    /// clients keep reading committed data, and their writes wait. The daemon rolls it back
+    /// if this connection drops or the daemon's transaction timeout passes.
+    public func beginTransaction() async throws {
+        _ = try await call("begin_transaction")
+    }
+
+    /// Commits the transaction; its writes become visible to every client.
+    public func commit() async throws {
+        _ = try await call("commit")
+    }
+
+    /// Rolls the transaction back; nothing it wrote remains.
+    public func rollback() async throws {
+        _ = try await call("rollback")
+    }
+
+    /// Whether this connection has a transaction open on this file.
+    public func inTransaction() async throws -> Bool {
+        try await call("in_transaction").boolValue ?? false
+    }
+
+    /// Runs `body` in a transaction: commits when it returns, rolls back when it throws (and
+    /// rethrows).
+    public func transaction<T: Sendable>(_ body: (NanaDatabase) async throws -> T) async throws -> T {
+        try await beginTransaction()
+        let result: T
+        do {
+            result = try await body(self)
+        } catch {
+            try? await rollback()
+            throw error
+        }
+        try await commit()
+        return result
+    }
+
     // MARK: Direct SQL
 
     /// Runs SQL on the daemon's writer (one statement, or several separated by `;` without

@@ -94,6 +94,7 @@ enum AtomicUpdates {
     static func run(
         on table: KeyValueTable,
         key: String,
+        owner: TransactionToken?,
         _ transform: @escaping @Sendable (NanaValue?) throws(StorageError) -> NanaValue,
         completion: @escaping @Sendable (Result<EncodedValue, StorageError>) -> Void
     ) {
@@ -112,7 +113,7 @@ enum AtomicUpdates {
                 let kind: StorageError.Kind = error.type == .typeError ? .typeError : error.type == .valueError ? .valueError : .validation
                 throw StorageError(kind, error.message)
             }
-        }, completion: completion)
+        }, owner: owner, completion: completion)
     }
 
     private static func asDouble(_ v: NanaValue) -> Double? {

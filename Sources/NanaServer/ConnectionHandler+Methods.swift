@@ -52,6 +52,10 @@ extension ConnectionHandler {
             case "stats": try stats(msgid, args)
             case "increment": try increment(msgid, args)
             case "patch": try patch(msgid, args)
+            case "begin_transaction": try beginTransaction(msgid, args)
+            case "commit": try endTransaction(msgid, args, commit: true)
+            case "rollback": try endTransaction(msgid, args, commit: false)
+            case "in_transaction": try args.only(.handleOnly); reply(msgid, .value(.bool(try transactionOwner(try table(args).database) != nil)))
             case "execute": try execute(msgid, args)
             case "execute_many": try executeMany(msgid, args)
             case "fetch_one": try fetch(msgid, args, one: true)
@@ -155,7 +159,8 @@ extension ConnectionHandler {
         do { _ = try Identifier.validated(name) } catch { throw NanaRemoteError(error) }
         let root = parent.root
         let policy = parent.policy
-        respondLater(msgid, { parent.table.database.table(named: name, completion: $0) }, { _ in .value(.nil) }, then: { handler, table in
+        let owner = try transactionOwner(parent.table.database)
+        respondLater(msgid, { parent.table.database.table(named: name, owner: owner, completion: $0) }, { _ in .value(.nil) }, then: { handler, table in
             guard handler.session.handles[root] != nil else {
                 return .error(NanaRemoteError(.closed, "Parent database connection is closed (table: '\(name)')."))
             }
@@ -166,7 +171,11 @@ extension ConnectionHandler {
 
     private func close(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.handleOnly)
-        session.close(try args.int("db"))
+        let id = try args.int("db")
+        if case .success(let handle) = session.table(id), session.transactions[ObjectIdentifier(handle.table.database)] != nil {
+            throw NanaRemoteError(.transaction, "Cannot close connection while transaction is in progress. Please commit or rollback first.")
+        }
+        session.close(id)
         reply(msgid, .value(.nil))
     }
 
@@ -175,53 +184,59 @@ extension ConnectionHandler {
     private func get(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.keyAndDefault)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let key = try args.string("key")
         let fallback = args.params["default"] ?? .nil
-        switch table.cached(key) {
+        switch owner == nil ? table.cached(key) : nil {
         case .present(let value): reply(msgid, .encoded(value))
         case .absent: reply(msgid, .value(fallback))
         case nil:
-            respondLater(msgid, { table.get(key, completion: $0) }) { value in value.map(Reply.encoded) ?? .value(fallback) }
+            respondLater(msgid, { table.get(key, owner: owner, completion: $0) }) { value in value.map(Reply.encoded) ?? .value(fallback) }
         }
     }
 
     private func set(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.keyAndValue)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let key = try args.string("key")
         let value = try ValueCodec.storable(try args.value("value"), using: writer)
-        respondLater(msgid, { table.set(key, value, completion: $0) }) { _ in .value(.nil) }
+        respondLater(msgid, { table.set(key, value, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
     private func delete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.key)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let key = try args.string("key")
-        if case .absent = table.cached(key) { throw NanaRemoteError(.keyError, key) }
-        respondLater(msgid, { table.delete(key, completion: $0) }) { _ in .value(.nil) }
+        if owner == nil, case .absent = table.cached(key) { throw NanaRemoteError(.keyError, key) }
+        respondLater(msgid, { table.delete(key, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
     private func contains(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.key)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let key = try args.string("key")
-        switch table.cached(key) {
+        switch owner == nil ? table.cached(key) : nil {
         case .present: reply(msgid, .value(true))
         case .absent: reply(msgid, .value(false))
-        case nil: respondLater(msgid, { table.contains(key, completion: $0) }) { .value(.bool($0)) }
+        case nil: respondLater(msgid, { table.contains(key, owner: owner, completion: $0) }) { .value(.bool($0)) }
         }
     }
 
     private func len(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.handleOnly)
         let table = try table(args)
-        respondLater(msgid, { table.count(completion: $0) }) { .value(.int(Int64($0))) }
+        let owner = try transactionOwner(table.database)
+        respondLater(msgid, { table.count(owner: owner, completion: $0) }) { .value(.int(Int64($0))) }
     }
 
     private func keys(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.handleOnly)
         let table = try table(args)
-        respondLater(msgid, { table.keys(completion: $0) }) { keys in .value(.array(keys.map(NanaValue.string))) }
+        let owner = try transactionOwner(table.database)
+        respondLater(msgid, { table.keys(owner: owner, completion: $0) }) { keys in .value(.array(keys.map(NanaValue.string))) }
     }
 
     enum ScanShape: Sendable { case values, items, dictionary, nothing }
@@ -229,7 +244,8 @@ extension ConnectionHandler {
     private func scan(_ msgid: UInt32, _ args: Arguments, as shape: ScanShape) throws(NanaRemoteError) {
         try args.only(.handleOnly)
         let table = try table(args)
-        respondLater(msgid, { table.items(completion: $0) }) { rows in
+        let owner = try transactionOwner(table.database)
+        respondLater(msgid, { table.items(owner: owner, completion: $0) }) { rows in
             if shape == .nothing { return .value(.nil) }
             return .encoded(Self.encode(rows, as: shape))
         }
@@ -263,9 +279,10 @@ extension ConnectionHandler {
     private func pop(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.keyAndDefault)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let key = try args.string("key")
         let fallback = args.params["default"]
-        respondLater(msgid, { table.pop(key, completion: $0) }) { (old) throws(NanaRemoteError) -> Reply in
+        respondLater(msgid, { table.pop(key, owner: owner, completion: $0) }) { (old) throws(NanaRemoteError) -> Reply in
             if let old { return .encoded(old) }
             guard let fallback else { throw NanaRemoteError(.keyError, key) }
             return .value(fallback)
@@ -282,13 +299,15 @@ extension ConnectionHandler {
     private func batchUpdate(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.mapping)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let rows = try storableRows(try args.map("mapping"))
-        respondLater(msgid, { table.batchUpdate(rows, completion: $0) }) { _ in .value(.nil) }
+        respondLater(msgid, { table.batchUpdate(rows, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
     private func batchUpdatePartial(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.mapping)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         var rows: [(String, StorableValue)] = []
         var rejected = NanaParams()
         for (key, value) in try args.map("mapping") {
@@ -300,31 +319,33 @@ extension ConnectionHandler {
             }
         }
         let result = NanaValue.map(rejected)
-        respondLater(msgid, { table.batchUpdate(rows, completion: $0) }) { _ in .value(result) }
+        respondLater(msgid, { table.batchUpdate(rows, owner: owner, completion: $0) }) { _ in .value(result) }
     }
 
     private func clear(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.handleOnly)
         let table = try table(args)
-        respondLater(msgid, { table.clear(completion: $0) }) { _ in .value(.nil) }
+        let owner = try transactionOwner(table.database)
+        respondLater(msgid, { table.clear(owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
     private func setDefault(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.keyAndDefault)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let key = try args.string("key")
-        if case .present(let value) = table.cached(key) { return reply(msgid, .encoded(value)) }
+        if owner == nil, case .present(let value) = table.cached(key) { return reply(msgid, .encoded(value)) }
         let value: StorableValue
         do throws(NanaRemoteError) {
             value = try ValueCodec.storable(args.params["default"] ?? .nil)
         } catch {
             // The default cannot be stored; that matters only if the key is missing.
-            return respondLater(msgid, { table.get(key, completion: $0) }) { (existing) throws(NanaRemoteError) -> Reply in
+            return respondLater(msgid, { table.get(key, owner: owner, completion: $0) }) { (existing) throws(NanaRemoteError) -> Reply in
                 guard let existing else { throw error }
                 return .encoded(existing)
             }
         }
-        respondLater(msgid, { table.setDefault(key, value, completion: $0) }) { .encoded($0) }
+        respondLater(msgid, { table.setDefault(key, value, owner: owner, completion: $0) }) { .encoded($0) }
     }
 
     // MARK: Batches and cache control
@@ -332,40 +353,45 @@ extension ConnectionHandler {
     private func batchGet(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.keys)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let keys = try args.strings("keys")
-        respondLater(msgid, { table.batchGet(keys, completion: $0) }) { .encoded(Self.encode($0, as: .dictionary)) }
+        respondLater(msgid, { table.batchGet(keys, owner: owner, completion: $0) }) { .encoded(Self.encode($0, as: .dictionary)) }
     }
 
     private func batchDelete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.keys)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let keys = try args.strings("keys")
-        respondLater(msgid, { table.batchDelete(keys, completion: $0) }) { _ in .value(.nil) }
+        respondLater(msgid, { table.batchDelete(keys, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
     private func refresh(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.key)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         guard let key = try args.optionalString("key") else {
             table.clearCache()
             return reply(msgid, .value(.nil))
         }
         table.forget(key)
-        respondLater(msgid, { table.get(key, completion: $0) }) { _ in .value(.nil) }
+        respondLater(msgid, { table.get(key, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
     private func isCached(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.key)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         reply(msgid, .value(.bool(table.isCached(try args.string("key")))))
     }
 
     private func getFresh(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.keyAndDefault)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let key = try args.string("key")
         let fallback = args.params["default"] ?? .nil
-        respondLater(msgid, { table.getFresh(key, completion: $0) }) { value in value.map(Reply.encoded) ?? .value(fallback) }
+        respondLater(msgid, { table.getFresh(key, owner: owner, completion: $0) }) { value in value.map(Reply.encoded) ?? .value(fallback) }
     }
 
     private func stats(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
@@ -406,6 +432,7 @@ extension ConnectionHandler {
     private func increment(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.increment)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let key = try args.string("key")
         let field = try args.optionalString("field")
         let transform: @Sendable (NanaValue?) throws(StorageError) -> NanaValue
@@ -415,12 +442,13 @@ extension ConnectionHandler {
                 defaultValue: args.params["default"].flatMap { $0.isNil ? nil : $0 })
         } catch { throw NanaRemoteError(error) }
         // With `field` the reply is the whole dict; without, the number.
-        respondLater(msgid, { AtomicUpdates.run(on: table, key: key, transform, completion: $0) }) { .encoded($0) }
+        respondLater(msgid, { AtomicUpdates.run(on: table, key: key, owner: owner, transform, completion: $0) }) { .encoded($0) }
     }
 
     private func patch(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.patch)
         let table = try table(args)
+        let owner = try transactionOwner(table.database)
         let key = try args.string("key")
         let changes = try args.value("changes")
         let create = try args.bool("create", default: false)
@@ -428,7 +456,7 @@ extension ConnectionHandler {
         do throws(StorageError) {
             transform = try AtomicUpdates.patch(key: key, changes: changes, create: create)
         } catch { throw NanaRemoteError(error) }
-        respondLater(msgid, { AtomicUpdates.run(on: table, key: key, transform, completion: $0) }) { .encoded($0) }
+        respondLater(msgid, { AtomicUpdates.run(on: table, key: key, owner: owner, transform, completion: $0) }) { .encoded($0) }
     }
 
     // MARK: Helpers
@@ -438,6 +466,61 @@ extension ConnectionHandler {
         case .success(let handle): return handle
         case .failure(let error): throw NanaRemoteError(error)
         }
+    }
+
+    // MARK: Transactions
+
+    /// The session's open transaction on `database`, if any. One that the daemon rolled back
+    /// after its timeout is reported once, to the next call that would have run inside it.
+    func transactionOwner(_ database: Database) throws(NanaRemoteError) -> TransactionToken? {
+        let key = ObjectIdentifier(database)
+        guard let token = session.transactions[key] else { return nil }
+        switch token.currentState {
+        case .pending, .active:
+            return token
+        case .timedOut:
+            session.transactions[key] = nil
+            throw NanaRemoteError(.transaction, token.endedError.message)
+        case .committed, .rolledBack:
+            session.transactions[key] = nil
+            return nil
+        }
+    }
+
+    private func beginTransaction(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(.handleOnly)
+        let database = try table(args).database
+        guard try transactionOwner(database) == nil else {
+            throw NanaRemoteError(.transaction, "Transaction already in progress. SQLite does not support nested transactions. Please commit or rollback the current transaction first.")
+        }
+        let token = TransactionToken(timeout: state.configuration.transactionTimeout)
+        session.transactions[ObjectIdentifier(database)] = token
+        session.transactionDatabases[ObjectIdentifier(token)] = database
+        respondLater(msgid, { database.begin(token, completion: $0) }, { _ in .value(.nil) }, then: { handler, _ in
+            if token.currentState != .active { handler.session.transactions[ObjectIdentifier(database)] = nil }
+            return nil
+        })
+    }
+
+    private func endTransaction(_ msgid: UInt32, _ args: Arguments, commit: Bool) throws(NanaRemoteError) {
+        try args.only(.handleOnly)
+        let database = try table(args).database
+        guard let token = try transactionOwner(database) else {
+            throw NanaRemoteError(.transaction, "No transaction in progress. Call begin_transaction() first.")
+        }
+        respondLater(msgid, { commit ? database.commit(token, completion: $0) : database.rollback(token, completion: $0) }, { _ in .value(.nil) }, then: { handler, _ in
+            handler.session.transactions[ObjectIdentifier(database)] = nil
+            return nil
+        })
+    }
+
+    /// Rolls back every transaction of this session (the connection is gone).
+    func abandonTransactions() {
+        for token in session.transactions.values where token.currentState == .active || token.currentState == .pending {
+            session.transactionDatabases[ObjectIdentifier(token)]?.rollback(token) { _ in }
+        }
+        session.transactions.removeAll()
+        session.transactionDatabases.removeAll()
     }
 
     func handle(for args: Arguments) throws(NanaRemoteError) -> Session.Handle {

@@ -12,9 +12,10 @@ extension ConnectionHandler {
     func execute(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.sql)
         let database = try table(args).database
+        let owner = try transactionOwner(database)
         let sql = try args.string("sql")
         let parameters = try Self.sqlParameters(args.params["parameters"], method: args.method)
-        respondLater(msgid, { database.execute(sql, parameters: parameters, completion: $0) }) { result in
+        respondLater(msgid, { database.execute(sql, parameters: parameters, owner: owner, completion: $0) }) { result in
             .value([
                 "columns": .array(result.columns.map(NanaValue.string)),
                 "rows": .array(result.rows.map(Self.row)),
@@ -27,6 +28,7 @@ extension ConnectionHandler {
     func executeMany(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.sqlMany)
         let database = try table(args).database
+        let owner = try transactionOwner(database)
         let sql = try args.string("sql")
         guard case .array(let lists) = try args.value("parameters_list") else {
             throw NanaRemoteError(.typeError, "execute_many(): 'parameters_list' must be a list of lists")
@@ -34,15 +36,16 @@ extension ConnectionHandler {
         var parametersList: [[SQLValue]] = []
         parametersList.reserveCapacity(lists.count)
         for list in lists { parametersList.append(try Self.sqlParameters(list, method: args.method)) }
-        respondLater(msgid, { database.executeMany(sql, parametersList: parametersList, completion: $0) }) { _ in .value(.nil) }
+        respondLater(msgid, { database.executeMany(sql, parametersList: parametersList, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
     func fetch(_ msgid: UInt32, _ args: Arguments, one: Bool) throws(NanaRemoteError) {
         try args.only(.sql)
         let database = try table(args).database
+        let owner = try transactionOwner(database)
         let sql = try args.string("sql")
         let parameters = try Self.sqlParameters(args.params["parameters"], method: args.method)
-        respondLater(msgid, { database.fetch(sql, parameters: parameters, completion: $0) }) { result in
+        respondLater(msgid, { database.fetch(sql, parameters: parameters, owner: owner, completion: $0) }) { result in
             if one { return .value(result.rows.first.map(Self.row) ?? .nil) }
             return .value(.array(result.rows.map(Self.row)))
         }

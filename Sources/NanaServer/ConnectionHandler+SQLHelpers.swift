@@ -60,6 +60,7 @@ extension ConnectionHandler {
     private func sqlInsert(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.sqlInsert)
         let database = try table(args).database
+        let owner = try transactionOwner(database)
         let table = try quoted(try args.string("table_name"))
         let data = try args.map("data")
         guard !data.isEmpty else { throw NanaRemoteError(.valueError, "sql_insert(): data must not be empty") }
@@ -107,7 +108,8 @@ extension ConnectionHandler {
         func keyValueWrite(_ key: String, _ value: NanaValue) throws(NanaRemoteError) {
             let storable = try ValueCodec.storable(value, using: writer)
             let table = handle.table
-            respondLater(msgid, { table.set(key, storable, completion: $0) }) { _ in .value(.nil) }
+            let owner = try transactionOwner(table.database)
+            respondLater(msgid, { table.set(key, storable, owner: owner, completion: $0) }) { _ in .value(.nil) }
         }
         if args.has("key") || args.has("value") {
             return try keyValueWrite(try args.string("key"), try args.value("value"))
@@ -190,7 +192,8 @@ extension ConnectionHandler {
         }
         let parameters = try Self.sqlParameters(args.params["parameters"], method: args.method)
         let database = handle.table.database
-        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, completion: $0) }) { result in
+        let owner = try transactionOwner(database)
+        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, owner: owner, completion: $0) }) { result in
             .value(.array(result.rows.map { row in
                 var map = NanaParams(minimumCapacity: row.count)
                 for (name, value) in zip(result.columns, Self.row(row).arrayValue ?? []) { map[name] = value }
@@ -210,7 +213,8 @@ extension ConnectionHandler {
         }
         let parameters = try Self.sqlParameters(args.params["parameters"], method: args.method)
         let database = handle.table.database
-        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, completion: $0) }) { result in
+        let owner = try transactionOwner(database)
+        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, owner: owner, completion: $0) }) { result in
             guard case .integer(let n)? = result.rows.first?.first else { return .value(0) }
             return .value(.int(n))
         }
@@ -224,7 +228,8 @@ extension ConnectionHandler {
         try guardExpression(whereClause, .whereClause, handle.policy, args)
         let parameters = try Self.sqlParameters(args.params["parameters"], method: args.method)
         let database = handle.table.database
-        respondLater(msgid, { database.fetch("SELECT EXISTS(SELECT 1 FROM \(table) WHERE \(whereClause))", parameters: parameters, trusted: true, completion: $0) }) { result in
+        let owner = try transactionOwner(database)
+        respondLater(msgid, { database.fetch("SELECT EXISTS(SELECT 1 FROM \(table) WHERE \(whereClause))", parameters: parameters, trusted: true, owner: owner, completion: $0) }) { result in
             .value(.bool(result.rows.first?.first == .integer(1)))
         }
     }
@@ -234,6 +239,7 @@ extension ConnectionHandler {
     private func createTable(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.createTable)
         let database = try table(args).database
+        let owner = try transactionOwner(database)
         let table = try quoted(try args.string("table_name"))
         let columns = try args.map("columns")
         guard !columns.isEmpty else { throw NanaRemoteError(.valueError, "create_table(): columns must not be empty") }
@@ -258,6 +264,7 @@ extension ConnectionHandler {
     private func createIndex(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.createIndex)
         let database = try table(args).database
+        let owner = try transactionOwner(database)
         let index = try quoted(try args.string("index_name"))
         let table = try quoted(try args.string("table_name"))
         let columns = try args.strings("columns").map { (c) throws(NanaRemoteError) in try quoted(c) }
@@ -270,6 +277,7 @@ extension ConnectionHandler {
     private func dropObject(_ msgid: UInt32, _ args: Arguments, kind: String, nameParameter: String, allowed: Set<String>) throws(NanaRemoteError) {
         try args.only(allowed)
         let database = try table(args).database
+        let owner = try transactionOwner(database)
         let name = try quoted(try args.string(nameParameter))
         let ifExists = try args.bool("if_exists", default: true) ? "IF EXISTS " : ""
         runTrusted(msgid, database, "DROP \(kind) \(ifExists)\(name)", []) { _ in .value(.nil) }
@@ -278,8 +286,9 @@ extension ConnectionHandler {
     private func tableExists(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.tableNameOnly)
         let database = try table(args).database
+        let owner = try transactionOwner(database)
         let name = try args.string("table_name")
-        respondLater(msgid, { database.fetch("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", parameters: [.text(name)], trusted: true, completion: $0) }) {
+        respondLater(msgid, { database.fetch("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", parameters: [.text(name)], trusted: true, owner: owner, completion: $0) }) {
             .value(.bool(!$0.rows.isEmpty))
         }
     }
@@ -287,7 +296,8 @@ extension ConnectionHandler {
     private func listTables(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.handleOnly)
         let database = try table(args).database
-        respondLater(msgid, { database.fetch("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", parameters: [], trusted: true, completion: $0) }) {
+        let owner = try transactionOwner(database)
+        respondLater(msgid, { database.fetch("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", parameters: [], trusted: true, owner: owner, completion: $0) }) {
             .value(.array($0.rows.compactMap { row in if case .text(let n)? = row.first { return .string(n) }; return nil }))
         }
     }
@@ -297,8 +307,9 @@ extension ConnectionHandler {
         let handle = try self.handle(for: args)
         let name = try Self.validated(try args.optionalString("table_name") ?? handle.table.name)
         let database = handle.table.database
+        let owner = try transactionOwner(database)
         let sql = #"SELECT cid, name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)"#
-        respondLater(msgid, { database.fetch(sql, parameters: [.text(name)], trusted: true, completion: $0) }) { result in
+        respondLater(msgid, { database.fetch(sql, parameters: [.text(name)], trusted: true, owner: owner, completion: $0) }) { result in
             .value(.array(result.rows.map { row in
                 let v = Self.row(row).arrayValue ?? []
                 return [
@@ -312,6 +323,7 @@ extension ConnectionHandler {
     private func listIndexes(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.tableNameOnly)
         let database = try table(args).database
+        let owner = try transactionOwner(database)
         var sql = "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'"
         var parameters: [SQLValue] = []
         if let tableName = try args.optionalString("table_name") {
@@ -319,7 +331,7 @@ extension ConnectionHandler {
             parameters.append(.text(tableName))
         }
         sql += " ORDER BY name"
-        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, completion: $0) }) { result in
+        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, owner: owner, completion: $0) }) { result in
             .value(.array(result.rows.map { row in
                 let v = Self.row(row).arrayValue ?? []
                 return ["name": v[0], "table": v[1], "sql": v[2]]
@@ -330,6 +342,7 @@ extension ConnectionHandler {
     private func addColumn(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.addColumn)
         let database = try table(args).database
+        let owner = try transactionOwner(database)
         let table = try quoted(try args.string("table_name"))
         let column = try quoted(try args.string("column_name"))
         let type = try args.string("column_type")
@@ -356,12 +369,14 @@ extension ConnectionHandler {
     private func vacuum(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.handleOnly)
         let database = try table(args).database
-        respondLater(msgid, { database.vacuum(completion: $0) }) { _ in .value(.nil) }
+        let owner = try transactionOwner(database)
+        respondLater(msgid, { database.vacuum(owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
     private func pragma(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.pragma)
         let database = try table(args).database
+        let owner = try transactionOwner(database)
         let name = try args.string("pragma_name")
         let value: SQLValue?
         switch args.params["value"] ?? .nil {
@@ -376,7 +391,7 @@ extension ConnectionHandler {
         }
         let sql: String
         do throws(StorageError) { sql = try SQLGuard.pragmaSQL(name, value: value) } catch { throw NanaRemoteError(error) }
-        respondLater(msgid, { database.pragma(sql, completion: $0) }) { result in
+        respondLater(msgid, { database.pragma(sql, owner: owner, completion: $0) }) { result in
             .value(value == nil ? (Self.row([result]).arrayValue?.first ?? .nil) : .nil)
         }
     }
@@ -384,7 +399,9 @@ extension ConnectionHandler {
     // MARK: Plumbing
 
     private func runTrusted(_ msgid: UInt32, _ database: Database, _ sql: String, _ parameters: [SQLValue], _ finish: @escaping @Sendable (SQLResult) -> Reply) {
-        respondLater(msgid, { database.execute(sql, parameters: parameters, trusted: true, completion: $0) }, finish)
+        let owner: TransactionToken?
+        do throws(NanaRemoteError) { owner = try transactionOwner(database) } catch { return reply(msgid, .error(error)) }
+        respondLater(msgid, { database.execute(sql, parameters: parameters, trusted: true, owner: owner, completion: $0) }, finish)
     }
 
     private func quoted(_ name: String) throws(NanaRemoteError) -> String {

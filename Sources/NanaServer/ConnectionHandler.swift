@@ -68,6 +68,8 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         state.connections.wrappingSubtract(1, ordering: .relaxed)
+        // A client that is gone cannot commit: release the writer at once.
+        abandonTransactions()
         logger.debug("client disconnected")
         self.context = nil
         context.fireChannelInactive()

@@ -16,6 +16,8 @@ public struct ServerConfiguration: Sendable {
     public var eventLoopCount = 1
     /// How databases are opened unless a client's `open` says otherwise.
     public var databaseOptions = DatabaseOptions()
+    /// The longest a client transaction may hold a file's writer before it is rolled back.
+    public var transactionTimeout: Duration = .seconds(30)
     /// How long shutdown waits for in-flight requests before closing connections anyway.
     public var shutdownDrainSeconds: Double = 10
 

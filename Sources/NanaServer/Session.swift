@@ -12,6 +12,10 @@ struct Session {
     }
 
     private(set) var handles: [Int64: Handle] = [:]
+    /// Open client transactions, one at most per database file.
+    var transactions: [ObjectIdentifier: TransactionToken] = [:]
+    /// The file of each open transaction, to roll it back if the connection drops.
+    var transactionDatabases: [ObjectIdentifier: Database] = [:]
     private var nextHandle: Int64 = 1
     /// Why each closed handle is closed, in NanaSQLite's words.
     private var closed: [Int64: String] = [:]

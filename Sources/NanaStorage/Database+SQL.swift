@@ -12,7 +12,8 @@ extension Database {
     /// Runs `sql` (one or more `;`-separated statements; parameters only with one) on the writer.
     /// - Parameter trusted: SQL the daemon built itself from validated names and checked
     ///   expressions (the SQL helpers): nothing is refused, writes still clear caches.
-    public func execute(_ sql: String, parameters: [SQLValue], trusted: Bool = false, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
+    /// - Parameter owner: the caller's client transaction on this file, if any.
+    public func execute(_ sql: String, parameters: [SQLValue], trusted: Bool = false, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
         submit(WriteJob(
             mode: .savepoint,
             run: { connection throws(StorageError) in
@@ -30,17 +31,14 @@ extension Database {
                 }
                 result.lastInsertRowID = connection.lastInsertRowID
                 let done = UncheckedSendable(result)
-                return {
-                    self.invalidateCaches(of: writes)
-                    completion(.success(done.value))
-                }
+                return WriteOutcome(publish: { self.invalidateCaches(of: writes) }, complete: { completion(.success(done.value)) })
             },
             fail: { completion(.failure($0)) }
-        ))
+        ).owned(by: owner))
     }
 
     /// Runs one statement once per parameter list, all in one transaction (all or nothing).
-    public func executeMany(_ sql: String, parametersList: [[SQLValue]], completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
+    public func executeMany(_ sql: String, parametersList: [[SQLValue]], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
         submit(WriteJob(
             mode: .savepoint,
             run: { connection throws(StorageError) in
@@ -58,18 +56,17 @@ extension Database {
                 }
                 result.lastInsertRowID = connection.lastInsertRowID
                 let done = UncheckedSendable(result)
-                return {
-                    self.invalidateCaches(of: writes)
-                    completion(.success(done.value))
-                }
+                return WriteOutcome(publish: { self.invalidateCaches(of: writes) }, complete: { completion(.success(done.value)) })
             },
             fail: { completion(.failure($0)) }
-        ))
+        ).owned(by: owner))
     }
 
     /// Runs `sql` and returns its rows: on a reader when every statement is read-only, else
     /// as ``execute(_:parameters:completion:)``.
-    public func fetch(_ sql: String, parameters: [SQLValue], trusted: Bool = false, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
+    /// Inside a client transaction (`owner`), it runs on the writer, to see the transaction's writes.
+    public func fetch(_ sql: String, parameters: [SQLValue], trusted: Bool = false, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
+        if owner != nil { return execute(sql, parameters: parameters, trusted: trusted, owner: owner, completion: completion) }
         submitRead(ReadJob(
             run: { connection in
                 do throws(StorageError) {
@@ -127,7 +124,7 @@ extension Database {
 extension Database {
     /// Runs VACUUM alone on the writer, outside the group transaction (SQLite cannot vacuum
     /// inside one). Every table's cache stays valid: VACUUM changes no row.
-    public func vacuum(completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+    public func vacuum(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         submit(WriteJob(
             mode: .exclusive,
             run: { connection throws(StorageError) in
@@ -136,15 +133,15 @@ extension Database {
                 } catch {
                     throw StorageError(.database, "VACUUM failed: \(error.message)", sqliteCode: error.sqliteCode)
                 }
-                return { completion(.success(())) }
+                return WriteOutcome { completion(.success(())) }
             },
             fail: { completion(.failure($0)) }
-        ))
+        ).owned(by: owner))
     }
 
     /// Runs a PRAGMA the caller has checked, alone on the writer, and returns the first column
     /// of its first row (nil when it returns none).
-    public func pragma(_ sql: String, completion: @escaping @Sendable (Result<SQLValue, StorageError>) -> Void) {
+    public func pragma(_ sql: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<SQLValue, StorageError>) -> Void) {
         submit(WriteJob(
             mode: .exclusive,
             run: { connection throws(StorageError) in
@@ -155,9 +152,9 @@ extension Database {
                     while try s.step() {}
                     return value
                 }
-                return { completion(.success(value)) }
+                return WriteOutcome { completion(.success(value)) }
             },
             fail: { completion(.failure($0)) }
-        ))
+        ).owned(by: owner))
     }
 }

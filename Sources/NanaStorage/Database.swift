@@ -49,10 +49,10 @@ public final class Database: Sendable {
     let decoder: any StoredValueDecoder
     let logger: Logger
 
-    private let writeQueue = JobQueue<WriteJob>()
+    let writeQueue = JobQueue<WriteJob>()
     private let readQueue = JobQueue<ReadJob>()
     private let tables = Mutex<[String: KeyValueTable]>([:])
-    private let statistics = Mutex(WriterStatistics())
+    let statistics = Mutex(WriterStatistics())
     private let closed = DispatchSemaphore(value: 0)
     private let isClosing = Atomic<Bool>(false)
 
@@ -104,7 +104,9 @@ public final class Database: Sendable {
     // MARK: Tables
 
     /// The key-value table `name` (validated, created if missing), shared by every session.
-    public func table(named requestedName: String, completion: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) {
+    /// - Parameter owner: the client transaction the caller is in on this file, if any (the
+    ///   writer is its own until it ends).
+    public func table(named requestedName: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) {
         let name: String
         do { name = try Identifier.validated(requestedName) } catch { return completion(.failure(error)) }
         let quoted = "\"\(name)\""
@@ -114,7 +116,7 @@ public final class Database: Sendable {
             mode: .statement,
             run: { connection throws(StorageError) in
                 try connection.execute("CREATE TABLE IF NOT EXISTS \(quoted) (key TEXT PRIMARY KEY, value TEXT)")
-                return {
+                return WriteOutcome {
                     let table = self.tables.withLock { tables in
                         if let existing = tables[canonical] { return existing }
                         let table = KeyValueTable(database: self, name: name, quoted: quoted)
@@ -125,7 +127,7 @@ public final class Database: Sendable {
                 }
             },
             fail: { completion(.failure($0)) }
-        ))
+        ).owned(by: owner))
     }
 
     public func table(named name: String) async throws(StorageError) -> KeyValueTable {
@@ -185,9 +187,16 @@ public final class Database: Sendable {
         opened(.success(self))
 
         let wal = WALMonitor(connection)
-        while let batch = writeQueue.takeBatch(limit: options.maximumBatchSize) {
-            process(batch, on: connection)
-            checkpointIfDue(wal, on: connection)
+        var transaction: ClientTransaction?
+        while true {
+            if let open = transaction {
+                // A client holds the writer: only its jobs run; everyone else's wait in the queue.
+                transaction = serveTransaction(open, on: connection)
+                continue
+            }
+            guard let batch = writeQueue.takeBatch(limit: options.maximumBatchSize) else { break }
+            transaction = process(batch, on: connection)
+            if transaction == nil { checkpointIfDue(wal, on: connection) }
         }
         readQueue.close()
         readersDone.wait()
@@ -196,19 +205,40 @@ public final class Database: Sendable {
         closed.signal()
     }
 
-    private func process(_ batch: [WriteJob], on connection: SQLiteConnection) {
+    /// Runs a batch; returns the client transaction a BEGIN in it opened (the jobs after that
+    /// BEGIN go back to the front of the queue, to wait for it or run inside it).
+    private func process(_ batch: [WriteJob], on connection: SQLiteConnection) -> ClientTransaction? {
         var start = 0
         while start < batch.count {
-            if batch[start].mode == .exclusive {
-                runExclusive(batch[start], on: connection)
+            let job = batch[start]
+            switch job.mode {
+            case .exclusive:
+                runExclusive(job, on: connection)
                 start += 1
                 continue
+            case .begin:
+                let opened = begin(job, on: connection)
+                writeQueue.pushFront(Array(batch[(start + 1)...]))
+                if opened != nil { return opened }
+                return nil
+            case .commit, .rollback:
+                job.fail(StorageError(.transaction, "No transaction in progress."))
+                start += 1
+                continue
+            case .statement, .savepoint:
+                if let owner = job.owner {
+                    // Its transaction already ended (timed out or rolled back).
+                    job.fail(owner.endedError)
+                    start += 1
+                    continue
+                }
             }
             var end = start
-            while end < batch.count && batch[end].mode != .exclusive { end += 1 }
+            while end < batch.count, batch[end].owner == nil, batch[end].mode == .statement || batch[end].mode == .savepoint { end += 1 }
             commit(batch[start..<end], on: connection)
             start = end
         }
+        return nil
     }
 
     /// Checkpoints (PASSIVE: never waits for readers) when the WAL is big enough and the queue
@@ -229,8 +259,9 @@ public final class Database: Sendable {
 
     private func runExclusive(_ job: WriteJob, on connection: SQLiteConnection) {
         do {
-            let action = try job.run(connection)
-            action()
+            let outcome = try job.run(connection)
+            outcome.publish()
+            outcome.complete()
         } catch {
             job.fail(error)
         }
@@ -244,7 +275,7 @@ public final class Database: Sendable {
             jobs.forEach { $0.fail(error) }
             return
         }
-        var committed: [(action: CommitAction, fail: @Sendable (StorageError) -> Void)] = []
+        var committed: [(outcome: WriteOutcome, fail: @Sendable (StorageError) -> Void)] = []
         committed.reserveCapacity(jobs.count)
         var failures = 0
         for (offset, job) in jobs.enumerated() {
@@ -282,7 +313,10 @@ public final class Database: Sendable {
             $0.failedWrites += failures
             $0.largestBatch = max($0.largestBatch, jobs.count)
         }
-        for entry in committed { entry.action() }
+        for entry in committed {
+            entry.outcome.publish()
+            entry.outcome.complete()
+        }
     }
 
     // MARK: Reader threads
@@ -306,8 +340,19 @@ public final class Database: Sendable {
     }
 }
 
-/// What a write job does once its transaction has committed: update caches, answer the caller.
-typealias CommitAction = @Sendable () -> Void
+/// What a write job does after it ran: `publish` its effects on shared state (caches) once
+/// they are committed, and `complete` its caller. Outside a client transaction both run after
+/// the group COMMIT; inside one, `complete` runs at once and `publish` waits for the client's
+/// COMMIT (and is dropped on ROLLBACK), so no other session sees uncommitted data.
+struct WriteOutcome: Sendable {
+    let publish: @Sendable () -> Void
+    let complete: @Sendable () -> Void
+
+    init(publish: @escaping @Sendable () -> Void = {}, complete: @escaping @Sendable () -> Void) {
+        self.publish = publish
+        self.complete = complete
+    }
+}
 
 /// One request for the writer.
 struct WriteJob: Sendable {
@@ -318,10 +363,14 @@ struct WriteJob: Sendable {
         case savepoint
         /// Runs alone, outside any transaction (VACUUM, checkpoints).
         case exclusive
+        /// A client transaction's BEGIN, COMMIT or ROLLBACK (`owner` says whose).
+        case begin, commit, rollback
     }
 
     let mode: Mode
-    let run: @Sendable (SQLiteConnection) throws(StorageError) -> CommitAction
+    /// The client transaction this job belongs to; such jobs run only inside it.
+    var owner: TransactionToken? = nil
+    let run: @Sendable (SQLiteConnection) throws(StorageError) -> WriteOutcome
     let fail: @Sendable (StorageError) -> Void
 
 }

@@ -33,6 +33,35 @@ final class JobQueue<Job: Sendable>: @unchecked Sendable {
         return batch
     }
 
+    /// Puts jobs back at the front, in their order (they were taken too early).
+    func pushFront(_ front: [Job]) {
+        guard !front.isEmpty else { return }
+        condition.lock()
+        jobs.insert(contentsOf: front, at: 0)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until some jobs match `predicate` and takes all of those, leaving the others in
+    /// order; `[]` when `deadline` passes first, nil once the queue is closed.
+    func takeMatching(until deadline: Date, where predicate: (Job) -> Bool) -> [Job]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if jobs.contains(where: predicate) {
+                var matching: [Job] = []
+                var rest = Deque<Job>()
+                for job in jobs {
+                    if predicate(job) { matching.append(job) } else { rest.append(job) }
+                }
+                jobs = rest
+                return matching
+            }
+            if closed { return nil }
+            if !condition.wait(until: deadline) && Date() >= deadline { return [] }
+        }
+    }
+
     /// Waits for one job; nil once closed and drained.
     func takeOne() -> Job? {
         condition.lock()

@@ -66,51 +66,56 @@ public final class KeyValueTable: Sendable {
     // MARK: Reads
 
     /// The value of `key`, from the cache or else a reader connection; `nil` when missing.
-    public func get(_ key: String, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
-        switch cache.lookup(key) {
-        case .present(let value): return completion(.success(value))
-        case .absent: return completion(.success(nil))
-        case nil: break
+    /// Inside a client transaction (`owner`) it reads on the writer and leaves the cache alone.
+    public func get(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
+        if owner == nil {
+            switch cache.lookup(key) {
+            case .present(let value): return completion(.success(value))
+            case .absent: return completion(.success(nil))
+            case nil: break
+            }
         }
         let epoch = cache.epoch
-        read(completion) { connection throws(StorageError) in
+        read(owner, completion) { connection throws(StorageError) in
             let value = try self.readValue(key, on: connection)
-            self.cache.fill(key, value.map(CacheEntry.present) ?? .absent, readAt: epoch)
+            if owner == nil { self.cache.fill(key, value.map(CacheEntry.present) ?? .absent, readAt: epoch) }
             return value
         }
     }
 
     /// Reads `key` from SQLite, bypassing the cache, and puts what it found in the cache.
     /// It runs on the writer so that nothing can commit between the read and the cache update.
-    public func getFresh(_ key: String, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
-        write(.statement, completion) { connection throws(StorageError) in
+    public func getFresh(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
+        write(.statement, owner, completion) { connection throws(StorageError) in
             let value = try self.readValue(key, on: connection)
             return (value.map { .set(key, $0) } ?? .remove(key), value)
         }
     }
 
     /// Whether `key` exists; a miss is remembered as absent.
-    public func contains(_ key: String, completion: @escaping @Sendable (Result<Bool, StorageError>) -> Void) {
-        switch cache.lookup(key) {
-        case .present: return completion(.success(true))
-        case .absent: return completion(.success(false))
-        case nil: break
+    public func contains(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Bool, StorageError>) -> Void) {
+        if owner == nil {
+            switch cache.lookup(key) {
+            case .present: return completion(.success(true))
+            case .absent: return completion(.success(false))
+            case nil: break
+            }
         }
         let epoch = cache.epoch
-        read(completion) { connection throws(StorageError) in
+        read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.contains)
             let found = try statement.withReset { (s) throws(StorageError) -> Bool in
                 s.bind(key, at: 1)
                 return try s.step()
             }
-            if !found { self.cache.fill(key, .absent, readAt: epoch) }
+            if !found && owner == nil { self.cache.fill(key, .absent, readAt: epoch) }
             return found
         }
     }
 
     /// Number of rows (`SELECT COUNT(*)`).
-    public func count(completion: @escaping @Sendable (Result<Int, StorageError>) -> Void) {
-        read(completion) { connection throws(StorageError) in
+    public func count(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Int, StorageError>) -> Void) {
+        read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.count)
             return try statement.withReset { (s) throws(StorageError) -> Int in
                 _ = try s.step()
@@ -120,8 +125,8 @@ public final class KeyValueTable: Sendable {
     }
 
     /// Every key, in SQLite's order.
-    public func keys(completion: @escaping @Sendable (Result<[String], StorageError>) -> Void) {
-        read(completion) { connection throws(StorageError) in
+    public func keys(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[String], StorageError>) -> Void) {
+        read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.keys)
             return try statement.withReset { (s) throws(StorageError) -> [String] in
                 var keys: [String] = []
@@ -133,9 +138,9 @@ public final class KeyValueTable: Sendable {
 
     /// Every row, in SQLite's order. Always read from SQLite, so it is complete whatever the
     /// cache holds; the rows also fill the cache (NanaSQLite's `load_all`).
-    public func items(completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
+    public func items(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
         let epoch = cache.epoch
-        read(completion) { connection throws(StorageError) in
+        read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.all)
             let rows = try statement.withReset { (s) throws(StorageError) -> [(String, EncodedValue)] in
                 var rows: [(String, EncodedValue)] = []
@@ -144,17 +149,21 @@ public final class KeyValueTable: Sendable {
                 }
                 return rows
             }
-            self.cache.fillAll(rows, readAt: epoch)
+            if owner == nil { self.cache.fillAll(rows, readAt: epoch) }
             return rows
         }
     }
 
     /// The values of the keys that exist, in the order asked (repeated keys once).
-    public func batchGet(_ keys: [String], completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
+    public func batchGet(_ keys: [String], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
         var found: [String: EncodedValue] = [:]
         var missing: [String] = []
         var seen = Set<String>()
         for key in keys where seen.insert(key).inserted {
+            if owner != nil {
+                missing.append(key)
+                continue
+            }
             switch cache.lookup(key) {
             case .present(let value): found[key] = value
             case .absent: break
@@ -168,10 +177,11 @@ public final class KeyValueTable: Sendable {
         let epoch = cache.epoch
         let cached = found
         let toRead = missing
-        read(completion) { connection throws(StorageError) in
+        read(owner, completion) { connection throws(StorageError) in
             var results = cached
-            try connection.execute("BEGIN")
-            defer { try? connection.execute("COMMIT") }
+            // One snapshot for every chunk (inside a client transaction there already is one).
+            if owner == nil { try connection.execute("BEGIN") }
+            defer { if owner == nil { try? connection.execute("COMMIT") } }
             var start = 0
             while start < toRead.count {
                 let chunk = toRead[start..<min(start + Self.batchReadChunk, toRead.count)]
@@ -184,7 +194,7 @@ public final class KeyValueTable: Sendable {
                 }
                 start += chunk.count
             }
-            for key in toRead {
+            for key in toRead where owner == nil {
                 self.cache.fill(key, results[key].map(CacheEntry.present) ?? .absent, readAt: epoch)
             }
             return ordered.compactMap { key in results[key].map { (key, $0) } }
@@ -194,16 +204,16 @@ public final class KeyValueTable: Sendable {
     // MARK: Writes
 
     /// Stores `value` under `key`.
-    public func set(_ key: String, _ value: StorableValue, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        write(.statement, completion) { connection throws(StorageError) in
+    public func set(_ key: String, _ value: StorableValue, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        write(.statement, owner, completion) { connection throws(StorageError) in
             try self.writeRow(key, value, on: connection)
             return (.set(key, value.encoded), ())
         }
     }
 
     /// Deletes `key`; fails with `keyNotFound` when it does not exist.
-    public func delete(_ key: String, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        write(.statement, completion) { connection throws(StorageError) in
+    public func delete(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        write(.statement, owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.delete)
             try statement.withReset { (s) throws(StorageError) in
                 s.bind(key, at: 1)
@@ -215,8 +225,8 @@ public final class KeyValueTable: Sendable {
     }
 
     /// Deletes `key` and returns the value it had, or `nil` when it did not exist.
-    public func pop(_ key: String, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
-        write(.statement, completion) { connection throws(StorageError) in
+    public func pop(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
+        write(.statement, owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.deleteReturning)
             let old = try statement.withReset { (s) throws(StorageError) -> EncodedValue? in
                 s.bind(key, at: 1)
@@ -230,8 +240,8 @@ public final class KeyValueTable: Sendable {
     }
 
     /// Returns the value of `key`, first storing `value` if the key is missing.
-    public func setDefault(_ key: String, _ value: StorableValue, completion: @escaping @Sendable (Result<EncodedValue, StorageError>) -> Void) {
-        write(.statement, completion) { connection throws(StorageError) in
+    public func setDefault(_ key: String, _ value: StorableValue, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue, StorageError>) -> Void) {
+        write(.statement, owner, completion) { connection throws(StorageError) in
             let insert = try connection.cachedStatement(self.sql.insertIfMissing)
             try insert.withReset { (s) throws(StorageError) in
                 s.bind(key, at: 1)
@@ -253,9 +263,10 @@ public final class KeyValueTable: Sendable {
     public func update(
         _ key: String,
         transform: @escaping @Sendable (EncodedValue?) throws(StorageError) -> StorableValue,
+        owner: TransactionToken? = nil,
         completion: @escaping @Sendable (Result<EncodedValue, StorageError>) -> Void
     ) {
-        write(.statement, completion) { connection throws(StorageError) in
+        write(.statement, owner, completion) { connection throws(StorageError) in
             let old = try self.readValue(key, on: connection)
             let new = try transform(old)
             try self.writeRow(key, new, on: connection)
@@ -264,18 +275,18 @@ public final class KeyValueTable: Sendable {
     }
 
     /// Stores every pair in one transaction: all or nothing.
-    public func batchUpdate(_ rows: [(String, StorableValue)], completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+    public func batchUpdate(_ rows: [(String, StorableValue)], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         guard !rows.isEmpty else { return completion(.success(())) }
-        write(.savepoint, completion) { connection throws(StorageError) in
+        write(.savepoint, owner, completion) { connection throws(StorageError) in
             for (key, value) in rows { try self.writeRow(key, value, on: connection) }
             return (.many(rows.map { .set($0.0, $0.1.encoded) }), ())
         }
     }
 
     /// Deletes every key in one transaction; missing keys are ignored.
-    public func batchDelete(_ keys: [String], completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+    public func batchDelete(_ keys: [String], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         guard !keys.isEmpty else { return completion(.success(())) }
-        write(.savepoint, completion) { connection throws(StorageError) in
+        write(.savepoint, owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.delete)
             for key in keys {
                 try statement.withReset { (s) throws(StorageError) in
@@ -288,8 +299,8 @@ public final class KeyValueTable: Sendable {
     }
 
     /// Deletes every row.
-    public func clear(completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        write(.statement, completion) { connection throws(StorageError) in
+    public func clear(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        write(.statement, owner, completion) { connection throws(StorageError) in
             try connection.cachedStatement(self.sql.clear).withReset { (s) throws(StorageError) in try s.run() }
             return (.removeAll, ())
         }
@@ -322,10 +333,23 @@ public final class KeyValueTable: Sendable {
         return try database.decoder.decode(stored: statement.columnBytes(index), isBlob: statement.columnIsBlob(index))
     }
 
+    /// Runs a read on a reader, or, inside a client transaction, on the writer (to see the
+    /// transaction's own writes).
     private func read<T>(
+        _ owner: TransactionToken?,
         _ completion: @escaping @Sendable (Result<T, StorageError>) -> Void,
         _ body: @escaping @Sendable (SQLiteConnection) throws(StorageError) -> T
     ) {
+        if let owner {
+            return database.submit(WriteJob(
+                mode: .statement, owner: owner,
+                run: { connection throws(StorageError) in
+                    let box = UncheckedSendable(try body(connection))
+                    return WriteOutcome { completion(.success(box.value)) }
+                },
+                fail: { completion(.failure($0)) }
+            ))
+        }
         database.submitRead(ReadJob(
             run: { connection in
                 do throws(StorageError) { completion(.success(try body(connection))) } catch { completion(.failure(error)) }
@@ -337,18 +361,16 @@ public final class KeyValueTable: Sendable {
     /// Queues a write; `body` returns the cache change to publish after COMMIT and the result.
     private func write<T>(
         _ mode: WriteJob.Mode,
+        _ owner: TransactionToken?,
         _ completion: @escaping @Sendable (Result<T, StorageError>) -> Void,
         _ body: @escaping @Sendable (SQLiteConnection) throws(StorageError) -> (PendingChange, T)
     ) {
         database.submit(WriteJob(
-            mode: mode,
+            mode: mode, owner: owner,
             run: { connection throws(StorageError) in
                 let (change, result) = try body(connection)
                 let box = UncheckedSendable(result)
-                return {
-                    self.cache.apply(change.changes)
-                    completion(.success(box.value))
-                }
+                return WriteOutcome(publish: { self.cache.apply(change.changes) }, complete: { completion(.success(box.value)) })
             },
             fail: { completion(.failure($0)) }
         ))

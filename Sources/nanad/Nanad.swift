@@ -32,6 +32,9 @@ struct Nanad: AsyncParsableCommand {
     @Flag(name: .customLong("external-checkpoints"), help: "Never checkpoint the WAL while serving; leave it to a tool such as Litestream.")
     var externalCheckpoints = false
 
+    @Option(name: .customLong("transaction-timeout"), help: "Seconds a client transaction may hold a database's writer before it is rolled back.")
+    var transactionTimeout: Double = 30
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -39,6 +42,7 @@ struct Nanad: AsyncParsableCommand {
         guard UInt16(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode must be octal, like 600") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard maxFrameSize >= 64 else { throw ValidationError("--max-frame-size must be at least 64 bytes") }
+        guard transactionTimeout > 0, transactionTimeout.isFinite else { throw ValidationError("--transaction-timeout must be a positive number of seconds") }
         guard eventLoops >= 1, readers >= 1 else { throw ValidationError("--event-loops and --readers must be at least 1") }
     }
 
@@ -56,6 +60,7 @@ struct Nanad: AsyncParsableCommand {
         configuration.maximumFrameLength = maxFrameSize
         configuration.eventLoopCount = eventLoops
         configuration.databaseOptions.readerCount = readers
+        configuration.transactionTimeout = .milliseconds(Int64(transactionTimeout * 1000))
         if externalCheckpoints { configuration.databaseOptions.checkpointWhenIdlePages = 0 }
 
         let server = NanadServer(configuration: configuration, logger: logger)

@@ -102,12 +102,19 @@ func runTool(_ name: String, _ arguments: [String]) async throws -> ToolRun {
     process.standardOutput = out
     process.standardError = err
     try process.run()
-    // Read both pipes off the cooperative pool; they block until the process closes them.
-    async let stdout = Task.detached { out.fileHandleForReading.readDataToEndOfFile() }.value
-    async let stderr = Task.detached { err.fileHandleForReading.readDataToEndOfFile() }.value
+    async let stdout = blocking { out.fileHandleForReading.readDataToEndOfFile() }
+    async let stderr = blocking { err.fileHandleForReading.readDataToEndOfFile() }
     let (o, e) = await (stdout, stderr)
-    process.waitUntilExit()
+    await blocking { process.waitUntilExit() }
     return ToolRun(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+/// Runs blocking work (pipe reads, waiting for a process) on a Dispatch thread: blocking the
+/// Swift concurrency pool (one thread per core) would stall every other task of the test.
+func blocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(returning: work()) }
+    }
 }
 
 /// A raw Unix-socket connection for sending bytes no client library would send.

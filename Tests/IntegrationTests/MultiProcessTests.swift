@@ -119,7 +119,7 @@ func runShell(_ tool: String, _ arguments: [String]) async throws -> String {
     let pipe = Pipe()
     process.standardOutput = pipe
     try process.run()
-    let data = await Task.detached { pipe.fileHandleForReading.readDataToEndOfFile() }.value
-    process.waitUntilExit()
+    let data = await blocking { pipe.fileHandleForReading.readDataToEndOfFile() }
+    await blocking { process.waitUntilExit() }
     return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
 }

@@ -1,0 +1,161 @@
+import Foundation
+import Synchronization
+
+/// One client session's transaction on one file (NanaSQLite's `begin_transaction`).
+///
+/// While it is open the writer is its own: its jobs run inside it, every other session's
+/// writes wait in the queue (their reads go on, from readers and the shared cache, seeing
+/// committed data only), and what its writes would change in the shared caches is held back
+/// until COMMIT. It ends with the client's COMMIT or ROLLBACK, with the session (the server
+/// rolls it back when the connection drops), or when `timeout` passes.
+public final class TransactionToken: Sendable {
+    public enum State: Sendable, Equatable {
+        case pending, active, committed, rolledBack, timedOut
+    }
+
+    /// The longest the transaction may hold the writer.
+    public let timeout: Duration
+    private let state = Mutex(State.pending)
+
+    public init(timeout: Duration) {
+        self.timeout = timeout
+    }
+
+    public var currentState: State { state.withLock { $0 } }
+
+    func set(_ new: State) { state.withLock { $0 = new } }
+
+    /// Why a job of an ended transaction cannot run.
+    public var endedError: StorageError {
+        switch currentState {
+        case .timedOut:
+            StorageError(.transaction, "The transaction was rolled back because it held the database longer than the transaction timeout (\(timeout)).")
+        default:
+            StorageError(.transaction, "No transaction in progress.")
+        }
+    }
+}
+
+/// The writer's record of the open client transaction (writer thread only).
+final class ClientTransaction {
+    let token: TransactionToken
+    let deadline: Date
+    /// Cache updates of its writes, published at COMMIT.
+    var held: [@Sendable () -> Void] = []
+
+    init(token: TransactionToken) {
+        self.token = token
+        let seconds = Double(token.timeout.components.seconds) + Double(token.timeout.components.attoseconds) / 1e18
+        self.deadline = Date(timeIntervalSinceNow: seconds)
+    }
+}
+
+extension Database {
+    /// Opens `token`'s transaction (BEGIN IMMEDIATE) once the writer is free.
+    public func begin(_ token: TransactionToken, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        submitControl(.begin, token, completion)
+    }
+
+    /// Commits `token`'s transaction and publishes its writes to the shared caches.
+    public func commit(_ token: TransactionToken, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        submitControl(.commit, token, completion)
+    }
+
+    /// Rolls `token`'s transaction back; its writes never reach the shared caches.
+    public func rollback(_ token: TransactionToken, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        submitControl(.rollback, token, completion)
+    }
+
+    private func submitControl(_ mode: WriteJob.Mode, _ token: TransactionToken, _ completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        submit(WriteJob(mode: mode, owner: token, run: { _ in WriteOutcome { completion(.success(())) } }, fail: { completion(.failure($0)) }))
+    }
+
+    /// Runs a BEGIN job; returns the transaction it opened.
+    func begin(_ job: WriteJob, on connection: SQLiteConnection) -> ClientTransaction? {
+        guard let token = job.owner else { return nil }
+        do {
+            try connection.execute("BEGIN IMMEDIATE")
+            token.set(.active)
+            try job.run(connection).complete()
+            return ClientTransaction(token: token)
+        } catch {
+            token.set(.rolledBack)
+            job.fail(StorageError(.database, "Failed to begin transaction: \(error.message)", sqliteCode: error.sqliteCode))
+            return nil
+        }
+    }
+
+    /// Serves the open transaction's jobs until it ends (returns nil) or for one more round.
+    func serveTransaction(_ transaction: ClientTransaction, on connection: SQLiteConnection) -> ClientTransaction? {
+        let token = transaction.token
+        guard let jobs = writeQueue.takeMatching(until: transaction.deadline, where: { $0.owner === token }) else {
+            // Shutting down: an uncommitted transaction is rolled back, as SQLite would.
+            try? connection.execute("ROLLBACK")
+            token.set(.rolledBack)
+            return nil
+        }
+        if jobs.isEmpty {
+            try? connection.execute("ROLLBACK")
+            token.set(.timedOut)
+            logger.info("client transaction rolled back after its timeout", metadata: ["db.path": "\(path)", "timeout": "\(token.timeout)"])
+            return nil
+        }
+        for (index, job) in jobs.enumerated() {
+            switch job.mode {
+            case .begin:
+                job.fail(StorageError(.transaction, "Transaction already in progress. SQLite does not support nested transactions."))
+            case .commit:
+                do {
+                    try connection.execute("COMMIT")
+                } catch {
+                    job.fail(StorageError(.database, "Failed to commit transaction: \(error.message)", sqliteCode: error.sqliteCode))
+                    continue  // still open: the client may roll back
+                }
+                token.set(.committed)
+                statistics.withLock { $0.commits += 1 }
+                transaction.held.forEach { $0() }
+                finish(job, on: connection, requeue: jobs[(index + 1)...])
+                return nil
+            case .rollback:
+                try? connection.execute("ROLLBACK")
+                token.set(.rolledBack)
+                finish(job, on: connection, requeue: jobs[(index + 1)...])
+                return nil
+            case .exclusive:
+                do { try job.run(connection).complete() } catch { job.fail(error) }
+            case .statement, .savepoint:
+                do {
+                    if job.mode == .savepoint { try connection.execute("SAVEPOINT nana_job") }
+                    let outcome = try job.run(connection)
+                    if job.mode == .savepoint { try connection.execute("RELEASE nana_job") }
+                    outcome.complete()
+                    transaction.held.append(outcome.publish)
+                } catch {
+                    if connection.isAutocommit {
+                        // SQLite rolled the whole transaction back (I/O error, disk full).
+                        token.set(.rolledBack)
+                        job.fail(error)
+                        writeQueue.pushFront(Array(jobs[(index + 1)...]))
+                        return nil
+                    }
+                    if job.mode == .savepoint { try? connection.execute("ROLLBACK TO nana_job; RELEASE nana_job") }
+                    job.fail(error)
+                }
+            }
+        }
+        return transaction
+    }
+
+    private func finish(_ job: WriteJob, on connection: SQLiteConnection, requeue rest: ArraySlice<WriteJob>) {
+        do { try job.run(connection).complete() } catch { job.fail(error) }
+        writeQueue.pushFront(Array(rest))
+    }
+}
+
+extension WriteJob {
+    func owned(by token: TransactionToken?) -> WriteJob {
+        var job = self
+        job.owner = token
+        return job
+    }
+}
