@@ -191,6 +191,42 @@ public struct NanaDatabase: Sendable {
         return result
     }
 
+    // MARK: Backup and restore
+
+    /// Copies the whole file to `destination` (a file inside the daemon's data folder) with
+    /// SQLite's online backup, checked with `integrity_check` when `verify`, then renamed into
+    /// place; an existing destination is replaced only by a complete, checked copy.
+    public func backup(to destination: String, verify: Bool = true) async throws {
+        _ = try await call("backup", ["dest_path": .string(destination), "verify": .bool(verify)])
+    }
+
+    /// Replaces the file's contents with `source` (a file inside the data folder) after checking
+    /// it; every client then reads the restored data. Only the handle from `open` may restore.
+    public func restore(from source: String) async throws {
+        _ = try await call("restore", ["src_path": .string(source)])
+    }
+
+    // MARK: Models
+
+    /// Stores a `Codable` model the way NanaSQLite's `set_model` stores a Pydantic one:
+    /// `{"__pydantic_model__": "<type name>", "__pydantic_data__": <the model's fields>}`, so
+    /// Python's `get_model(key, ModelClass)` can read it back.
+    public func setModel<T: Encodable>(_ key: String, _ model: T) async throws {
+        let data = try NanaValue(encoding: model)
+        try await set(key, ["__pydantic_model__": .string(String(describing: T.self)), "__pydantic_data__": data])
+    }
+
+    /// Reads a model stored by ``setModel(_:_:)`` or NanaSQLite's `set_model`, or a plain dict
+    /// of its fields; throws `KeyError` when the key is missing.
+    public func getModel<T: Decodable>(_ key: String, as type: T.Type) async throws -> T {
+        let rows = try await batchGet([key])
+        guard let stored = rows[key] else { throw NanaRemoteError(.keyError, key) }
+        if let data = stored["__pydantic_data__"], stored["__pydantic_model__"] != nil {
+            return try data.decode(as: T.self)
+        }
+        return try stored.decode(as: T.self)
+    }
+
     // MARK: Direct SQL
 
     /// Runs SQL on the daemon's writer (one statement, or several separated by `;` without

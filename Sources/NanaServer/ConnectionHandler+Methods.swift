@@ -461,7 +461,7 @@ extension ConnectionHandler {
 
     // MARK: Helpers
 
-    private func handle(_ id: Int64) throws(NanaRemoteError) -> Session.Handle {
+    func handle(_ id: Int64) throws(NanaRemoteError) -> Session.Handle {
         switch session.table(id) {
         case .success(let handle): return handle
         case .failure(let error): throw NanaRemoteError(error)

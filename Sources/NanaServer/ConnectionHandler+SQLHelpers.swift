@@ -1,3 +1,4 @@
+import Foundation
 import NanaStorage
 import NanaWire
 
@@ -22,6 +23,8 @@ extension Set<String> {
     static let tableNameOnly: Set<String> = ["db", "table_name"]
     static let addColumn: Set<String> = ["db", "table_name", "column_name", "column_type", "default"]
     static let pragma: Set<String> = ["db", "pragma_name", "value"]
+    static let backup: Set<String> = ["db", "dest_path", "verify", "flush", "allow_incomplete"]
+    static let restore: Set<String> = ["db", "src_path"]
 }
 
 extension ConnectionHandler {
@@ -50,6 +53,8 @@ extension ConnectionHandler {
         case "alter_table_add_column": try addColumn(msgid, args)
         case "vacuum": try vacuum(msgid, args)
         case "pragma": try pragma(msgid, args)
+        case "backup": try backup(msgid, args)
+        case "restore": try restore(msgid, args)
         default: return false
         }
         return true
@@ -394,6 +399,49 @@ extension ConnectionHandler {
         respondLater(msgid, { database.pragma(sql, owner: owner, completion: $0) }) { result in
             .value(value == nil ? (Self.row([result]).arrayValue?.first ?? .nil) : .nil)
         }
+    }
+
+    // MARK: Backup and restore
+
+    /// Paths are files inside the data folder, like `db_path` (absolute paths and `..` refused).
+    private func backup(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(.backup)
+        let database = try table(args).database
+        let requested = try args.string("dest_path")
+        if requested == ":memory:" || requested.hasPrefix("file::memory:") {
+            throw NanaRemoteError(.validation, "dest_path must be a file, not an in-memory database")
+        }
+        let verify = try args.bool("verify", default: true)
+        _ = try args.bool("flush", default: true)  // no write-behind buffer yet: nothing to flush
+        _ = try args.bool("allow_incomplete", default: false)
+        let destination = try resolvePath(requested)
+        guard destination != database.path else {
+            throw NanaRemoteError(.validation, "dest_path must not be the same as the current database file")
+        }
+        respondLater(msgid, { database.backup(to: destination, verify: verify, completion: $0) }) { _ in .value(.nil) }
+    }
+
+    private func restore(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try args.only(.restore)
+        let id = try args.int("db")
+        let handle = try self.handle(id)
+        guard handle.root == id else {
+            throw NanaRemoteError(.connection, "restore() can only be called on the instance that opened the database, not on a table() child")
+        }
+        let database = handle.table.database
+        if try transactionOwner(database) != nil {
+            throw NanaRemoteError(.transaction, "Cannot restore while a transaction is in progress. Please commit or rollback first.")
+        }
+        let source = try resolvePath(try args.string("src_path"))
+        guard source != database.path else { throw NanaRemoteError(.validation, "src_path must not be the database itself") }
+        guard FileManager.default.fileExists(atPath: source) else {
+            throw NanaRemoteError(.database, "Could not verify restore source: no such file")
+        }
+        respondLater(msgid, { database.restore(from: source, completion: $0) }) { _ in .value(.nil) }
+    }
+
+    private func resolvePath(_ path: String) throws(NanaRemoteError) -> String {
+        do { return try state.registry.resolve(path) } catch { throw NanaRemoteError(error) }
     }
 
     // MARK: Plumbing
