@@ -154,4 +154,34 @@ import Testing
         await client.close()
         try await daemon.stop()
     }
+
+    @Test func typedSwiftMethods() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("typed.db")
+        try await db.createTable("items", columns: ["id": "INTEGER PRIMARY KEY", "name": "TEXT", "qty": "INTEGER"])
+        #expect(try await db.tableExists("items"))
+        #expect(try await db.sqlInsert("items", ["name": "pen", "qty": 3]) == 1)
+        #expect(try await db.upsert(table: "items", ["id": 1, "name": "pen", "qty": 5]) == 1)
+        #expect(try await db.sqlUpdate("items", ["qty": 6], where: "name = ?", ["pen"]) == 1)
+        #expect(try await db.query(table: "items", columns: ["name", "qty"]) == [["name": "pen", "qty": 6]])
+        #expect(try await db.queryWithPagination(table: "items", orderBy: "id", limit: 1, offset: 0).count == 1)
+        #expect(try await db.count(table: "items", where: "qty > ?", [1]) == 1)
+        #expect(try await db.exists("items", where: "qty = ?", [6]))
+        try await db.createIndex("idx_name", on: "items", columns: ["name"])
+        #expect(try await db.listIndexes("items").map { $0["name"] } == ["idx_name"])
+        try await db.alterTableAddColumn("items", column: "note", type: "TEXT", default: "none")
+        #expect(try await db.tableSchema("items").count == 4)
+        #expect(try await db.sqlDelete("items", where: "id = ?", [1]) == 1)
+        try await db.upsert(key: "k", "v")
+        #expect(try await db.get("k") == "v")
+        #expect(try await db.pragma("user_version") == 0)
+        try await db.vacuum()
+        try await db.dropIndex("idx_name")
+        try await db.dropTable("items")
+        #expect(try await db.listTables() == ["data"])
+        await client.close()
+        try await daemon.stop()
+    }
 }
