@@ -105,8 +105,10 @@ extension ConnectionHandler {
             forbidden: args.has("forbidden_sql_functions") && !(args.params["forbidden_sql_functions"]?.isNil ?? true) ? try args.strings("forbidden_sql_functions") : [],
             maximumClauseLength: try {
                 () throws(NanaRemoteError) -> Int? in
+                // NanaSQLite: a falsy length (None, 0) means unlimited; absent means 1000.
+                if let given = args.params["max_clause_length"], given.isNil { return nil }
                 let n = try args.int("max_clause_length", default: 1000)
-                return n > 0 ? Int(n) : nil  // NanaSQLite: a falsy length means unlimited
+                return n > 0 ? Int(n) : nil
             }())
         // Accepted for NanaSQLite compatibility and checked as it checks them; the daemon has no
         // client-side thread pool, and its writer queue, not a lock, orders writes.

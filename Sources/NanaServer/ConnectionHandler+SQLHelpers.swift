@@ -176,15 +176,15 @@ extension ConnectionHandler {
             }.joined(separator: ", ")
         }
         var sql = "SELECT \(columnsSQL) FROM \(table)"
-        if let whereClause = try args.optionalString("where") {
+        if let whereClause = try args.optionalString("where").flatMap { $0.isEmpty ? nil : $0 } {
             try guardExpression(whereClause, .whereClause, handle.policy, args)
             sql += " WHERE \(whereClause)"
         }
-        if paginated, let groupBy = try args.optionalString("group_by") {
+        if paginated, let groupBy = try args.optionalString("group_by").flatMap { $0.isEmpty ? nil : $0 } {
             try guardExpression(groupBy, .groupBy, handle.policy, args)
             sql += " GROUP BY \(groupBy)"
         }
-        if let orderBy = try args.optionalString("order_by") {
+        if let orderBy = try args.optionalString("order_by").flatMap { $0.isEmpty ? nil : $0 } {
             try guardExpression(orderBy, .orderBy, handle.policy, args)
             sql += " ORDER BY \(orderBy)"
         }
@@ -212,7 +212,7 @@ extension ConnectionHandler {
         let handle = try self.handle(for: args)
         let table = try quoted(try args.optionalString("table_name") ?? handle.table.name)
         var sql = "SELECT COUNT(*) FROM \(table)"
-        if let whereClause = try args.optionalString("where") {
+        if let whereClause = try args.optionalString("where").flatMap { $0.isEmpty ? nil : $0 } {
             try guardExpression(whereClause, .none, handle.policy, args)
             sql += " WHERE \(whereClause)"
         }

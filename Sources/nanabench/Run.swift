@@ -24,7 +24,7 @@ struct Run: AsyncParsableCommand {
     var requests = 100_000
     @Flag(help: "Also print a JSON summary (one line, after the table).") var json = false
     @Option(name: .customLong("json-file"), help: "Also write the JSON summary to this file.") var jsonFile: String?
-    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,c,d,e,f,g); all by default.") var only: String?
+    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,c,d,e,f,g,h,i); all by default.") var only: String?
     @Option(name: .customLong("batch-repeats"), help: "Timed batch_update calls (workload f).") var batchRepeats = 10
     @Option(name: .customLong("batch-items"), help: "Items per batch_update call (workload f).") var batchItems = 10_000
     @Option(help: "Writer processes in workload g.") var processes = 4
@@ -43,7 +43,7 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let selected = Set((only ?? "a,b,ping,c,d,e,f,g").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        let selected = Set((only ?? "a,b,ping,c,d,e,f,g,h,i").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
         // Distinct per run, so that set workloads insert new rows even when --db is reused.
         let tag = String(Int(Date().timeIntervalSince1970 * 1000) % 100_000_000, radix: 36) + "-\(getpid())"
 
@@ -150,6 +150,27 @@ struct Run: AsyncParsableCommand {
             report(try await processes(tag: tag))
         }
 
+        // (h) query returning 1,000 rows; (i) execute_many of 10,000 rows.
+        if selected.contains("h") || selected.contains("i") {
+            let table = "bench_rows_\(tag.filter { $0.isLetter || $0.isNumber })"
+            try await database.execute("CREATE TABLE IF NOT EXISTS \(table) (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
+            if selected.contains("h") {
+                try await database.executeMany("INSERT INTO \(table) (name, score) VALUES (?, ?)", (0..<1000).map { [.string("row \($0)"), .double(Double($0))] })
+                report(try await repeatedCalls(id: "h", name: "query_1000_rows", title: "query returning 1,000 rows (median of 50)", unit: "rows",
+                                               itemsPerCall: 1000, repeats: 50) { _ in
+                    let rows = try await database.query(table: table, orderBy: "id")
+                    if rows.count != 1000 { throw BenchError("query returned \(rows.count) rows") }
+                })
+            }
+            if selected.contains("i") {
+                report(try await repeatedCalls(id: "i", name: "execute_many_10000_rows", title: "execute_many of 10,000 rows (median of 5)", unit: "rows",
+                                               itemsPerCall: 10_000, repeats: 5) { rep in
+                    try await database.executeMany("INSERT INTO \(table) (name, score) VALUES (?, ?)", (0..<10_000).map { [.string("r\(rep)-\($0)"), .double(Double($0))] })
+                })
+            }
+            try await database.execute("DROP TABLE \(table)")
+        }
+
         await client.close()
 
         let summary = Summary(
@@ -163,7 +184,37 @@ struct Run: AsyncParsableCommand {
         if let jsonFile { try data.write(to: URL(fileURLWithPath: jsonFile)) }
     }
 
-    // MARK: Workloads f and g
+    // MARK: Workloads f to i
+
+    /// Times `repeats` calls of one kind (after one warm-up call) and reports items per second.
+    private func repeatedCalls(
+        id: String, name: String, title: String, unit: String, itemsPerCall: Int, repeats: Int,
+        _ call: (Int) async throws -> Void
+    ) async throws -> WorkloadResult {
+        try await call(-1)
+        var samples: [Duration] = []
+        var rates: [Double] = []
+        var errors = 0
+        var total = Duration.zero
+        for rep in 0..<repeats {
+            let start = ContinuousClock.now
+            do { try await call(rep) } catch {
+                errors += 1
+                FileHandle.standardError.write(Data("\(name): \(error)\n".utf8))
+            }
+            let elapsed = ContinuousClock.now - start
+            samples.append(elapsed)
+            total += elapsed
+            rates.append(Double(itemsPerCall) / elapsed.seconds)
+        }
+        let micros = samples.map(\.microseconds).sorted()
+        var r = WorkloadResult(
+            id: id, name: name, title: title, unit: unit, count: itemsPerCall * repeats, seconds: total.seconds, rate: median(rates),
+            p50Microseconds: percentile(micros, 0.5), p99Microseconds: percentile(micros, 0.99), errors: errors
+        )
+        r.notes["items_per_call"] = Double(itemsPerCall)
+        return r
+    }
 
     private func batchUpdate(_ database: NanaDatabase, tag: String) async throws -> WorkloadResult {
         let items = batchItems
