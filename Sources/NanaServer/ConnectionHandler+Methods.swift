@@ -136,14 +136,17 @@ extension ConnectionHandler {
             throw NanaRemoteError(.notSupported, "cache_strategy '\(strategy)' is not supported by this nanad yet; only 'unbounded'")
         }
         let registry = state.registry
+        // Opening another table of a file this session holds a transaction on runs inside it.
+        let resolved = try? registry.resolve(dbPath)
+        let owner = session.transactions.values.first { session.transactionDatabases[ObjectIdentifier($0)]?.path == resolved }
         respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
             registry.open(dbPath, options: options) { opened in
                 switch opened {
                 case .failure(let error): done(.failure(error))
                 case .success(let database):
-                    database.table(named: tableName) { result in
+                    database.table(named: tableName, owner: owner) { result in
                         guard bulkLoad, case .success(let table) = result else { return done(result) }
-                        table.items { loaded in done(loaded.map { _ in table }) }
+                        table.items(owner: owner) { loaded in done(loaded.map { _ in table }) }
                     }
                 }
             }

@@ -116,15 +116,20 @@ public final class Database: Sendable {
             mode: .statement,
             run: { connection throws(StorageError) in
                 try connection.execute("CREATE TABLE IF NOT EXISTS \(quoted) (key TEXT PRIMARY KEY, value TEXT)")
-                return WriteOutcome {
-                    let table = self.tables.withLock { tables in
+                // Shared only once the CREATE is committed: inside a client transaction that
+                // rolls back, the table never existed for anyone else.
+                let candidate = self.tables.withLock { $0[canonical] } ?? KeyValueTable(database: self, name: name, quoted: quoted)
+                let register: @Sendable () -> KeyValueTable = {
+                    self.tables.withLock { tables in
                         if let existing = tables[canonical] { return existing }
-                        let table = KeyValueTable(database: self, name: name, quoted: quoted)
-                        tables[canonical] = table
-                        return table
+                        tables[canonical] = candidate
+                        return candidate
                     }
-                    completion(.success(table))
                 }
+                return WriteOutcome(
+                    publish: { _ = register() },
+                    complete: { completion(.success(owner == nil ? register() : candidate)) }
+                )
             },
             fail: { completion(.failure($0)) }
         ).owned(by: owner))

@@ -84,7 +84,17 @@ import Testing
         try await db.beginTransaction()
         await expectRemote(.transaction) { try await db.beginTransaction() }
         await expectRemote(.transaction) { try await db.close() }
+        // New tables of the same file open inside the transaction (no waiting on ourselves)...
+        let fresh = try await db.table("fresh_in_tx")
+        try await fresh.set("f", 1)
+        let opened = try await client.open("rb.db", table: "opened_in_tx")
+        try await opened.set("o", 2)
+        #expect(try await fresh.get("f") == 1)
         try await db.rollback()
+        // ...and are gone with it.
+        #expect(try await db.fetchOne("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('fresh_in_tx', 'opened_in_tx')") == [0])
+        let again = try await db.table("fresh_in_tx")
+        #expect(try await again.get("f") == .nil)
         try await db.close()
         await client.close()
         try await daemon.stop()
