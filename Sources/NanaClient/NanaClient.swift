@@ -49,22 +49,23 @@ public final class NanaClient: Sendable {
     ) async throws -> NanaClient {
         let path = socketPath ?? defaultSocketPath
         let channel: any Channel
+        let handler: NIOLoopBound<ClientChannelHandler>
         do {
-            channel = try await ClientBootstrap(group: eventLoopGroup)
-                .channelInitializer { channel in
+            // The handler is taken as it is added: the daemon may refuse the peer and close the
+            // connection at once, and its reason must still reach the first call.
+            let connected = try await ClientBootstrap(group: eventLoopGroup)
+                .connect(unixDomainSocketPath: path) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        let handler = ClientChannelHandler()
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NanaFrameDecoder(maximumLength: maximumFrameLength)))
-                        try channel.pipeline.syncOperations.addHandler(ClientChannelHandler())
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        return (channel, NIOLoopBound(handler, eventLoop: channel.eventLoop))
                     }
                 }
-                .connect(unixDomainSocketPath: path)
-                .get()
+            (channel, handler) = connected
         } catch {
             throw NanaClientError(.connectFailed, "cannot connect to nanad at \(path): \(error)")
         }
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ClientChannelHandler.self), eventLoop: channel.eventLoop)
-        }.get()
         let client = NanaClient(channel: channel, handler: handler, serverInfo: .nil)
         let info: NanaValue
         do {

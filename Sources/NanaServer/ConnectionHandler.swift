@@ -62,8 +62,33 @@ final class ConnectionHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         state.connections.wrappingAdd(1, ordering: .relaxed)
         state.totalConnections.wrappingAdd(1, ordering: .relaxed)
-        logger.debug("client connected")
+        // Who is on the other end, as the kernel says (SO_PEERCRED), before any call runs: on
+        // the event loop the option is read at once.
+        if let provider = context.channel as? any SocketOptionProvider {
+            let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(PeerCredentials.socketLevel), name: SocketOptionName(PeerCredentials.option))
+            let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+            credentials.whenComplete { result in
+                switch result {
+                case .success(let peer): bound.value.handler.admit(peer, context: bound.value.context)
+                case .failure(let error):
+                    bound.value.handler.logger.warning("cannot read the peer's credentials; closing", metadata: ["error": "\(error)"])
+                    bound.value.context.close(promise: nil)
+                }
+            }
+        }
         context.fireChannelActive()
+    }
+
+    /// Logs the peer and refuses it when an allow-list is configured and it is not on it.
+    private func admit(_ peer: PeerCredentials, context: ChannelHandlerContext) {
+        logger[metadataKey: "nana.peer.uid"] = "\(peer.uid)"
+        logger[metadataKey: "nana.peer.pid"] = "\(peer.pid)"
+        logger.info("client connected", metadata: ["nana.peer.gid": "\(peer.gid)"])
+        let configuration = state.configuration
+        guard !configuration.allowedUIDs.isEmpty || !configuration.allowedGIDs.isEmpty else { return }
+        if configuration.allowedUIDs.contains(peer.uid) || configuration.allowedGIDs.contains(peer.gid) { return }
+        fail(msgid: nil, NanaRemoteError(.connection, "uid \(peer.uid) (gid \(peer.gid)) is not allowed to use this nanad"))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -229,6 +254,18 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard let context else { return }
         out.flush(context)
     }
+}
+
+/// Linux's `struct ucred`, which Swift cannot see (glibc declares it only under _GNU_SOURCE);
+/// the same three fields in the same order.
+struct PeerCredentials: Sendable {
+    /// SOL_SOCKET and SO_PEERCRED on Linux (Glibc's Swift module does not export them).
+    static let socketLevel: Int32 = 1
+    static let option: Int32 = 17
+
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
 }
 
 /// How a call is answered.

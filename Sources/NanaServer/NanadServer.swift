@@ -28,7 +28,9 @@ public final class NanadServer: Service, Sendable {
     public func run() async throws {
         let registry = try DatabaseRegistry(dataDirectory: configuration.dataDirectory, decoder: ValueCodec(), logger: logger)
         let state = ServerState(configuration: configuration, registry: registry, logger: logger)
-        try Self.prepareSocketPath(configuration.socketPath)
+        let activated = SocketActivation.listeningDescriptor()
+        if activated == nil { try Self.prepareSocketPath(configuration.socketPath) }
+        let notifier = SystemdNotifier()
 
         let maximumFrameLength = configuration.maximumFrameLength
         let childChannels = ChannelCollector()
@@ -40,7 +42,7 @@ public final class NanadServer: Service, Sendable {
         let previousMask = umask(0o777 & ~mode_t(configuration.socketMode))
         let serverChannel: any Channel
         do {
-            serverChannel = try await ServerBootstrap(group: group)
+            let bootstrap = ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { channel in
@@ -51,23 +53,44 @@ public final class NanadServer: Service, Sendable {
                         try channel.pipeline.syncOperations.addHandler(ConnectionHandler(state: state, mailbox: mailbox))
                     }
                 }
-                .bind(unixDomainSocketPath: configuration.socketPath)
-                .get()
+            if let activated {
+                serverChannel = try await bootstrap.withBoundSocket(activated).get()
+            } else {
+                serverChannel = try await bootstrap.bind(unixDomainSocketPath: configuration.socketPath).get()
+            }
             umask(previousMask)
         } catch {
             umask(previousMask)
             try? await group.shutdownGracefully()
             throw error
         }
-        _ = chmod(configuration.socketPath, mode_t(configuration.socketMode))
+        if activated == nil {
+            _ = chmod(configuration.socketPath, mode_t(configuration.socketMode))
+            if let group = configuration.socketGroup, chown(configuration.socketPath, uid_t.max, group) != 0 {
+                logger.warning("cannot set the socket's group", metadata: ["gid": "\(group)", "error": "\(String(cString: strerror(errno)))"])
+            }
+        }
         logger.info("nanad serving", metadata: [
             "socket": "\(configuration.socketPath)", "data_dir": "\(registry.dataDirectory)",
             "event_loops": "\(configuration.eventLoopCount)", "version": "\(NanadInfo.version)",
         ])
         onReady?(configuration.socketPath)
+        notifier.notify("READY=1\nSTATUS=serving \(configuration.socketPath)\nMAINPID=\(getpid())")
 
-        // Wait for SIGTERM/SIGINT (via the ServiceGroup) or cancellation.
-        try? await gracefulShutdown()
+        // Wait for SIGTERM/SIGINT (via the ServiceGroup) or cancellation, feeding the watchdog.
+        await withTaskGroup(of: Void.self) { tasks in
+            if let interval = notifier.watchdogInterval {
+                tasks.addTask {
+                    while !Task.isCancelled {
+                        notifier.notify("WATCHDOG=1")
+                        try? await Task.sleep(for: interval)
+                    }
+                }
+            }
+            try? await gracefulShutdown()
+            tasks.cancelAll()
+        }
+        notifier.notify("STOPPING=1")
 
         logger.info("shutting down: no longer accepting connections")
         try? await serverChannel.close()
@@ -87,7 +110,7 @@ public final class NanadServer: Service, Sendable {
                 continuation.resume()
             }
         }
-        try? FileManager.default.removeItem(atPath: configuration.socketPath)
+        if activated == nil { try? FileManager.default.removeItem(atPath: configuration.socketPath) }
         try? await group.shutdownGracefully()
         logger.info("nanad stopped")
     }

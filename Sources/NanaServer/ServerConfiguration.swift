@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NanaStorage
 import NanaWire
@@ -10,6 +11,12 @@ public struct ServerConfiguration: Sendable {
     public var dataDirectory: String
     /// Permission bits of the socket file.
     public var socketMode: UInt16 = 0o600
+    /// Group of the socket file (with a group-readable mode, lets that group's users connect).
+    public var socketGroup: gid_t?
+    /// Peers (by `SO_PEERCRED`) allowed to use the daemon: a uid in `allowedUIDs` or a gid in
+    /// `allowedGIDs`. Both empty: anyone who can open the socket file.
+    public var allowedUIDs: Set<uid_t> = []
+    public var allowedGIDs: Set<gid_t> = []
     /// Largest frame body accepted; larger ones are refused before being read.
     public var maximumFrameLength = NanaFrame.defaultMaximumLength
     /// Event loops serving connections. One is fastest on a 2-core machine (measured).

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import NanaServer
 import ServiceLifecycle
@@ -19,6 +20,15 @@ struct Nanad: AsyncParsableCommand {
 
     @Option(name: .customLong("socket-mode"), help: "Permission bits of the socket file, in octal.")
     var socketMode = "600"
+
+    @Option(name: .customLong("socket-group"), help: "Group (name or gid) of the socket file; give it a mode like 660 to let that group connect.")
+    var socketGroup: String?
+
+    @Option(name: .customLong("allow-uid"), help: "Only peers with this uid (repeatable), or a gid given with --allow-gid, may use the daemon.")
+    var allowUIDs: [UInt32] = []
+
+    @Option(name: .customLong("allow-gid"), help: "Only peers with this gid (repeatable), or a uid given with --allow-uid, may use the daemon.")
+    var allowGIDs: [UInt32] = []
 
     @Option(name: .customLong("max-frame-size"), help: "Largest frame accepted, in bytes.")
     var maxFrameSize = 16 * 1024 * 1024
@@ -57,6 +67,17 @@ struct Nanad: AsyncParsableCommand {
 
         var configuration = ServerConfiguration(socketPath: socket, dataDirectory: dataDir)
         configuration.socketMode = UInt16(socketMode, radix: 8)!
+        configuration.allowedUIDs = Set(allowUIDs)
+        configuration.allowedGIDs = Set(allowGIDs)
+        if let socketGroup {
+            if let gid = UInt32(socketGroup) {
+                configuration.socketGroup = gid
+            } else if let entry = getgrnam(socketGroup) {
+                configuration.socketGroup = entry.pointee.gr_gid
+            } else {
+                throw ValidationError("unknown group \(socketGroup)")
+            }
+        }
         configuration.maximumFrameLength = maxFrameSize
         configuration.eventLoopCount = eventLoops
         configuration.databaseOptions.readerCount = readers

@@ -95,8 +95,13 @@ struct ToolRun: Sendable {
 }
 
 func runTool(_ name: String, _ arguments: [String]) async throws -> ToolRun {
+    try await runProgram(binFolder.appendingPathComponent(name), arguments)
+}
+
+/// Runs any program (found on PATH when not absolute) and collects its output.
+func runProgram(_ executable: URL, _ arguments: [String]) async throws -> ToolRun {
     let process = Process()
-    process.executableURL = binFolder.appendingPathComponent(name)
+    process.executableURL = executable
     process.arguments = arguments
     let out = Pipe(), err = Pipe()
     process.standardOutput = out

@@ -1,0 +1,138 @@
+import Foundation
+import NanaClient
+import NanaWire
+import Testing
+
+/// Running under a supervisor, and who may connect (issue #5).
+@Suite(.serialized) struct OperationsTests {
+    /// The test plays systemd: it binds the notification socket and watches what arrives.
+    @Test func readinessIsAnnouncedOnlyOnceTheSocketAccepts() async throws {
+        let folder = NSTemporaryDirectory() + "nanad-notify-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let notifyPath = folder + "/notify.sock"
+        let listener = try DatagramListener(path: notifyPath)
+        let socketPath = folder + "/nanad.sock"
+
+        let process = Process()
+        process.executableURL = binFolder.appendingPathComponent("nanad")
+        process.arguments = ["--socket", socketPath, "--data-dir", folder + "/data", "--log-level", "warning"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = notifyPath
+        environment["WATCHDOG_USEC"] = "200000"
+        process.environment = environment
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+        let ready = try #require(await blocking { listener.receive(timeoutSeconds: 20) })
+        #expect(ready.contains("READY=1"))
+        // READY=1 means the socket already accepts: connect at once, no retry.
+        let client = try await NanaClient.connect(socketPath: socketPath)
+        try await client.ping()
+        await client.close()
+        let watchdog = await blocking { listener.receive(timeoutSeconds: 5) }
+        #expect(watchdog?.contains("WATCHDOG=1") == true)
+
+        kill(process.processIdentifier, SIGTERM)
+        var stopping = false
+        for _ in 0..<10 {
+            guard let message = await blocking({ listener.receive(timeoutSeconds: 5) }) else { break }
+            if message.contains("STOPPING=1") { stopping = true; break }
+        }
+        #expect(stopping)
+        await blocking { process.waitUntilExit() }
+        #expect(process.terminationStatus == 0)
+    }
+
+    /// The test plays systemd's socket activation: it binds the socket and passes it as fd 3.
+    @Test func socketActivationServesAPassedSocket() async throws {
+        let folder = NSTemporaryDirectory() + "nanad-activate-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let socketPath = folder + "/activated.sock"
+        // Python binds and listens, puts the socket at fd 3, sets LISTEN_PID to its own pid and
+        // execs nanad in place (so the pid stays), as systemd does.
+        let supervisor = """
+        import os, socket, sys
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(sys.argv[1]); s.listen(64)
+        os.dup2(s.fileno(), 3); os.set_inheritable(3, True)
+        os.environ["LISTEN_FDS"] = "1"; os.environ["LISTEN_PID"] = str(os.getpid())
+        os.execv(sys.argv[2], [sys.argv[2], "--socket", sys.argv[1] + ".unused", "--data-dir", sys.argv[3], "--log-level", "warning"])
+        """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", supervisor, socketPath, binFolder.appendingPathComponent("nanad").path, folder + "/data"]
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+        var client: NanaClient?
+        for _ in 0..<200 where client == nil {
+            client = try? await NanaClient.connect(socketPath: socketPath)
+            if client == nil { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        let connected = try #require(client)
+        let db = try await connected.open("activated.db")
+        try await db.set("k", "v")
+        #expect(try await db.get("k") == "v")
+        #expect(!FileManager.default.fileExists(atPath: socketPath + ".unused"))  // it did not bind its own
+        await connected.close()
+        kill(process.processIdentifier, SIGTERM)
+        await blocking { process.waitUntilExit() }
+        #expect(process.terminationStatus == 0)
+        #expect(FileManager.default.fileExists(atPath: socketPath))  // the supervisor's socket is the supervisor's to remove
+    }
+
+    /// A peer whose uid is not on the allow-list is refused before any method runs.
+    @Test func peersNotOnTheAllowListAreRefused() async throws {
+        let daemon = try await Daemon.start(arguments: ["--socket-mode", "666", "--allow-uid", "\(getuid())"])
+        defer { daemon.removeFolder() }
+        // This process is allowed.
+        let client = try await daemon.connect()
+        try await client.ping()
+        await client.close()
+        // Another user (nobody) can reach the socket (mode 666) but is not on the list.
+        let refused = try await runProgram(URL(fileURLWithPath: "/usr/bin/env"), ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                                                    binFolder.appendingPathComponent("nanactl").path, "ping", "--socket", daemon.socketPath])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("not allowed"), "\(refused.stderr)")
+        #expect(daemon.logText.contains("nana.peer.uid=65534"))
+        // And with the list extended to that gid, it gets in.
+        try await daemon.stop()
+        let open = try await Daemon.start(arguments: ["--socket-mode", "666", "--allow-uid", "\(getuid())", "--allow-gid", "65534"], folder: daemon.folder)
+        let admitted = try await runProgram(URL(fileURLWithPath: "/usr/bin/env"), ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                                                     binFolder.appendingPathComponent("nanactl").path, "ping", "--socket", open.socketPath])
+        #expect(admitted.status == 0, "\(admitted.stderr)")
+        try await open.stop()
+    }
+}
+
+/// A Unix datagram socket the test receives sd_notify messages on.
+final class DatagramListener: @unchecked Sendable {
+    let fd: Int32
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { throw HarnessError(description: "bind \(path) failed: \(errno)") }
+    }
+
+    deinit { close(fd) }
+
+    func receive(timeoutSeconds: Int) -> String? {
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return n > 0 ? String(decoding: buffer.prefix(n), as: UTF8.self) : nil
+    }
+}
