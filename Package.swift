@@ -103,7 +103,12 @@ let package = Package(
         ),
 
         .testTarget(name: "NanaWireTests", dependencies: ["NanaWire", .product(name: "OrderedCollections", package: "swift-collections")], swiftSettings: swiftSettings),
-        .testTarget(name: "NanaStorageTests", dependencies: ["NanaStorage", "NanaWire", "NanaServer", .product(name: "OrderedCollections", package: "swift-collections")], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "NanaStorageTests",
+            dependencies: ["NanaStorage", "NanaWire", "NanaServer", .product(name: "OrderedCollections", package: "swift-collections")],
+            exclude: ["Fixtures"],  // read from disk by path, not bundled
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "IntegrationTests",
             // The executables are dependencies so that `swift test` builds them: the tests start them.

@@ -386,7 +386,6 @@ extension ConnectionHandler {
     private func isCached(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.key)
         let table = try table(args)
-        let owner = try transactionOwner(table.database)
         reply(msgid, .value(.bool(table.isCached(try args.string("key")))))
     }
 

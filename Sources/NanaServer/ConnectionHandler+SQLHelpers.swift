@@ -65,7 +65,6 @@ extension ConnectionHandler {
     private func sqlInsert(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.sqlInsert)
         let database = try table(args).database
-        let owner = try transactionOwner(database)
         let table = try quoted(try args.string("table_name"))
         let data = try args.map("data")
         guard !data.isEmpty else { throw NanaRemoteError(.valueError, "sql_insert(): data must not be empty") }
@@ -176,15 +175,15 @@ extension ConnectionHandler {
             }.joined(separator: ", ")
         }
         var sql = "SELECT \(columnsSQL) FROM \(table)"
-        if let whereClause = try args.optionalString("where").flatMap { $0.isEmpty ? nil : $0 } {
+        if let whereClause = try args.optionalString("where").flatMap({ $0.isEmpty ? nil : $0 }) {
             try guardExpression(whereClause, .whereClause, handle.policy, args)
             sql += " WHERE \(whereClause)"
         }
-        if paginated, let groupBy = try args.optionalString("group_by").flatMap { $0.isEmpty ? nil : $0 } {
+        if paginated, let groupBy = try args.optionalString("group_by").flatMap({ $0.isEmpty ? nil : $0 }) {
             try guardExpression(groupBy, .groupBy, handle.policy, args)
             sql += " GROUP BY \(groupBy)"
         }
-        if let orderBy = try args.optionalString("order_by").flatMap { $0.isEmpty ? nil : $0 } {
+        if let orderBy = try args.optionalString("order_by").flatMap({ $0.isEmpty ? nil : $0 }) {
             try guardExpression(orderBy, .orderBy, handle.policy, args)
             sql += " ORDER BY \(orderBy)"
         }
@@ -212,7 +211,7 @@ extension ConnectionHandler {
         let handle = try self.handle(for: args)
         let table = try quoted(try args.optionalString("table_name") ?? handle.table.name)
         var sql = "SELECT COUNT(*) FROM \(table)"
-        if let whereClause = try args.optionalString("where").flatMap { $0.isEmpty ? nil : $0 } {
+        if let whereClause = try args.optionalString("where").flatMap({ $0.isEmpty ? nil : $0 }) {
             try guardExpression(whereClause, .none, handle.policy, args)
             sql += " WHERE \(whereClause)"
         }
@@ -244,7 +243,6 @@ extension ConnectionHandler {
     private func createTable(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.createTable)
         let database = try table(args).database
-        let owner = try transactionOwner(database)
         let table = try quoted(try args.string("table_name"))
         let columns = try args.map("columns")
         guard !columns.isEmpty else { throw NanaRemoteError(.valueError, "create_table(): columns must not be empty") }
@@ -269,7 +267,6 @@ extension ConnectionHandler {
     private func createIndex(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.createIndex)
         let database = try table(args).database
-        let owner = try transactionOwner(database)
         let index = try quoted(try args.string("index_name"))
         let table = try quoted(try args.string("table_name"))
         let columns = try args.strings("columns").map { (c) throws(NanaRemoteError) in try quoted(c) }
@@ -282,7 +279,6 @@ extension ConnectionHandler {
     private func dropObject(_ msgid: UInt32, _ args: Arguments, kind: String, nameParameter: String, allowed: Set<String>) throws(NanaRemoteError) {
         try args.only(allowed)
         let database = try table(args).database
-        let owner = try transactionOwner(database)
         let name = try quoted(try args.string(nameParameter))
         let ifExists = try args.bool("if_exists", default: true) ? "IF EXISTS " : ""
         runTrusted(msgid, database, "DROP \(kind) \(ifExists)\(name)", []) { _ in .value(.nil) }
@@ -347,7 +343,6 @@ extension ConnectionHandler {
     private func addColumn(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.addColumn)
         let database = try table(args).database
-        let owner = try transactionOwner(database)
         let table = try quoted(try args.string("table_name"))
         let column = try quoted(try args.string("column_name"))
         let type = try args.string("column_type")

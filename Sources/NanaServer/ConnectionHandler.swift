@@ -114,6 +114,29 @@ final class ConnectionHandler: ChannelInboundHandler {
         flush()
     }
 
+    /// The client is not reading its replies and they have piled up past the reply-buffer limit.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if !context.channel.isWritable {
+            logger.info("closing a connection whose client does not read its replies",
+                        metadata: ["limit": "\(state.configuration.maximumReplyBuffer)"])
+            closing = true
+            context.close(promise: nil)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// The idle timeout passed with no request: close, unless calls or a transaction are open.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            if pendingCalls == 0 && session.transactions.isEmpty {
+                logger.debug("closing an idle connection")
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error", metadata: ["error": "\(error)"])
         context.close(promise: nil)
@@ -211,6 +234,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard let context else { return }
         pendingCalls += 1
         state.inFlight.wrappingAdd(1, ordering: .relaxed)
+        if pendingCalls == state.configuration.maximumCallsInFlight {
+            // Backpressure: stop reading this client until its calls drain.
+            context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
+        }
         let loop = context.eventLoop
         let mailbox = self.mailbox
         let bound = NIOLoopBound(self, eventLoop: loop)
@@ -238,6 +265,9 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func completeLater(_ msgid: UInt32, _ reply: Reply) {
         pendingCalls -= 1
         state.inFlight.wrappingSubtract(1, ordering: .relaxed)
+        if pendingCalls == state.configuration.maximumCallsInFlight / 2, let context, !closing {
+            context.channel.setOption(.autoRead, value: true).whenFailure { _ in }
+        }
         guard context != nil, !closing else { return }
         self.reply(msgid, reply)
         scheduleFlush()

@@ -33,6 +33,7 @@ public final class NanadServer: Service, Sendable {
         let notifier = SystemdNotifier()
 
         let maximumFrameLength = configuration.maximumFrameLength
+        let configuration = self.configuration
         let childChannels = ChannelCollector()
         var mailboxes: [ObjectIdentifier: LoopMailbox] = [:]
         for loop in group.makeIterator() { mailboxes[ObjectIdentifier(loop)] = LoopMailbox(eventLoop: loop) }
@@ -45,9 +46,19 @@ public final class NanadServer: Service, Sendable {
             let bootstrap = ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelOption(.writeBufferWaterMark, value: .init(low: configuration.maximumReplyBuffer / 2, high: configuration.maximumReplyBuffer))
                 .childChannelInitializer { channel in
+                    if childChannels.count >= configuration.maximumConnections {
+                        return channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(RefusingHandler(
+                                reason: NanaRemoteError(.connection, "too many connections: this nanad serves at most \(configuration.maximumConnections) at once")))
+                        }
+                    }
                     childChannels.add(channel)
                     return channel.eventLoop.makeCompletedFuture {
+                        if let idle = configuration.idleTimeout {
+                            try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .nanoseconds(Int64(idle.components.seconds) * 1_000_000_000 + idle.components.attoseconds / 1_000_000_000)))
+                        }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NanaFrameDecoder(maximumLength: maximumFrameLength)))
                         let mailbox = mailboxByLoop[ObjectIdentifier(channel.eventLoop)] ?? LoopMailbox(eventLoop: channel.eventLoop)
                         try channel.pipeline.syncOperations.addHandler(ConnectionHandler(state: state, mailbox: mailbox))
@@ -155,6 +166,26 @@ public struct NanadError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// Answers a connection the daemon will not serve with an error notification, and closes it.
+final class RefusingHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let reason: NanaRemoteError
+
+    init(reason: NanaRemoteError) { self.reason = reason }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let writer = MessagePackWriter(initialCapacity: 256)
+        writer.writeNotification(method: "error", params: ["type": .string(reason.type.rawValue), "message": .string(reason.message)])
+        var buffer = context.channel.allocator.buffer(capacity: writer.count + 4)
+        NanaFrame.write(writer, into: &buffer)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}
+
 /// The live client connections, so that shutdown can close them.
 final class ChannelCollector: Sendable {
     private let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
@@ -166,6 +197,8 @@ final class ChannelCollector: Sendable {
             self.channels.withLockedValue { _ = $0.removeValue(forKey: id) }
         }
     }
+
+    var count: Int { channels.withLockedValue { $0.count } }
 
     func stopReading() async {
         let all = channels.withLockedValue { Array($0.values) }

@@ -23,6 +23,16 @@ public struct ServerConfiguration: Sendable {
     public var eventLoopCount = 1
     /// How databases are opened unless a client's `open` says otherwise.
     public var databaseOptions = DatabaseOptions()
+    /// Connections served at once; more are answered with an error and closed.
+    public var maximumConnections = 1024
+    /// Calls of one connection waiting on storage; at this many the daemon stops reading that
+    /// connection until replies drain (the client's requests wait in its socket).
+    public var maximumCallsInFlight = 1024
+    /// Reply bytes queued for one connection that its client has not read; past this the
+    /// client is disconnected rather than allowed to grow the daemon's memory.
+    public var maximumReplyBuffer = 64 * 1024 * 1024
+    /// A connection with no request for this long is closed (nil: never).
+    public var idleTimeout: Duration?
     /// The longest a client transaction may hold a file's writer before it is rolled back.
     public var transactionTimeout: Duration = .seconds(30)
     /// How long shutdown waits for in-flight requests before closing connections anyway.

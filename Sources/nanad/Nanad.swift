@@ -45,6 +45,18 @@ struct Nanad: AsyncParsableCommand {
     @Option(name: .customLong("transaction-timeout"), help: "Seconds a client transaction may hold a database's writer before it is rolled back.")
     var transactionTimeout: Double = 30
 
+    @Option(name: .customLong("max-connections"), help: "Connections served at once; more are refused with an error.")
+    var maxConnections = 1024
+
+    @Option(name: .customLong("max-in-flight"), help: "Calls of one connection waiting on storage before the daemon stops reading it.")
+    var maxInFlight = 1024
+
+    @Option(name: .customLong("max-reply-buffer"), help: "Unread reply bytes per connection before its client is disconnected.")
+    var maxReplyBuffer = 64 * 1024 * 1024
+
+    @Option(name: .customLong("idle-timeout"), help: "Seconds without a request after which a connection is closed (0: never).")
+    var idleTimeout: Double = 0
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -52,6 +64,9 @@ struct Nanad: AsyncParsableCommand {
         guard UInt16(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode must be octal, like 600") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard maxFrameSize >= 64 else { throw ValidationError("--max-frame-size must be at least 64 bytes") }
+        guard maxConnections >= 1, maxInFlight >= 2, maxReplyBuffer >= 65536, idleTimeout >= 0 else {
+            throw ValidationError("--max-connections ≥ 1, --max-in-flight ≥ 2, --max-reply-buffer ≥ 65536 and --idle-timeout ≥ 0")
+        }
         guard transactionTimeout > 0, transactionTimeout.isFinite else { throw ValidationError("--transaction-timeout must be a positive number of seconds") }
         guard eventLoops >= 1, readers >= 1 else { throw ValidationError("--event-loops and --readers must be at least 1") }
     }
@@ -82,6 +97,10 @@ struct Nanad: AsyncParsableCommand {
         configuration.eventLoopCount = eventLoops
         configuration.databaseOptions.readerCount = readers
         configuration.transactionTimeout = .milliseconds(Int64(transactionTimeout * 1000))
+        configuration.maximumConnections = maxConnections
+        configuration.maximumCallsInFlight = maxInFlight
+        configuration.maximumReplyBuffer = maxReplyBuffer
+        if idleTimeout > 0 { configuration.idleTimeout = .milliseconds(Int64(idleTimeout * 1000)) }
         if externalCheckpoints { configuration.databaseOptions.checkpointWhenIdlePages = 0 }
 
         let server = NanadServer(configuration: configuration, logger: logger)

@@ -123,7 +123,8 @@ func blocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
 }
 
 /// A raw Unix-socket connection for sending bytes no client library would send.
-final class RawSocket {
+/// `@unchecked Sendable`: it only wraps a descriptor; one thread writes while another reads, as sockets allow.
+final class RawSocket: @unchecked Sendable {
     let fd: Int32
 
     init(path: String) throws {
