@@ -205,7 +205,8 @@ public final class Database: Sendable {
         }
         readQueue.close()
         readersDone.wait()
-        withExtendedLifetime(connection) {}
+        wal.detach()
+        connection.close()  // before anyone is told the file is closed
         logger.debug("database closed", metadata: ["db.path": "\(path)"])
         closed.signal()
     }

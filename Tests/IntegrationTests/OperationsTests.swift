@@ -35,7 +35,8 @@ import Testing
 
         kill(process.processIdentifier, SIGTERM)
         var stopping = false
-        for _ in 0..<10 {
+        // Watchdog pings queued since READY come first; read until STOPPING or silence.
+        for _ in 0..<10_000 {
             guard let message = await blocking({ listener.receive(timeoutSeconds: 5) }) else { break }
             if message.contains("STOPPING=1") { stopping = true; break }
         }

@@ -8,8 +8,15 @@ final class SQLiteConnection {
     let handle: OpaquePointer
     let path: String
     private var statements: [String: Statement] = [:]
-    /// The authorizer rule for clients' SQL on this connection.
-    private(set) lazy var userSQL = UserSQLPolicy(connection: self)
+    /// The authorizer rule for clients' SQL on this connection (created on first use).
+    private var userSQLPolicy: UserSQLPolicy?
+    var userSQL: UserSQLPolicy! {
+        get {
+            if userSQLPolicy == nil { userSQLPolicy = UserSQLPolicy(connection: self) }
+            return userSQLPolicy
+        }
+        set { userSQLPolicy = newValue }
+    }
 
     /// Opens `path`. A read-only connection never creates the file.
     init(path: String, readOnly: Bool, busyTimeoutMilliseconds: Int32) throws(StorageError) {
@@ -28,10 +35,19 @@ final class SQLiteConnection {
         sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
     }
 
-    deinit {
+    private var isClosed = false
+
+    /// Finalizes the cached statements and closes the connection (the last connection to a
+    /// WAL file checkpoints and removes the WAL). Safe to call twice; `deinit` calls it too.
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
         statements.removeAll()  // finalize before closing
+        userSQL = nil
         sqlite3_close_v2(handle)
     }
+
+    deinit { close() }
 
     /// Runs one or more statements that return no rows.
     func execute(_ sql: String) throws(StorageError) {

@@ -13,7 +13,8 @@ final class WALMonitor {
         }, Unmanaged.passUnretained(self).toOpaque())
     }
 
-    deinit {
+    /// Removes the hook; call it before the connection closes (the monitor must outlive it).
+    func detach() {
         sqlite3_wal_hook(connection.handle, nil, nil)
     }
 }
