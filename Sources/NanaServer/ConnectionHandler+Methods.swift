@@ -138,7 +138,12 @@ extension ConnectionHandler {
         let registry = state.registry
         // Opening another table of a file this session holds a transaction on runs inside it.
         let resolved = try? registry.resolve(dbPath)
-        let owner = session.transactions.values.first { session.transactionDatabases[ObjectIdentifier($0)]?.path == resolved }
+        var openTransaction: TransactionToken?
+        if let token = session.transactions.values.first(where: { session.transactionDatabases[ObjectIdentifier($0)]?.path == resolved }),
+           let database = session.transactionDatabases[ObjectIdentifier(token)] {
+            openTransaction = try transactionOwner(database)  // reports (once) and forgets one that ended
+        }
+        let owner = openTransaction
         respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
             registry.open(dbPath, options: options) { opened in
                 switch opened {
@@ -177,8 +182,11 @@ extension ConnectionHandler {
     private func close(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.handleOnly)
         let id = try args.int("db")
-        if case .success(let handle) = session.table(id), session.transactions[ObjectIdentifier(handle.table.database)] != nil {
-            throw NanaRemoteError(.transaction, "Cannot close connection while transaction is in progress. Please commit or rollback first.")
+        if case .success(let handle) = session.table(id), let token = session.transactions[ObjectIdentifier(handle.table.database)] {
+            if token.currentState == .active || token.currentState == .pending {
+                throw NanaRemoteError(.transaction, "Cannot close connection while transaction is in progress. Please commit or rollback first.")
+            }
+            session.transactions[ObjectIdentifier(handle.table.database)] = nil  // it ended on its own
         }
         session.close(id)
         reply(msgid, .value(.nil))

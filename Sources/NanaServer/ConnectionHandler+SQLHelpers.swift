@@ -413,6 +413,10 @@ extension ConnectionHandler {
         guard destination != database.path else {
             throw NanaRemoteError(.validation, "dest_path must not be the same as the current database file")
         }
+        // Renaming over a file nanad has open would pull it from under its connections.
+        guard !state.registry.databases.contains(where: { $0.path == destination }) else {
+            throw NanaRemoteError(.validation, "dest_path names a database this nanad is serving; back up to a new file")
+        }
         respondLater(msgid, { database.backup(to: destination, verify: verify, completion: $0) }) { _ in .value(.nil) }
     }
 

@@ -92,11 +92,13 @@ extension Database {
             // Shutting down: an uncommitted transaction is rolled back, as SQLite would.
             try? connection.execute("ROLLBACK")
             token.set(.rolledBack)
+            tablesCreatedInTransaction.withLock { $0.removeAll() }
             return nil
         }
         if jobs.isEmpty {
             try? connection.execute("ROLLBACK")
             token.set(.timedOut)
+            tablesCreatedInTransaction.withLock { $0.removeAll() }
             logger.info("client transaction rolled back after its timeout", metadata: ["db.path": "\(path)", "timeout": "\(token.timeout)"])
             return nil
         }
@@ -114,11 +116,13 @@ extension Database {
                 token.set(.committed)
                 statistics.withLock { $0.commits += 1 }
                 transaction.held.forEach { $0() }
+                tablesCreatedInTransaction.withLock { $0.removeAll() }
                 finish(job, on: connection, requeue: jobs[(index + 1)...])
                 return nil
             case .rollback:
                 try? connection.execute("ROLLBACK")
                 token.set(.rolledBack)
+                tablesCreatedInTransaction.withLock { $0.removeAll() }
                 finish(job, on: connection, requeue: jobs[(index + 1)...])
                 return nil
             case .exclusive:
@@ -134,6 +138,7 @@ extension Database {
                     if connection.isAutocommit {
                         // SQLite rolled the whole transaction back (I/O error, disk full).
                         token.set(.rolledBack)
+                        tablesCreatedInTransaction.withLock { $0.removeAll() }
                         job.fail(error)
                         writeQueue.pushFront(Array(jobs[(index + 1)...]))
                         return nil

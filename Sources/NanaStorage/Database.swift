@@ -52,6 +52,8 @@ public final class Database: Sendable {
     let writeQueue = JobQueue<WriteJob>()
     private let readQueue = JobQueue<ReadJob>()
     private let tables = Mutex<[String: KeyValueTable]>([:])
+    /// Tables the open client transaction created; published at COMMIT, forgotten otherwise.
+    let tablesCreatedInTransaction = Mutex<[String: KeyValueTable]>([:])
     let statistics = Mutex(WriterStatistics())
     private let closed = DispatchSemaphore(value: 0)
     private let isClosing = Atomic<Bool>(false)
@@ -115,20 +117,30 @@ public final class Database: Sendable {
         submit(WriteJob(
             mode: .statement,
             run: { connection throws(StorageError) in
+                let existed = try connection.tableExists(name)
                 try connection.execute("CREATE TABLE IF NOT EXISTS \(quoted) (key TEXT PRIMARY KEY, value TEXT)")
-                // Shared only once the CREATE is committed: inside a client transaction that
-                // rolls back, the table never existed for anyone else.
-                let candidate = self.tables.withLock { $0[canonical] } ?? KeyValueTable(database: self, name: name, quoted: quoted)
-                let register: @Sendable () -> KeyValueTable = {
+                let register: @Sendable (KeyValueTable) -> KeyValueTable = { candidate in
                     self.tables.withLock { tables in
                         if let existing = tables[canonical] { return existing }
                         tables[canonical] = candidate
                         return candidate
                     }
                 }
+                if existed || owner == nil {
+                    return WriteOutcome { completion(.success(register(KeyValueTable(database: self, name: name, quoted: quoted)))) }
+                }
+                // Created inside a client transaction: shared only once the CREATE is committed
+                // (after a ROLLBACK the table never existed for anyone else); until then every
+                // open of it in the transaction gets the same object.
+                let candidate = self.tablesCreatedInTransaction.withLock { pending in
+                    if let table = pending[canonical] { return table }
+                    let table = KeyValueTable(database: self, name: name, quoted: quoted)
+                    pending[canonical] = table
+                    return table
+                }
                 return WriteOutcome(
-                    publish: { _ = register() },
-                    complete: { completion(.success(owner == nil ? register() : candidate)) }
+                    publish: { _ = register(candidate) },
+                    complete: { completion(.success(candidate)) }
                 )
             },
             fail: { completion(.failure($0)) }

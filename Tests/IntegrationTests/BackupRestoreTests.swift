@@ -79,6 +79,8 @@ import Testing
         await expectRemote(.validation) { try await db.backup(to: "../outside.db") }
         await expectRemote(.validation) { try await db.backup(to: "safe.db") }
         await expectRemote(.validation) { try await db.backup(to: ":memory:") }
+        _ = try await client.open("served.db")
+        await expectRemote(.validation) { try await db.backup(to: "served.db") }
         await expectRemote(.validation) { try await db.restore(from: "/etc/passwd") }
         await expectRemote(.database) { try await db.restore(from: "missing.db") }
         try Data("this is not a database".utf8).write(to: URL(fileURLWithPath: daemon.dataDirectory + "/garbage.db"))

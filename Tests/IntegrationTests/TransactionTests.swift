@@ -148,4 +148,43 @@ import Testing
         await b.close()
         try await daemon.stop()
     }
+
+    @Test func tablesOpenedInsideATransactionStayOneSharedTable() async throws {
+        let daemon = try await Daemon.start(arguments: ["--transaction-timeout", "0.4"])
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let other = try await daemon.connect()
+        let db = try await client.open("tables.db")
+        try await db.execute("CREATE TABLE pre (key TEXT PRIMARY KEY, value TEXT)")  // in the file, not yet opened as a table
+
+        try await db.beginTransaction()
+        let first = try await db.table("dbl")
+        let second = try await db.table("dbl")
+        try await first.set("k", "v")
+        #expect(try await second.get("k") == "v")
+        let pre = try await db.table("pre")
+        try await pre.set("p", 1)
+        try await db.commit()
+        let otherDbl = try await other.open("tables.db", table: "dbl")
+        #expect(try await otherDbl.get("k") == "v")
+        try await second.set("k", "v2")  // both handles are the shared table
+        #expect(try await otherDbl.get("k") == "v2")
+
+        try await db.beginTransaction()
+        let preAgain = try await db.table("pre")
+        try await preAgain.set("p", 2)
+        try await db.rollback()
+        let otherPre = try await other.open("tables.db", table: "pre")
+        #expect(try await otherPre.get("p") == 1)
+        try await otherPre.set("p", 3)
+        #expect(try await pre.get("p") == 3)  // one cache for every handle of the table
+
+        // A transaction the daemon ended on its own no longer blocks close.
+        try await db.beginTransaction()
+        try await Task.sleep(for: .milliseconds(700))
+        try await db.close()
+        await client.close()
+        await other.close()
+        try await daemon.stop()
+    }
 }

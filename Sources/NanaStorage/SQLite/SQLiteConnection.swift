@@ -72,6 +72,15 @@ final class SQLiteConnection {
         guard rc == SQLITE_OK else { throw error(rc) }
     }
 
+    /// Whether a table of this name exists (SQLite names are case-insensitive).
+    func tableExists(_ name: String) throws(StorageError) -> Bool {
+        let statement = try cachedStatement("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE")
+        return try statement.withReset { (s) throws(StorageError) -> Bool in
+            s.bind(name, at: 1)
+            return try s.step()
+        }
+    }
+
     /// Whether no transaction is open (SQLite rolls a transaction back by itself on some errors).
     var isAutocommit: Bool { sqlite3_get_autocommit(handle) != 0 }
 
