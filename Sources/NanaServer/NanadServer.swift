@@ -111,18 +111,33 @@ public final class NanadServer: Service, Sendable {
             try? await Task.sleep(for: .milliseconds(5))
         }
         let leftOver = state.inFlight.load(ordering: .relaxed)
-        if leftOver > 0 {
-            logger.warning("closing connections with calls still in flight", metadata: ["in_flight": "\(leftOver)"])
-        }
         await childChannels.closeAll()
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        // Writers finish what is queued (rolling back client transactions), then the readers
+        // and the writer close, which checkpoints each WAL. Bounded too: a stuck disk must not
+        // keep the supervisor waiting forever.
+        let closed = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let once = NIOLockedValueBox(false)
+            let finish: @Sendable (Bool) -> Void = { value in
+                if !once.withLockedValue({ let done = $0; $0 = true; return done }) { continuation.resume(returning: value) }
+            }
             Thread.detachNewThread {
-                registry.closeAll()  // blocks until every writer has committed and closed
-                continuation.resume()
+                registry.closeAll()
+                finish(true)
+            }
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: configuration.shutdownDrainSeconds)
+                finish(false)
             }
         }
         if activated == nil { try? FileManager.default.removeItem(atPath: configuration.socketPath) }
         try? await group.shutdownGracefully()
+        if leftOver > 0 || !closed {
+            var left: [String] = []
+            if leftOver > 0 { left.append("\(leftOver) calls still in flight when connections were closed") }
+            if !closed { left.append("databases still closing: \(registry.databases.map(\.path).joined(separator: ", "))") }
+            logger.error("nanad stopped without finishing: \(left.joined(separator: "; "))")
+            throw NanadError("shutdown did not finish within \(configuration.shutdownDrainSeconds) s: \(left.joined(separator: "; "))")
+        }
         logger.info("nanad stopped")
     }
 

@@ -35,7 +35,8 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeout: Duration?
     /// The longest a client transaction may hold a file's writer before it is rolled back.
     public var transactionTimeout: Duration = .seconds(30)
-    /// How long shutdown waits for in-flight requests before closing connections anyway.
+    /// How long shutdown waits for calls in flight, and then for the databases to close;
+    /// past either, nanad exits non-zero saying what was left.
     public var shutdownDrainSeconds: Double = 10
 
     public init(socketPath: String = NanaProtocol.defaultSocketPath, dataDirectory: String = "nanad-data") {

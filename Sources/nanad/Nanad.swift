@@ -57,6 +57,9 @@ struct Nanad: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Seconds without a request after which a connection is closed (0: never).")
     var idleTimeout: Double = 0
 
+    @Option(name: .customLong("shutdown-timeout"), help: "Seconds shutdown waits for calls in flight and then for databases to close before exiting non-zero.")
+    var shutdownTimeout: Double = 10
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -97,6 +100,7 @@ struct Nanad: AsyncParsableCommand {
         configuration.eventLoopCount = eventLoops
         configuration.databaseOptions.readerCount = readers
         configuration.transactionTimeout = .milliseconds(Int64(transactionTimeout * 1000))
+        configuration.shutdownDrainSeconds = shutdownTimeout
         configuration.maximumConnections = maxConnections
         configuration.maximumCallsInFlight = maxInFlight
         configuration.maximumReplyBuffer = maxReplyBuffer

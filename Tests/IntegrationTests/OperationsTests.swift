@@ -84,6 +84,23 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: socketPath))  // the supervisor's socket is the supervisor's to remove
     }
 
+    /// Shutdown is bounded: past the timeout nanad exits non-zero and says what was left.
+    @Test func shutdownPastItsTimeoutExitsNonZeroSayingWhatWasLeft() async throws {
+        let daemon = try await Daemon.start(arguments: ["--shutdown-timeout", "0.2"])
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("slow.db")
+        var big = NanaParams()
+        for i in 0..<300_000 { big["key-\(i)"] = .string("value \(i)") }
+        let payload = big
+        let slow = Task { try? await db.batchUpdate(payload) }
+        try await Task.sleep(for: .milliseconds(400))  // the call is on the writer now
+        let status = try await daemon.stop(SIGTERM)
+        _ = await slow.value
+        #expect(status != 0)
+        #expect(daemon.logText.contains("stopped without finishing"), "\(daemon.logText)")
+    }
+
     /// A peer whose uid is not on the allow-list is refused before any method runs.
     @Test func peersNotOnTheAllowListAreRefused() async throws {
         let daemon = try await Daemon.start(arguments: ["--socket-mode", "666", "--allow-uid", "\(getuid())"])
