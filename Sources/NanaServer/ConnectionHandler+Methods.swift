@@ -22,6 +22,7 @@ extension Set<String> {
 extension ConnectionHandler {
     func dispatch(msgid: UInt32, method: String, arguments args: Arguments) {
         do throws(NanaRemoteError) {
+            try checkAccess(method, args)
             switch method {
             case "hello": try hello(msgid, args)
             case "ping": try args.only(.none); reply(msgid, .value("pong"))
@@ -136,6 +137,7 @@ extension ConnectionHandler {
             throw NanaRemoteError(.notSupported, "cache_strategy '\(strategy)' is not supported by this nanad yet; only 'unbounded'")
         }
         let registry = state.registry
+        let access = try accessRule(for: dbPath)
         // Opening another table of a file this session holds a transaction on runs inside it.
         let resolved = try? registry.resolve(dbPath)
         var openTransaction: TransactionToken?
@@ -156,7 +158,7 @@ extension ConnectionHandler {
                 }
             }
         }, { _ in .value(.nil) }, then: { handler, table in
-            let id = handler.session.add(table, root: nil, policy: policy)
+            let id = handler.session.add(table, root: nil, policy: policy, access: access)
             return .value(["db": .int(id), "table": .string(table.name)])
         })
     }
@@ -169,12 +171,13 @@ extension ConnectionHandler {
         do { _ = try Identifier.validated(name) } catch { throw NanaRemoteError(error) }
         let root = parent.root
         let policy = parent.policy
+        let access = parent.access
         let owner = try transactionOwner(parent.table.database)
         respondLater(msgid, { parent.table.database.table(named: name, owner: owner, completion: $0) }, { _ in .value(.nil) }, then: { handler, table in
             guard handler.session.handles[root] != nil else {
                 return .error(NanaRemoteError(.closed, "Parent database connection is closed (table: '\(name)')."))
             }
-            let id = handler.session.add(table, root: root, policy: policy)
+            let id = handler.session.add(table, root: root, policy: policy, access: access)
             return .value(["db": .int(id), "table": .string(table.name)])
         })
     }
@@ -478,6 +481,40 @@ extension ConnectionHandler {
         case .success(let handle): return handle
         case .failure(let error): throw NanaRemoteError(error)
         }
+    }
+
+    // MARK: Access rules
+
+    /// The rule that lets this peer open `path`, or an error when rules exist and none does.
+    private func accessRule(for path: String) throws(NanaRemoteError) -> AccessRule? {
+        let rules = state.configuration.rules
+        guard !rules.isEmpty else { return nil }
+        let normalized = path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+        let uid = peer?.uid ?? UInt32.max, gid = peer?.gid ?? UInt32.max
+        guard let rule = rules.first(where: { $0.admits(uid: uid, gid: gid) && $0.covers(database: normalized) }) else {
+            throw NanaRemoteError(.connection, "uid \(uid) is not allowed to open '\(path)'")
+        }
+        return rule
+    }
+
+    /// Refuses a method the handle's rule denies, and writes on a read-only handle. Raw SQL on
+    /// a read-only handle is judged by SQLite (`sqlite3_stmt_readonly`), in `execute`.
+    private func checkAccess(_ method: String, _ args: Arguments) throws(NanaRemoteError) {
+        guard !state.configuration.rules.isEmpty, let id = args.params["db"]?.int64Value,
+              case .success(let handle) = session.table(id), let rule = handle.access else { return }
+        if rule.deniedMethods.contains(method) {
+            throw NanaRemoteError(.validation, "\(method)() is not allowed on this database for this user")
+        }
+        let setsPragma = method == "pragma" && !(args.params["value"]?.isNil ?? true)
+        if rule.readOnly && (AccessRule.writeMethods.contains(method) || setsPragma) {
+            throw NanaRemoteError(.validation, "this database is read-only for this user: \(method)() would write")
+        }
+    }
+
+    /// Whether raw SQL on this handle must only read.
+    func isReadOnly(_ args: Arguments) -> Bool {
+        guard let id = args.params["db"]?.int64Value, case .success(let handle) = session.table(id) else { return false }
+        return handle.access?.readOnly ?? false
     }
 
     // MARK: Transactions

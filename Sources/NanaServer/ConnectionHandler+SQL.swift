@@ -15,7 +15,8 @@ extension ConnectionHandler {
         let owner = try transactionOwner(database)
         let sql = try args.string("sql")
         let parameters = try Self.sqlParameters(args.params["parameters"], method: args.method)
-        respondLater(msgid, { database.execute(sql, parameters: parameters, owner: owner, completion: $0) }) { result in
+        let readOnly = isReadOnly(args)
+        respondLater(msgid, { database.execute(sql, parameters: parameters, readOnly: readOnly, owner: owner, completion: $0) }) { result in
             .value([
                 "columns": .array(result.columns.map(NanaValue.string)),
                 "rows": .array(result.rows.map(Self.row)),
@@ -45,7 +46,8 @@ extension ConnectionHandler {
         let owner = try transactionOwner(database)
         let sql = try args.string("sql")
         let parameters = try Self.sqlParameters(args.params["parameters"], method: args.method)
-        respondLater(msgid, { database.fetch(sql, parameters: parameters, owner: owner, completion: $0) }) { result in
+        let readOnly = isReadOnly(args)
+        respondLater(msgid, { database.fetch(sql, parameters: parameters, readOnly: readOnly, owner: owner, completion: $0) }) { result in
             if one { return .value(result.rows.first.map(Self.row) ?? .nil) }
             return .value(.array(result.rows.map(Self.row)))
         }

@@ -42,6 +42,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var out = FrameOutbox()
     private var closing = false
     var session = Session()
+    /// The peer, as SO_PEERCRED told (nil until read).
+    var peer: PeerCredentials?
     /// Calls of this connection waiting on storage.
     private(set) var pendingCalls = 0
 
@@ -82,6 +84,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     /// Logs the peer and refuses it when an allow-list is configured and it is not on it.
     private func admit(_ peer: PeerCredentials, context: ChannelHandlerContext) {
+        self.peer = peer
         logger[metadataKey: "nana.peer.uid"] = "\(peer.uid)"
         logger[metadataKey: "nana.peer.pid"] = "\(peer.pid)"
         logger.info("client connected", metadata: ["nana.peer.gid": "\(peer.gid)"])

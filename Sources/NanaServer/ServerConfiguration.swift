@@ -17,6 +17,8 @@ public struct ServerConfiguration: Sendable {
     /// `allowedGIDs`. Both empty: anyone who can open the socket file.
     public var allowedUIDs: Set<uid_t> = []
     public var allowedGIDs: Set<gid_t> = []
+    /// Per-database access rules, checked at `open` (see ``AccessRule``).
+    public var rules: [AccessRule] = []
     /// Largest frame body accepted; larger ones are refused before being read.
     public var maximumFrameLength = NanaFrame.defaultMaximumLength
     /// Event loops serving connections. One is fastest on a 2-core machine (measured).

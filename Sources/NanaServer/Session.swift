@@ -9,6 +9,8 @@ struct Session {
         let root: Int64
         /// The SQL-expression policy of the `open` (inherited by `table`, unlike NanaSQLite).
         let policy: SQLFunctionPolicy
+        /// The access rule that admitted the `open`, if rules are configured.
+        let access: AccessRule?
     }
 
     private(set) var handles: [Int64: Handle] = [:]
@@ -20,10 +22,10 @@ struct Session {
     /// Why each closed handle is closed, in NanaSQLite's words.
     private var closed: [Int64: String] = [:]
 
-    mutating func add(_ table: KeyValueTable, root: Int64?, policy: SQLFunctionPolicy) -> Int64 {
+    mutating func add(_ table: KeyValueTable, root: Int64?, policy: SQLFunctionPolicy, access: AccessRule?) -> Int64 {
         let id = nextHandle
         nextHandle += 1
-        handles[id] = Handle(table: table, root: root ?? id, policy: policy)
+        handles[id] = Handle(table: table, root: root ?? id, policy: policy, access: access)
         return id
     }
 

@@ -13,11 +13,15 @@ extension Database {
     /// - Parameter trusted: SQL the daemon built itself from validated names and checked
     ///   expressions (the SQL helpers): nothing is refused, writes still clear caches.
     /// - Parameter owner: the caller's client transaction on this file, if any.
-    public func execute(_ sql: String, parameters: [SQLValue], trusted: Bool = false, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
+    /// - Parameter readOnly: refuse the call unless SQLite says every statement only reads.
+    public func execute(_ sql: String, parameters: [SQLValue], trusted: Bool = false, readOnly: Bool = false, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
         submit(WriteJob(
             mode: .savepoint,
             run: { connection throws(StorageError) in
                 let (statements, writes) = try connection.userSQL.prepare(sql, on: connection, trusted: trusted)
+                if readOnly, !statements.allSatisfy(\.isReadOnly) {
+                    throw StorageError(.validation, "this database is read-only for this user: the SQL would write")
+                }
                 if !parameters.isEmpty && statements.count > 1 {
                     throw StorageError(.valueError, "parameters can only be used with a single SQL statement")
                 }
@@ -65,14 +69,14 @@ extension Database {
     /// Runs `sql` and returns its rows: on a reader when every statement is read-only, else
     /// as ``execute(_:parameters:completion:)``.
     /// Inside a client transaction (`owner`), it runs on the writer, to see the transaction's writes.
-    public func fetch(_ sql: String, parameters: [SQLValue], trusted: Bool = false, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
-        if owner != nil { return execute(sql, parameters: parameters, trusted: trusted, owner: owner, completion: completion) }
+    public func fetch(_ sql: String, parameters: [SQLValue], trusted: Bool = false, readOnly: Bool = false, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
+        if owner != nil { return execute(sql, parameters: parameters, trusted: trusted, readOnly: readOnly, owner: owner, completion: completion) }
         submitRead(ReadJob(
             run: { connection in
                 do throws(StorageError) {
                     let (statements, _) = try connection.userSQL.prepare(sql, on: connection, trusted: trusted)
                     guard statements.allSatisfy(\.isReadOnly) else {
-                        return self.execute(sql, parameters: parameters, trusted: trusted, completion: completion)
+                        return self.execute(sql, parameters: parameters, trusted: trusted, readOnly: readOnly, completion: completion)
                     }
                     if !parameters.isEmpty && statements.count > 1 {
                         throw StorageError(.valueError, "parameters can only be used with a single SQL statement")

@@ -9,17 +9,27 @@ struct Nanad: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nanad",
         abstract: "Serves NanaSQLite databases to local processes over a Unix domain socket.",
-        discussion: "Runs in the foreground. SIGTERM or SIGINT stops accepting, answers what is in flight, closes the databases and exits 0."
+        discussion: """
+            Runs in the foreground. SIGTERM or SIGINT stops accepting, answers what is in flight, closes the \
+            databases and exits 0. Every option can also be set in a JSON configuration file (--config); a flag \
+            given on the command line wins over the file. See tools/nanad.example.json.
+            """
     )
 
-    @Option(name: .long, help: "Unix domain socket to serve on.")
-    var socket = "nanad-data/nanad.sock"
+    @Option(help: "JSON configuration file (keys as in tools/nanad.example.json).")
+    var config: String?
 
-    @Option(name: .customLong("data-dir"), help: "Folder whose database files clients may open (created if missing).")
-    var dataDir = "nanad-data"
+    @Flag(name: .customLong("check-config"), help: "Validate the configuration (file and flags), print it, and exit.")
+    var checkConfig = false
 
-    @Option(name: .customLong("socket-mode"), help: "Permission bits of the socket file, in octal.")
-    var socketMode = "600"
+    @Option(name: .long, help: "Unix domain socket to serve on. [default: nanad-data/nanad.sock]")
+    var socket: String?
+
+    @Option(name: .customLong("data-dir"), help: "Folder whose database files clients may open (created if missing). [default: nanad-data]")
+    var dataDir: String?
+
+    @Option(name: .customLong("socket-mode"), help: "Permission bits of the socket file, in octal. [default: 600]")
+    var socketMode: String?
 
     @Option(name: .customLong("socket-group"), help: "Group (name or gid) of the socket file; give it a mode like 660 to let that group connect.")
     var socketGroup: String?
@@ -30,83 +40,131 @@ struct Nanad: AsyncParsableCommand {
     @Option(name: .customLong("allow-gid"), help: "Only peers with this gid (repeatable), or a uid given with --allow-uid, may use the daemon.")
     var allowGIDs: [UInt32] = []
 
-    @Option(name: .customLong("max-frame-size"), help: "Largest frame accepted, in bytes.")
-    var maxFrameSize = 16 * 1024 * 1024
+    @Option(name: .customLong("max-frame-size"), help: "Largest frame accepted, in bytes. [default: 16777216]")
+    var maxFrameSize: Int?
 
-    @Option(name: .customLong("event-loops"), help: "Event-loop threads serving connections.")
-    var eventLoops = 1
+    @Option(name: .customLong("event-loops"), help: "Event-loop threads serving connections. [default: 1]")
+    var eventLoops: Int?
 
-    @Option(name: .long, help: "Read-only SQLite connections per database.")
-    var readers = 2
+    @Option(name: .long, help: "Read-only SQLite connections per database. [default: 2]")
+    var readers: Int?
 
     @Flag(name: .customLong("external-checkpoints"), help: "Never checkpoint the WAL while serving; leave it to a tool such as Litestream.")
     var externalCheckpoints = false
 
-    @Option(name: .customLong("transaction-timeout"), help: "Seconds a client transaction may hold a database's writer before it is rolled back.")
-    var transactionTimeout: Double = 30
+    @Option(name: .customLong("transaction-timeout"), help: "Seconds a client transaction may hold a database's writer before it is rolled back. [default: 30]")
+    var transactionTimeout: Double?
 
-    @Option(name: .customLong("max-connections"), help: "Connections served at once; more are refused with an error.")
-    var maxConnections = 1024
+    @Option(name: .customLong("shutdown-timeout"), help: "Seconds shutdown waits for calls in flight and then for databases to close before exiting non-zero. [default: 10]")
+    var shutdownTimeout: Double?
 
-    @Option(name: .customLong("max-in-flight"), help: "Calls of one connection waiting on storage before the daemon stops reading it.")
-    var maxInFlight = 1024
+    @Option(name: .customLong("max-connections"), help: "Connections served at once; more are refused with an error. [default: 1024]")
+    var maxConnections: Int?
 
-    @Option(name: .customLong("max-reply-buffer"), help: "Unread reply bytes per connection before its client is disconnected.")
-    var maxReplyBuffer = 64 * 1024 * 1024
+    @Option(name: .customLong("max-in-flight"), help: "Calls of one connection waiting on storage before the daemon stops reading it. [default: 1024]")
+    var maxInFlight: Int?
 
-    @Option(name: .customLong("idle-timeout"), help: "Seconds without a request after which a connection is closed (0: never).")
-    var idleTimeout: Double = 0
+    @Option(name: .customLong("max-reply-buffer"), help: "Unread reply bytes per connection before its client is disconnected. [default: 67108864]")
+    var maxReplyBuffer: Int?
 
-    @Option(name: .customLong("shutdown-timeout"), help: "Seconds shutdown waits for calls in flight and then for databases to close before exiting non-zero.")
-    var shutdownTimeout: Double = 10
+    @Option(name: .customLong("idle-timeout"), help: "Seconds without a request after which a connection is closed (0: never). [default: 0]")
+    var idleTimeout: Double?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel = "info"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. [default: info]")
+    var logLevel: String?
 
-    mutating func validate() throws {
-        guard UInt16(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode must be octal, like 600") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
-        guard maxFrameSize >= 64 else { throw ValidationError("--max-frame-size must be at least 64 bytes") }
-        guard maxConnections >= 1, maxInFlight >= 2, maxReplyBuffer >= 65536, idleTimeout >= 0 else {
-            throw ValidationError("--max-connections ≥ 1, --max-in-flight ≥ 2, --max-reply-buffer ≥ 65536 and --idle-timeout ≥ 0")
+    /// The configuration file's keys; every one optional, flags win.
+    struct File: Codable {
+        var socket: String?
+        var data_dir: String?
+        var socket_mode: String?
+        var socket_group: String?
+        var allow_uids: [UInt32]?
+        var allow_gids: [UInt32]?
+        var max_frame_size: Int?
+        var event_loops: Int?
+        var readers: Int?
+        var external_checkpoints: Bool?
+        var transaction_timeout: Double?
+        var shutdown_timeout: Double?
+        var max_connections: Int?
+        var max_in_flight: Int?
+        var max_reply_buffer: Int?
+        var idle_timeout: Double?
+        var log_level: String?
+        var rules: [AccessRule]?
+    }
+
+    /// Flags over file over defaults, validated: the one place options become configuration.
+    func resolve() throws -> (ServerConfiguration, Logger.Level) {
+        var file = File()
+        if let config {
+            guard let data = FileManager.default.contents(atPath: config) else { throw ValidationError("cannot read configuration file \(config)") }
+            let decoder = JSONDecoder()
+            do { file = try decoder.decode(File.self, from: data) } catch {
+                throw ValidationError("configuration file \(config) is not valid: \(error)")
+            }
         }
-        guard transactionTimeout > 0, transactionTimeout.isFinite else { throw ValidationError("--transaction-timeout must be a positive number of seconds") }
-        guard eventLoops >= 1, readers >= 1 else { throw ValidationError("--event-loops and --readers must be at least 1") }
+        var c = ServerConfiguration(socketPath: socket ?? file.socket ?? "nanad-data/nanad.sock", dataDirectory: dataDir ?? file.data_dir ?? "nanad-data")
+        let modeText = socketMode ?? file.socket_mode ?? "600"
+        guard let mode = UInt16(modeText, radix: 8), mode <= 0o777 else { throw ValidationError("socket mode must be octal, like 600 (got \(modeText))") }
+        c.socketMode = mode
+        if let group = socketGroup ?? file.socket_group {
+            if let gid = UInt32(group) { c.socketGroup = gid } else if let entry = getgrnam(group) { c.socketGroup = entry.pointee.gr_gid } else {
+                throw ValidationError("unknown group \(group)")
+            }
+        }
+        c.allowedUIDs = Set(allowUIDs.isEmpty ? file.allow_uids ?? [] : allowUIDs)
+        c.allowedGIDs = Set(allowGIDs.isEmpty ? file.allow_gids ?? [] : allowGIDs)
+        c.maximumFrameLength = maxFrameSize ?? file.max_frame_size ?? c.maximumFrameLength
+        c.eventLoopCount = eventLoops ?? file.event_loops ?? c.eventLoopCount
+        c.databaseOptions.readerCount = readers ?? file.readers ?? c.databaseOptions.readerCount
+        if externalCheckpoints || file.external_checkpoints == true { c.databaseOptions.checkpointWhenIdlePages = 0 }
+        let transaction = transactionTimeout ?? file.transaction_timeout ?? 30
+        let shutdown = shutdownTimeout ?? file.shutdown_timeout ?? 10
+        let idle = idleTimeout ?? file.idle_timeout ?? 0
+        c.maximumConnections = maxConnections ?? file.max_connections ?? c.maximumConnections
+        c.maximumCallsInFlight = maxInFlight ?? file.max_in_flight ?? c.maximumCallsInFlight
+        c.maximumReplyBuffer = maxReplyBuffer ?? file.max_reply_buffer ?? c.maximumReplyBuffer
+        c.rules = file.rules ?? []
+        let levelText = logLevel ?? file.log_level ?? "info"
+        guard let level = Logger.Level(rawValue: levelText) else { throw ValidationError("unknown log level \(levelText)") }
+
+        guard c.maximumFrameLength >= 64 else { throw ValidationError("max frame size must be at least 64 bytes") }
+        guard c.eventLoopCount >= 1, c.databaseOptions.readerCount >= 1 else { throw ValidationError("event loops and readers must be at least 1") }
+        guard c.maximumConnections >= 1, c.maximumCallsInFlight >= 2, c.maximumReplyBuffer >= 65536 else {
+            throw ValidationError("max connections ≥ 1, max in flight ≥ 2 and max reply buffer ≥ 65536")
+        }
+        for (name, seconds) in [("transaction timeout", transaction), ("shutdown timeout", shutdown)] where !(seconds > 0 && seconds.isFinite) {
+            throw ValidationError("\(name) must be a positive number of seconds")
+        }
+        guard idle >= 0, idle.isFinite else { throw ValidationError("idle timeout must be ≥ 0") }
+        c.transactionTimeout = .milliseconds(Int64(transaction * 1000))
+        c.shutdownDrainSeconds = shutdown
+        if idle > 0 { c.idleTimeout = .milliseconds(Int64(idle * 1000)) }
+        return (c, level)
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let (configuration, level) = try resolve()
+        if checkConfig {
+            print("""
+                configuration is valid
+                socket: \(configuration.socketPath) (mode \(String(configuration.socketMode, radix: 8)))
+                data folder: \(configuration.dataDirectory)
+                allowed uids: \(configuration.allowedUIDs.sorted()), gids: \(configuration.allowedGIDs.sorted())
+                rules: \(configuration.rules.count)
+                limits: frame \(configuration.maximumFrameLength) B, \(configuration.maximumConnections) connections, \
+                \(configuration.maximumCallsInFlight) in flight, reply buffer \(configuration.maximumReplyBuffer) B
+                """)
+            return
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
         let logger = Logger(label: "nanad")
-
-        var configuration = ServerConfiguration(socketPath: socket, dataDirectory: dataDir)
-        configuration.socketMode = UInt16(socketMode, radix: 8)!
-        configuration.allowedUIDs = Set(allowUIDs)
-        configuration.allowedGIDs = Set(allowGIDs)
-        if let socketGroup {
-            if let gid = UInt32(socketGroup) {
-                configuration.socketGroup = gid
-            } else if let entry = getgrnam(socketGroup) {
-                configuration.socketGroup = entry.pointee.gr_gid
-            } else {
-                throw ValidationError("unknown group \(socketGroup)")
-            }
-        }
-        configuration.maximumFrameLength = maxFrameSize
-        configuration.eventLoopCount = eventLoops
-        configuration.databaseOptions.readerCount = readers
-        configuration.transactionTimeout = .milliseconds(Int64(transactionTimeout * 1000))
-        configuration.shutdownDrainSeconds = shutdownTimeout
-        configuration.maximumConnections = maxConnections
-        configuration.maximumCallsInFlight = maxInFlight
-        configuration.maximumReplyBuffer = maxReplyBuffer
-        if idleTimeout > 0 { configuration.idleTimeout = .milliseconds(Int64(idleTimeout * 1000)) }
-        if externalCheckpoints { configuration.databaseOptions.checkpointWhenIdlePages = 0 }
-
         let server = NanadServer(configuration: configuration, logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -123,6 +123,65 @@ import Testing
         #expect(admitted.status == 0, "\(admitted.stderr)")
         try await open.stop()
     }
+
+    @Test func perDatabaseRulesAndReadOnlyAccessJudgedBySQLite() async throws {
+        let folder = NSTemporaryDirectory() + "nanad-rules-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let me = getuid()
+        let config = """
+        {"socket_mode": "666", "rules": [
+          {"uids": [\(me)], "databases": ["ro.db"], "read_only": true, "deny_methods": ["restore"]},
+          {"uids": [\(me)]},
+          {"uids": [65534], "databases": ["shared.db"], "read_only": true}
+        ]}
+        """
+        try config.write(toFile: folder + "/nanad.json", atomically: true, encoding: .utf8)
+        let check = try await runTool("nanad", ["--config", folder + "/nanad.json", "--check-config"])
+        #expect(check.status == 0, "\(check.stderr)")
+        try "{\"rules\": [{\"read_only\": \"yes\"}]}".write(toFile: folder + "/bad.json", atomically: true, encoding: .utf8)
+        #expect(try await runTool("nanad", ["--config", folder + "/bad.json", "--check-config"]).status != 0)
+
+        let daemon = try await Daemon.start(arguments: ["--config", folder + "/nanad.json"], folder: folder)
+        defer { daemon.removeFolder() }
+        // Seed the files through a rule that may write (this uid, any other file name), then copy.
+        let seeder = try await daemon.connect()
+        let rw = try await seeder.open("rw.db")
+        try await rw.set("k", "v")
+        try await rw.backup(to: "seed.db")
+        await seeder.close()
+        try FileManager.default.copyItem(atPath: daemon.dataDirectory + "/seed.db", toPath: daemon.dataDirectory + "/shared.db")
+
+        let reader = try await daemon.connect()
+        let ro = try await reader.open("seed.db")  // admitted read-write by the second rule
+        #expect(try await ro.get("k") == "v")
+        let readOnly = try await reader.open("ro.db")
+        await expectRemote(.validation) { try await readOnly.set("x", 1) }
+        await expectRemote(.validation) { try await readOnly.execute("DELETE FROM data") }
+        await expectRemote(.validation) { _ = try await readOnly.fetchAll("DELETE FROM data RETURNING key") }
+        await expectRemote(.validation) { try await readOnly.execute("CREATE TABLE t (x)") }
+        await expectRemote(.validation) { try await readOnly.restore(from: "seed.db") }
+        await expectRemote(.validation) { _ = try await readOnly.pragma("user_version", 3) }
+        #expect(try await readOnly.fetchAll("SELECT COUNT(*) FROM data") == [[0]])
+        #expect(try await readOnly.execute("SELECT 1").rows == [[1]])
+        #expect(try await readOnly.get("anything") == .nil)
+        await reader.close()
+
+        // Another user: read-only on shared.db, nothing else.
+        let nanactl = binFolder.appendingPathComponent("nanactl").path
+        func asNobody(_ arguments: [String]) async throws -> ToolRun {
+            try await runProgram(URL(fileURLWithPath: "/usr/bin/env"), ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", nanactl] + arguments + ["--socket", daemon.socketPath])
+        }
+        let get = try await asNobody(["get", "--db", "shared.db", "k"])
+        #expect(get.status == 0, "\(get.stderr)")
+        #expect(get.stdout == "\"v\"\n")
+        let set = try await asNobody(["set", "--db", "shared.db", "k", "1"])
+        #expect(set.status == 3)
+        #expect(set.stderr.contains("read-only"), "\(set.stderr)")
+        let other = try await asNobody(["get", "--db", "rw.db", "k"])
+        #expect(other.status == 3)
+        #expect(other.stderr.contains("not allowed to open"), "\(other.stderr)")
+        try await daemon.stop()
+    }
 }
 
 /// A Unix datagram socket the test receives sd_notify messages on.
