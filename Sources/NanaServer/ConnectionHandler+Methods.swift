@@ -1,3 +1,4 @@
+import Foundation
 import NanaStorage
 import NanaWire
 
@@ -411,6 +412,7 @@ extension ConnectionHandler {
 
     private func stats(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(.handleOnly)
+        mergeCounts()
         var databases = state.registry.databases
         if let db = args.params["db"], !db.isNil {
             let path = try table(args).path
@@ -424,6 +426,9 @@ extension ConnectionHandler {
             "requests": .int(Int64(state.requests.load(ordering: .relaxed))),
             "errors": .int(Int64(state.errors.load(ordering: .relaxed))),
             "in_flight": .int(Int64(state.inFlight.load(ordering: .relaxed))),
+            "calls_by_method": .map(NanaParams(uniqueKeysWithValues: state.callCounts.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, NanaValue.int(Int64($0.value))) })),
+            "errors_by_type": .map(NanaParams(uniqueKeysWithValues: state.errorCounts.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, NanaValue.int(Int64($0.value))) })),
+            "resident_bytes": .int(Int64(Self.residentBytes())),
         ]
         let dbs: [NanaValue] = databases.sorted { $0.path < $1.path }.map { db in
             let w = db.writerStatistics
@@ -472,6 +477,15 @@ extension ConnectionHandler {
             transform = try AtomicUpdates.patch(key: key, changes: changes, create: create)
         } catch { throw NanaRemoteError(error) }
         respondLater(msgid, { AtomicUpdates.run(on: table, key: key, owner: owner, transform, completion: $0) }) { .encoded($0) }
+    }
+
+    /// This process's resident memory, from /proc (0 where there is none).
+    static func residentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+        else { return 0 }
+        return kb * 1024
     }
 
     // MARK: Helpers

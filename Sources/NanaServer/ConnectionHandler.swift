@@ -16,6 +16,16 @@ final class ServerState: Sendable {
     /// Requests waiting on storage, across all connections (shutdown drains them).
     let inFlight = Atomic<Int>(0)
     let nextConnectionID = Atomic<Int>(0)
+    /// Calls by method and errors by type, merged in from each connection now and then.
+    let callCounts = Mutex<[String: Int]>([:])
+    let errorCounts = Mutex<[String: Int]>([:])
+
+    func merge(calls: inout [String: Int], errors: inout [String: Int]) {
+        if !calls.isEmpty { callCounts.withLock { total in for (k, v) in calls { total[k, default: 0] += v } } }
+        if !errors.isEmpty { errorCounts.withLock { total in for (k, v) in errors { total[k, default: 0] += v } } }
+        calls.removeAll(keepingCapacity: true)
+        errors.removeAll(keepingCapacity: true)
+    }
 
     init(configuration: ServerConfiguration, registry: DatabaseRegistry, logger: Logger) {
         self.configuration = configuration
@@ -42,6 +52,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var out = FrameOutbox()
     private var closing = false
     var session = Session()
+    /// Counts not yet merged into the server's (kept here so the hot path takes no lock).
+    private var callCounts: [String: Int] = [:]
+    private var errorCounts: [String: Int] = [:]
+    private var countedSinceMerge = 0
+
     /// The peer, as SO_PEERCRED told (nil until read).
     var peer: PeerCredentials?
     /// Calls of this connection waiting on storage.
@@ -98,6 +113,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         state.connections.wrappingSubtract(1, ordering: .relaxed)
         // A client that is gone cannot commit: release the writer at once.
         abandonTransactions()
+        mergeCounts()
         logger.debug("client disconnected")
         self.context = nil
         context.fireChannelInactive()
@@ -155,6 +171,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         let value: NanaValue
         switch decoded {
         case .success(.request(let msgid, let method, let params)):
+            count(method)
             return dispatch(msgid: msgid, method: method, arguments: Arguments(method: method, params: params))
         case .success(.other(let v)): value = v
         case .failure(let error):
@@ -195,6 +212,18 @@ final class ConnectionHandler: ChannelInboundHandler {
         out.flush(context).whenComplete { _ in channel.close(promise: nil) }
     }
 
+    private func count(_ method: String) {
+        callCounts[method, default: 0] += 1
+        countedSinceMerge += 1
+        if countedSinceMerge >= 1024 { mergeCounts() }
+    }
+
+    /// Adds this connection's counts to the server's.
+    func mergeCounts() {
+        countedSinceMerge = 0
+        state.merge(calls: &callCounts, errors: &errorCounts)
+    }
+
     // MARK: Replies
 
     func reply(_ msgid: UInt32, _ reply: Reply) {
@@ -206,6 +235,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             writer.writeEncoded(e.bytes)
         case .error(let error):
             state.errors.wrappingAdd(1, ordering: .relaxed)
+            errorCounts[error.type.rawValue, default: 0] += 1
             writer.writeFailure(msgid: msgid, error: error)
         }
         if writer.count > Int(UInt32.max) {

@@ -136,6 +136,9 @@ import Testing
 
         // Nothing was written by any of it, and the connection still works.
         #expect(try await db.toDict() == ["k": "v"])
+        let errors = try await client.stats()["server"]?["errors_by_type"]
+        #expect((errors?["TypeError"]?.int64Value ?? 0) >= 5)
+        #expect((errors?["NanaSQLiteValidationError"]?.int64Value ?? 0) >= 3)
         let sub = try await db.table("users")
         try await db.close()
         await expectRemote(.closed) { _ = try await db.get("k") }
@@ -215,6 +218,9 @@ import Testing
         }
         let stats = try await client.stats()
         #expect(stats["server"]?["connections"] == 1)
+        #expect((stats["server"]?["calls_by_method"]?["set"]?.int64Value ?? 0) >= 2000)
+        #expect((stats["server"]?["calls_by_method"]?["get"]?.int64Value ?? 0) >= 2000)
+        #expect((stats["server"]?["resident_bytes"]?.int64Value ?? 0) > 0)
         #expect(try await db.count() == 2000)
         await client.close()
         try await daemon.stop()
