@@ -9,7 +9,7 @@ struct Nanactl: AsyncParsableCommand {
         commandName: "nanactl",
         abstract: "Talks to a running nanad.",
         discussion: "Values are JSON on the command line and on output. Exit status: 0 done, 1 not found, 2 usage, 3 the daemon refused, 4 cannot reach the daemon.",
-        subcommands: [Ping.self, Stats.self, Get.self, Set.self, Delete.self, Keys.self]
+        subcommands: [Ping.self, Stats.self, Get.self, Set.self, Delete.self, Keys.self, Tables.self, Dump.self, Load.self, Backup.self]
     )
 }
 
@@ -59,11 +59,106 @@ func printJSON(_ value: NanaValue) throws {
 struct Ping: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Check that nanad answers.")
     @OptionGroup var connection: Connection
+    @Flag(help: "Print JSON.") var json = false
     func run() async throws {
         let client = try await connection.connect()
         let start = ContinuousClock.now
         try await refused { try await client.ping() }
-        print("pong from \(client.serverInfo["server"]?.stringValue ?? "?") \(client.serverInfo["version"]?.stringValue ?? "?") in \(ContinuousClock.now - start)")
+        let elapsed = ContinuousClock.now - start
+        let server = client.serverInfo["server"]?.stringValue ?? "?", version = client.serverInfo["version"]?.stringValue ?? "?"
+        if json {
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            try printJSON(["server": .string(server), "version": .string(version), "seconds": .double(seconds)])
+        } else {
+            print("pong from \(server) \(version) in \(elapsed)")
+        }
+    }
+}
+
+struct Tables: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the tables of a database file.")
+    @OptionGroup var connection: Connection
+    @Flag(help: "Print a JSON array.") var json = false
+    func run() async throws {
+        let db = try await connection.open()
+        let tables = try await refused { try await db.listTables() }
+        if json { try printJSON(.array(tables.map(NanaValue.string))) } else { tables.forEach { print($0) } }
+    }
+}
+
+/// One line of `dump` and `load`: `{"key": …, "value": …}`.
+func jsonLine(_ key: String, _ value: NanaValue) throws -> String {
+    try JSONWriter.string(from: ["key": .string(key), "value": value])
+}
+
+struct Dump: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write every row as JSON Lines ({\"key\": …, \"value\": …}).")
+    @OptionGroup var connection: Connection
+    @Option(name: .shortAndLong, help: "File to write (default: standard output).") var output: String?
+    func run() async throws {
+        let db = try await connection.open()
+        let rows = try await refused { try await db.items() }
+        var text = ""
+        text.reserveCapacity(rows.count * 32)
+        for (key, value) in rows {
+            text += try jsonLine(key, value)
+            text += "\n"
+        }
+        if let output {
+            try text.write(toFile: output, atomically: true, encoding: .utf8)
+        } else {
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+    }
+}
+
+struct Load: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Store JSON Lines ({\"key\": …, \"value\": …}) in batches, each one transaction.")
+    @OptionGroup var connection: Connection
+    @Argument(help: "File to read, or - for standard input.") var input: String
+    @Option(help: "Rows per batch.") var batch = 5000
+    func run() async throws {
+        let data: Data
+        if input == "-" { data = FileHandle.standardInput.readDataToEndOfFile() } else {
+            guard let contents = FileManager.default.contents(atPath: input) else { throw ValidationError("cannot read \(input)") }
+            data = contents
+        }
+        let db = try await connection.open()
+        let showProgress = isatty(STDERR_FILENO) != 0
+        var pending = NanaParams()
+        var loaded = 0
+        var lineNumber = 0
+        func send() async throws {
+            guard !pending.isEmpty else { return }
+            let rows = pending
+            try await refused { try await db.batchUpdate(rows) }
+            loaded += rows.count
+            pending.removeAll(keepingCapacity: true)
+            if showProgress { FileHandle.standardError.write(Data("\rloaded \(loaded) rows".utf8)) }
+        }
+        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
+            lineNumber += 1
+            guard let row = try? JSONReader.value(from: line), case .string(let key)? = row["key"], let value = row["value"] else {
+                throw ValidationError("line \(lineNumber) is not {\"key\": str, \"value\": …}")
+            }
+            pending[key] = value
+            if pending.count >= max(1, batch) { try await send() }
+        }
+        try await send()
+        if showProgress { FileHandle.standardError.write(Data("\n".utf8)) }
+        print("loaded \(loaded) rows")
+    }
+}
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Back the database up to a file inside nanad's data folder (checked, then renamed into place).")
+    @OptionGroup var connection: Connection
+    @Argument(help: "Destination, relative to the data folder.") var destination: String
+    func run() async throws {
+        let db = try await connection.open()
+        let start = ContinuousClock.now
+        try await refused { try await db.backup(to: destination) }
+        print("backed up to \(destination) in \(ContinuousClock.now - start)")
     }
 }
 
