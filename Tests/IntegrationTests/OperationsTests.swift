@@ -94,7 +94,12 @@ import Testing
         for i in 0..<300_000 { big["key-\(i)"] = .string("value \(i)") }
         let payload = big
         let slow = Task { try? await db.batchUpdate(payload) }
-        try await Task.sleep(for: .milliseconds(400))  // the call is on the writer now
+        // Wait until the daemon has the call in flight (it is then on the writer for a while).
+        let watcher = try await daemon.connect()
+        for _ in 0..<400 {
+            if (try await watcher.stats()["server"]?["in_flight"]?.int64Value ?? 0) > 0 { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
         let status = try await daemon.stop(SIGTERM)
         _ = await slow.value
         #expect(status != 0)
