@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds every product (the integration tests
-# start the real nanad and nanabench binaries), and runs the whole suite.
+# start the real nanad, nanactl and nanabench binaries), runs the Swift suite, then the Python
+# client's suite against the same nanad.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 swift build
 swift test
+# The Python drop-in client (tools/nanad-client) against the nanad just built.
+tools/nanad-client/run_tests.sh

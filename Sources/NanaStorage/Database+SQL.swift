@@ -25,15 +25,19 @@ extension Database {
                 if !parameters.isEmpty && statements.count > 1 {
                     throw StorageError(.valueError, "parameters can only be used with a single SQL statement")
                 }
-                var result = SQLResult()
+                // rowcount and lastrowid describe this call only (the writer's connection is
+                // shared, so its counters also hold other clients' writes): -1 and 0 when the
+                // call changed nothing, as DB-API cursors say.
+                var result = SQLResult(changes: -1)
+                let rowidBefore = connection.lastInsertRowID
                 for statement in statements {
                     try statement.withReset { (s) throws(StorageError) in
                         if statements.count == 1 { try s.bind(parameters) }
                         try Self.collect(s, into: &result)
                     }
-                    result.changes = connection.changes
+                    if !statement.isReadOnly { result.changes = connection.changes }
                 }
-                result.lastInsertRowID = connection.lastInsertRowID
+                result.lastInsertRowID = connection.lastInsertRowID == rowidBefore ? 0 : connection.lastInsertRowID
                 let done = UncheckedSendable(result)
                 return WriteOutcome(publish: { self.invalidateCaches(of: writes) }, complete: { completion(.success(done.value)) })
             },
@@ -51,14 +55,15 @@ extension Database {
                     throw StorageError(.valueError, "execute_many takes exactly one SQL statement")
                 }
                 var result = SQLResult()
+                let rowidBefore = connection.lastInsertRowID
                 for parameters in parametersList {
                     try statement.withReset { (s) throws(StorageError) in
                         try s.bind(parameters)
                         try s.run()
                     }
-                    result.changes += connection.changes
+                    if !statement.isReadOnly { result.changes += connection.changes }
                 }
-                result.lastInsertRowID = connection.lastInsertRowID
+                result.lastInsertRowID = connection.lastInsertRowID == rowidBefore ? 0 : connection.lastInsertRowID
                 let done = UncheckedSendable(result)
                 return WriteOutcome(publish: { self.invalidateCaches(of: writes) }, complete: { completion(.success(done.value)) })
             },

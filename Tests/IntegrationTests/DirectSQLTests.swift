@@ -26,6 +26,11 @@ import Testing
         #expect(selected.rows == [["Ada"], ["u0"]])
         let updated = try await db.execute("UPDATE users SET score = score + 1 WHERE score < 10")
         #expect(updated.rowCount == 11)
+        // A read reports nothing of the writes that came before it, this client's or others'.
+        try await db.batchUpdate(["a": 1, "b": 2, "c": 3])
+        let read = try await db.execute("SELECT 1")
+        #expect(read.rowCount == -1)
+        #expect(read.lastInsertRowID == 0)
         await client.close()
         try await daemon.stop()
     }

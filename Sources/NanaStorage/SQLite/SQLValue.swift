@@ -17,6 +17,13 @@ public struct SQLResult: Sendable, Hashable {
     public var rows: [[SQLValue]] = []
     /// Rows changed by the last INSERT, UPDATE or DELETE (DB-API's `rowcount`).
     public var changes = 0
+
+    public init(columns: [String] = [], rows: [[SQLValue]] = [], changes: Int = 0, lastInsertRowID: Int64 = 0) {
+        self.columns = columns
+        self.rows = rows
+        self.changes = changes
+        self.lastInsertRowID = lastInsertRowID
+    }
     /// The rowid of the last INSERT on the connection (DB-API's `lastrowid`).
     public var lastInsertRowID: Int64 = 0
 }

@@ -1,0 +1,54 @@
+"""nanad_client: NanaSQLite's API, served by nanad over its Unix socket.
+
+    # before:  from nanasqlite import NanaSQLite, AsyncNanaSQLite
+    from nanad_client import NanaSQLite, AsyncNanaSQLite
+
+The classes keep NanaSQLite 1.6's names, signatures, value types and exceptions; every call is
+a request to the daemon (proto/PROTOCOL.md), which owns the SQLite file and one cache per table
+shared by every process. See README.md ("Coming from NanaSQLite") for what differs.
+"""
+
+from __future__ import annotations
+
+from ._base import Cursor
+from .aio import AsyncNanaSQLite
+from .exceptions import (
+    NanaSQLiteCacheError,
+    NanaSQLiteClosedError,
+    NanaSQLiteConnectionError,
+    NanaSQLiteDatabaseError,
+    NanaSQLiteError,
+    NanaSQLiteLockError,
+    NanaSQLiteNotSupportedError,
+    NanaSQLiteProtocolError,
+    NanaSQLiteTransactionError,
+    NanaSQLiteValidationError,
+    NotSupportedError,
+    ProtocolError,
+)
+from .hooks import BaseHook, CheckHook, NanaHook, ValidatorHook
+from .sync import NanaSQLite
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NanaSQLite",
+    "AsyncNanaSQLite",
+    "Cursor",
+    "NanaHook",
+    "BaseHook",
+    "CheckHook",
+    "ValidatorHook",
+    "NanaSQLiteError",
+    "NanaSQLiteValidationError",
+    "NanaSQLiteDatabaseError",
+    "NanaSQLiteTransactionError",
+    "NanaSQLiteConnectionError",
+    "NanaSQLiteClosedError",
+    "NanaSQLiteLockError",
+    "NanaSQLiteCacheError",
+    "NanaSQLiteProtocolError",
+    "NanaSQLiteNotSupportedError",
+    "ProtocolError",
+    "NotSupportedError",
+]

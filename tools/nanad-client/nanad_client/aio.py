@@ -1,0 +1,290 @@
+"""``AsyncNanaSQLite``: the asyncio drop-in, served by nanad."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Dict, Generator, Optional, Tuple
+
+from ._base import UNSET, Operations, build_open_params, resolve_child_hooks, async_method
+from ._connection import AsyncConnection, StaleGeneration
+from ._wire import socket_path
+from .exceptions import NanaSQLiteConnectionError, NanaSQLiteError, NanaSQLiteTransactionError
+
+# Operation name -> the names it gets: NanaSQLite's a-prefixed name and its unprefixed alias
+# (every operation has both here; the seed lists some of each only).
+ASYNC_METHODS = [
+    "get", "set", "delete", "contains", "len", "keys", "values", "items", "pop", "update", "setdefault",
+    "clear", "to_dict", "copy",
+    "batch_get", "batch_update", "batch_update_partial", "batch_delete",
+    "load_all", "refresh", "is_cached", "get_fresh", "clear_cache",
+    "increment", "patch",
+    "flush", "get_dlq", "retry_dlq", "clear_dlq", "get_v2_metrics", "get_dlq_summary", "get_status",
+    "begin_transaction", "commit", "rollback", "in_transaction",
+    "execute", "execute_many", "fetch_one", "fetch_all",
+    "sql_insert", "sql_update", "sql_delete", "upsert", "query", "query_with_pagination", "count", "exists",
+    "export_table_to_dict", "import_from_dict_list",
+    "create_table", "create_index", "drop_table", "drop_index", "alter_table_add_column",
+    "table_exists", "list_tables", "get_table_schema", "list_indexes",
+    "vacuum", "pragma", "stats",
+    "set_model", "get_model",
+]
+
+
+class _AsyncTransaction:
+    """``async with db.transaction():`` — commits on normal exit, rolls back on an exception."""
+
+    def __init__(self, db: "AsyncNanaSQLite") -> None:
+        self.db = db
+
+    async def __aenter__(self) -> "AsyncNanaSQLite":
+        await self.db.begin_transaction()
+        return self.db
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None:
+            await self.db.commit()
+        else:
+            try:
+                await self.db.rollback()
+            except Exception:
+                pass  # the block's own exception is the one worth seeing
+        return False
+
+
+class _Done:
+    """An already-finished awaitable: ``add_hook`` works with and without ``await``."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return None
+        yield  # pragma: no cover
+
+
+class AsyncNanaSQLite(Operations):
+    """NanaSQLite's ``AsyncNanaSQLite``, served by nanad.
+
+    Same constructor as NanaSQLite 1.6, plus the keyword ``socket``. Nothing is opened until the
+    first awaited call (or ``async with``), as in NanaSQLite; errors of the constructor's
+    arguments surface there. Every coroutine of the event loop shares one connection: calls are
+    pipelined and their replies matched by msgid, so ``asyncio.gather`` of many calls costs
+    about one round trip, not one each.
+    """
+
+    def __init__(
+        self,
+        db_path: str,
+        table: str = "data",
+        bulk_load: bool = False,
+        optimize: bool = True,
+        cache_size_mb: int = 64,
+        max_workers: int = 5,
+        strict_sql_validation: bool = True,
+        validator: Any = None,
+        coerce: bool = False,
+        v2_mode: bool = False,
+        v2_config: Any = None,
+        *,
+        socket: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        self._db_path = db_path
+        self._table = table
+        self._max_workers = max_workers
+        self._open_params = build_open_params(
+            db_path, table, bulk_load, optimize, cache_size_mb, strict_sql_validation, v2_mode, kwargs,
+            max_workers=max_workers,
+        )
+        self._init_hooks(kwargs.get("hooks"), validator, coerce)
+        self._conn = AsyncConnection(socket_path(socket))
+        self._root = self
+        self._parent: Optional[AsyncNanaSQLite] = None
+        self._table_request = table
+        self._handle = 0
+        self._gen = -1
+        self._closed = False
+        self._lock: Optional[asyncio.Lock] = None
+        self._lock_loop: Optional[asyncio.AbstractEventLoop] = None
+
+    # ------------------------------------------------------------ driver
+
+    async def _arun(self, gen: Generator) -> Any:
+        if self._closed or self._root._closed:
+            gen.close()
+            raise self._closed_error()
+        send = gen.send
+        try:
+            request = send(None)
+            while True:
+                try:
+                    result = await self._arequest(request[0], request[1])
+                except Exception as exc:
+                    request = gen.throw(exc)
+                    continue
+                request = send(result)
+        except StopIteration as stop:
+            return stop.value
+
+    async def _arequest(self, method: str, params: Dict[str, Any]) -> Any:
+        conn = self._conn
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            if not conn.usable_in(loop):
+                await conn.ensure(method)
+            try:
+                if self._gen != conn.generation:
+                    await self._areopen()
+                params["db"] = self._handle
+                return await conn.call(method, params, self._gen)
+            except StaleGeneration:
+                continue
+        raise NanaSQLiteConnectionError("The connection to nanad keeps being replaced")
+
+    def _root_lock(self) -> asyncio.Lock:
+        root = self._root
+        loop = asyncio.get_running_loop()
+        if root._lock is None or root._lock_loop is not loop:
+            root._lock = asyncio.Lock()
+            root._lock_loop = loop
+        return root._lock
+
+    async def _areopen(self) -> None:
+        """Gets this instance's handle on the current connection (first use, reconnection)."""
+        root = self._root
+        async with self._root_lock():
+            conn = self._conn
+            generation = conn.generation
+            if self._gen == generation:
+                return
+            if self is root:
+                reply = await conn.call("open", dict(self._open_params), generation)
+            else:
+                # Children are (re)opened from the root: they would inherit its SQL policy anyway.
+                if root._gen != generation:
+                    reply = await conn.call("open", dict(root._open_params), generation)
+                    root._handle, root._table, root._gen = reply["db"], reply["table"], generation
+                reply = await conn.call("table", {"db": root._handle, "table_name": self._table_request}, generation)
+            self._handle = reply["db"]
+            self._table = reply["table"]
+            self._gen = generation
+
+    async def _ensure_initialized(self) -> None:
+        if self._closed or self._root._closed:
+            raise self._closed_error()
+        conn = self._conn
+        for _ in range(3):
+            await conn.ensure()
+            try:
+                await self._areopen()
+                return
+            except StaleGeneration:
+                continue
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> "AsyncNanaSQLite":
+        await self._ensure_initialized()
+        return self
+
+    async def __aexit__(self, exc_type, exc_val, exc_tb):  # type: ignore[no-untyped-def]
+        await self.close()
+        return False
+
+    async def aiter_items(self, batch_size: int = 1000) -> AsyncIterator[Tuple[str, Any]]:
+        """Every (key, value) pair (read with one ``items`` call: the daemon has no cursor)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError("batch_size must be a positive integer")
+        for item in await self.aitems():
+            yield item
+
+    def __repr__(self) -> str:
+        initialized = self._gen >= 0
+        return (f"AsyncNanaSQLite({self._db_path!r}, table={self._table!r}, max_workers={self._max_workers}, "
+                f"initialized={initialized})")
+
+    def add_hook(self, hook: Any) -> _Done:
+        """Appends a hook (it runs in this process). Returns an awaitable, so both
+        ``db.add_hook(h)`` and NanaSQLite's ``await db.add_hook(h)`` work."""
+        self._hooks.append(hook)
+        self._refresh_hook_flags()
+        return _Done()
+
+    def transaction(self) -> _AsyncTransaction:
+        """``async with db.transaction():`` — begin; commit on exit; roll back on an exception.
+
+        The transaction belongs to the connection, which every coroutine using this instance
+        (or its ``table()`` children) shares, as in NanaSQLite: do not run unrelated writes
+        concurrently with a ``transaction()`` block."""
+        return _AsyncTransaction(self)
+
+    async def table(self, table_name: str, validator: Any = UNSET, coerce: Any = UNSET, hooks: Any = UNSET,
+                    warn_duplicate_table_instance: Any = UNSET) -> "AsyncNanaSQLite":
+        """Another table of the same file, on the same connection (and in the same transaction);
+        it shares the daemon's one cache of that table, so there are no duplicates to warn about."""
+        if self._closed or self._root._closed:
+            raise self._closed_error()
+        child = AsyncNanaSQLite.__new__(AsyncNanaSQLite)
+        child._db_path = self._db_path
+        child._table = table_name
+        child._max_workers = self._max_workers
+        child._open_params = self._open_params
+        child._hooks, child._validator, child._coerce = resolve_child_hooks(
+            self._hooks, validator, coerce, hooks, self._validator, self._coerce
+        )
+        child._refresh_hook_flags()
+        child._conn = self._conn
+        child._root = self._root
+        child._parent = self
+        child._table_request = table_name
+        child._handle = 0
+        child._gen = -1
+        child._closed = False
+        child._lock = None
+        child._lock_loop = None
+        await child._ensure_initialized()
+        return child
+
+    atable = table
+
+    async def close(self) -> None:
+        """Closes this instance; a root also closes its children and its connection.
+        Refused with NanaSQLiteTransactionError while a transaction is open. Idempotent."""
+        if self._closed:
+            return
+        conn = self._conn
+        loop = asyncio.get_running_loop()
+        if conn.usable_in(loop) and self._gen == conn.generation and not self._root._closed:
+            try:
+                await conn.call("close", {"db": self._handle}, self._gen)
+            except NanaSQLiteTransactionError:
+                raise
+            except (NanaSQLiteError, StaleGeneration):
+                pass
+        elif self is self._root and conn.in_transaction:
+            raise NanaSQLiteTransactionError(
+                "Cannot close connection while transaction is in progress. Please commit or rollback first."
+            )
+        self._closed = True
+        if self is self._root:
+            conn.close()
+
+    aclose = close
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._root._closed
+
+
+def _install() -> None:
+    owner = "AsyncNanaSQLite"
+    for name in ASYNC_METHODS:
+        op = getattr(Operations, "_op_" + name)
+        setattr(AsyncNanaSQLite, "a" + name, async_method(op, "a" + name, owner))
+        setattr(AsyncNanaSQLite, name, async_method(op, name, owner))
+    # NanaSQLite's async backup/restore name their path parameters differently from the sync ones.
+    for name, op in (("backup", Operations._op_abackup), ("restore", Operations._op_arestore)):
+        setattr(AsyncNanaSQLite, "a" + name, async_method(op, "a" + name, owner))
+        setattr(AsyncNanaSQLite, name, async_method(op, name, owner))
+    # Its `upsert` alias takes conflict_columns by keyword only; `aupsert` also positionally.
+    setattr(AsyncNanaSQLite, "upsert", async_method(Operations._op_upsert_kw, "upsert", owner))
+
+
+_install()

@@ -1,0 +1,145 @@
+"""Client-side hooks and validation, as NanaSQLite runs them: in the calling process.
+
+A hook is any object with some of these methods (NanaSQLite's ``NanaHook`` protocol; ``db`` is
+the instance the call was made on, first, as in NanaSQLite):
+
+- ``before_write(db, key, value) -> value``: may transform the value, or raise to refuse it;
+- ``after_read(db, key, value) -> value``: transforms a value read by key;
+- ``before_delete(db, key)``: raise to refuse a deletion;
+- ``on_write_success(db, key, value, old_value)`` and ``on_delete_success(db, key, old_value)``;
+- ``validate_batch_write(db, mapping)`` (NanaSQLite 1.6.2): a cross-item check of a whole batch
+  (``batch_update``, and each growing candidate set of ``batch_update_partial``).
+
+Hooks run in the order given (``hooks=[...]``, then ``add_hook``), and a validator given as
+``validator=`` runs after them, as NanaSQLite appends its ``ValidkitHook``. Where each method
+is called follows NanaSQLite 1.6 (see the README). A missing method is skipped, so a hook may
+implement only the ones it needs. Hook objects from the ``nanasqlite`` package (``CheckHook``,
+``UniqueHook``, ...) are duck-typed the same way and work with the synchronous class.
+
+With ``AsyncNanaSQLite`` the hooks stay synchronous (as in NanaSQLite) and receive the
+``AsyncNanaSQLite`` instance as ``db``; a hook that reads the database through ``db`` must
+therefore not expect plain return values there.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Optional
+
+try:  # Python 3.8+: typing.Protocol
+    from typing import Protocol
+except ImportError:  # pragma: no cover
+    Protocol = object  # type: ignore[assignment,misc]
+
+from .exceptions import NanaSQLiteValidationError
+
+
+class NanaHook(Protocol):
+    """The hook protocol (duck-typed: any object with some of these methods is a hook)."""
+
+    def before_write(self, db: Any, key: str, value: Any) -> Any:
+        return value
+
+    def on_write_success(self, db: Any, key: str, value: Any, old_value: Any) -> None:
+        pass
+
+    def after_read(self, db: Any, key: str, value: Any) -> Any:
+        return value
+
+    def before_delete(self, db: Any, key: str) -> None:
+        pass
+
+    def on_delete_success(self, db: Any, key: str, old_value: Any) -> None:
+        pass
+
+
+class BaseHook:
+    """Pass-through hook that runs only for keys matching ``key_pattern`` (searched, with
+    Python's ``re``) and ``key_filter(key)``, both optional. Subclasses override what they need
+    and call ``self._should_run(key)``."""
+
+    def __init__(self, key_pattern: Any = None, key_filter: Optional[Callable[[str], bool]] = None):
+        if isinstance(key_pattern, str):
+            key_pattern = re.compile(key_pattern)
+        self._key_regex = key_pattern
+        self._key_filter = key_filter
+
+    def _should_run(self, key: str) -> bool:
+        if self._key_regex is not None and not self._key_regex.search(key):
+            return False
+        if self._key_filter is not None and not self._key_filter(key):
+            return False
+        return True
+
+    def before_write(self, db: Any, key: str, value: Any) -> Any:
+        return value
+
+    def after_read(self, db: Any, key: str, value: Any) -> Any:
+        return value
+
+    def before_delete(self, db: Any, key: str) -> None:
+        pass
+
+
+class CheckHook(BaseHook):
+    """Refuses a write when ``check_func(key, value)`` is falsy (NanaSQLite's ``CheckHook``)."""
+
+    def __init__(self, check_func: Callable[[str, Any], Any], error_msg: str = "Check constraint failed", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.check_func = check_func
+        self.error_msg = error_msg
+
+    def before_write(self, db: Any, key: str, value: Any) -> Any:
+        if self._should_run(key) and not self.check_func(key, value):
+            raise NanaSQLiteValidationError(self.error_msg)
+        return value
+
+
+class ValidatorHook:
+    """The hook a ``validator=`` argument becomes (appended after ``hooks=``).
+
+    - A **callable** validator is called as ``validator(value)``; it refuses the value by raising
+      or by returning ``False``. With ``coerce=True`` its return value is what gets stored (so a
+      coercing validator returns the converted value); with ``coerce=False`` the original value
+      is stored.
+    - Anything else is a **validkit schema** (``pip install validkit-py``), checked with
+      ``validkit.validate(value, schema)`` exactly as NanaSQLite's ``ValidkitHook`` does.
+
+    Every refusal is ``NanaSQLiteValidationError("Schema validation failed")``, with the cause
+    chained (NanaSQLite keeps the details out of the message too).
+    """
+
+    _is_validkit_hook = True  # NanaSQLite's marker: table() replaces this hook, not the others
+
+    def __init__(self, validator: Any, coerce: bool = False):
+        self.schema = validator
+        self.coerce = bool(coerce)
+        self._callable = callable(validator)
+        if not self._callable:
+            try:
+                from validkit import validate  # type: ignore[import-not-found]
+            except ImportError as exc:
+                raise ImportError(
+                    "validator= is a validkit schema, but validkit-py is not installed; "
+                    "install it, or pass a callable validator(value)"
+                ) from exc
+            self._validate = validate
+
+    def before_write(self, db: Any, key: str, value: Any) -> Any:
+        try:
+            if self._callable:
+                result = self.schema(value)
+                if result is False:
+                    raise ValueError("validator returned False")
+                return result if self.coerce else value
+            if self.coerce:
+                return self._validate(value, self.schema)
+            self._validate(value, self.schema)
+            return value
+        except (MemoryError, OSError):
+            raise
+        except Exception as exc:
+            raise NanaSQLiteValidationError("Schema validation failed") from exc
+
+
+__all__ = ["NanaHook", "BaseHook", "CheckHook", "ValidatorHook"]

@@ -1,0 +1,296 @@
+"""``NanaSQLite``: the synchronous, dict-like drop-in, served by nanad."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Dict, Generator, Iterator, Optional
+
+from . import _base
+from ._base import UNSET, Operations, build_open_params, resolve_child_hooks, sync_method
+from ._connection import StaleGeneration, SyncConnection
+from ._wire import socket_path
+from .exceptions import NanaSQLiteConnectionError, NanaSQLiteError, NanaSQLiteNotSupportedError, NanaSQLiteTransactionError
+
+# Seed method name -> operation (nanad_client._base.Operations._op_<name>).
+SYNC_METHODS = [
+    "get", "keys", "values", "items", "pop", "update", "setdefault", "clear", "to_dict", "copy",
+    "batch_get", "batch_update", "batch_update_partial", "batch_delete",
+    "load_all", "refresh", "is_cached", "get_fresh", "clear_cache",
+    "increment", "patch",
+    "flush", "get_dlq", "retry_dlq", "clear_dlq", "get_v2_metrics", "get_dlq_summary", "get_status",
+    "begin_transaction", "commit", "rollback", "in_transaction",
+    "execute", "execute_many", "fetch_one", "fetch_all",
+    "sql_insert", "sql_update", "sql_delete", "upsert", "query", "query_with_pagination", "count", "exists",
+    "export_table_to_dict", "import_from_dict_list", "get_by_path",
+    "create_table", "create_index", "drop_table", "drop_index", "alter_table_add_column",
+    "table_exists", "list_tables", "get_table_schema", "list_indexes",
+    "vacuum", "pragma", "backup", "restore", "stats",
+    "set_model", "get_model",
+]
+
+
+class _Transaction:
+    """``with db.transaction():`` — commits on normal exit, rolls back on an exception."""
+
+    def __init__(self, db: "NanaSQLite") -> None:
+        self.db = db
+
+    def __enter__(self) -> "NanaSQLite":
+        self.db.begin_transaction()
+        return self.db
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None:
+            self.db.commit()
+        else:
+            try:
+                self.db.rollback()
+            except Exception:
+                pass  # the block's own exception is the one worth seeing
+        return False
+
+
+class NanaSQLite(Operations, MutableMapping):
+    """A dict-like view of one table of a NanaSQLite database file, served by nanad.
+
+    Same constructor as NanaSQLite 1.6, plus the keyword ``socket`` (else ``$NANAD_SOCKET``,
+    else ``nanad-data/nanad.sock``). ``db_path`` names a file inside the daemon's data folder.
+    ``validator``, ``coerce`` and ``hooks=`` run in this process; the other options go to the
+    daemon's ``open`` (see the README for those ignored or refused).
+
+    One instance may be shared by the threads of a process: calls from several threads are in
+    flight together on its one connection (see ``SyncConnection``). After ``os.fork()`` the
+    child reconnects by itself on its first call.
+    """
+
+    def __init__(
+        self,
+        db_path: str,
+        table: str = "data",
+        bulk_load: bool = False,
+        optimize: bool = True,
+        cache_size_mb: int = 64,
+        strict_sql_validation: bool = True,
+        validator: Any = None,
+        coerce: bool = False,
+        v2_mode: bool = False,
+        v2_config: Any = None,
+        *,
+        socket: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        self._db_path = db_path
+        self._table = table
+        self._open_params = build_open_params(
+            db_path, table, bulk_load, optimize, cache_size_mb, strict_sql_validation, v2_mode, kwargs
+        )
+        self._init_hooks(kwargs.get("hooks"), validator, coerce)
+        self._conn = SyncConnection(socket_path(socket))
+        self._root = self
+        self._parent: Optional[NanaSQLite] = None
+        self._table_request = table
+        self._handle = 0
+        self._gen = -1
+        self._closed = False
+        self._reopen_lock = threading.RLock()
+        try:
+            self._conn.ensure()
+            self._reopen()
+        except BaseException:
+            self._closed = True
+            self._conn.close()
+            raise
+
+    # ------------------------------------------------------------ driver
+
+    def _run(self, gen: Generator) -> Any:
+        if self._closed or self._root._closed:
+            gen.close()
+            raise self._closed_error()
+        send = gen.send
+        try:
+            request = send(None)
+            while True:
+                try:
+                    result = self._request(request[0], request[1])
+                except Exception as exc:
+                    request = gen.throw(exc)
+                    continue
+                request = send(result)
+        except StopIteration as stop:
+            return stop.value
+
+    def _request(self, method: str, params: Dict[str, Any]) -> Any:
+        conn = self._conn
+        for _ in range(3):
+            if conn._sock is None or conn.broken is not None:
+                conn.ensure(method)
+            try:
+                if self._gen != conn.generation:
+                    self._reopen()
+                params["db"] = self._handle
+                return conn.call(method, params, self._gen)
+            except StaleGeneration:
+                continue
+        raise NanaSQLiteConnectionError("The connection to nanad keeps being replaced")
+
+    def _reopen(self) -> None:
+        """Gets this instance's handle on the current connection (first use, reconnection)."""
+        root = self._root
+        with root._reopen_lock:
+            conn = self._conn
+            generation = conn.generation
+            if self._gen == generation:
+                return
+            if self is root:
+                reply = conn.call("open", dict(self._open_params), generation)
+            else:
+                # Children are (re)opened from the root: they would inherit its SQL policy anyway.
+                if root._gen != generation:
+                    root._reopen()
+                reply = conn.call("table", {"db": root._handle, "table_name": self._table_request}, generation)
+            self._handle = reply["db"]
+            self._table = reply["table"]
+            self._gen = generation
+
+    # ------------------------------------------------------------ dict protocol
+
+    __getitem__ = sync_method(Operations._op_getitem, "__getitem__", "NanaSQLite")
+    __setitem__ = sync_method(Operations._op_set, "__setitem__", "NanaSQLite")
+    __delitem__ = sync_method(Operations._op_delete, "__delitem__", "NanaSQLite")
+    __contains__ = sync_method(Operations._op_contains, "__contains__", "NanaSQLite")  # type: ignore[assignment]
+    __len__ = sync_method(Operations._op_len, "__len__", "NanaSQLite")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __eq__(self, other: Any) -> bool:
+        if other is self:
+            return True
+        if isinstance(other, Mapping):
+            return dict(self.items()) == dict(other.items())
+        return False
+
+    def __ne__(self, other: Any) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
+    def __repr__(self) -> str:
+        state = ", closed" if self._closed else ""
+        return f"NanaSQLite({self._db_path!r}, table={self._table!r}, socket={self._conn.path!r}{state})"
+
+    def __enter__(self) -> "NanaSQLite":
+        return self
+
+    def __exit__(self, exc_type, exc_val, exc_tb):  # type: ignore[no-untyped-def]
+        self.close()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def add_hook(self, hook: Any) -> None:
+        """Appends a hook to this instance's chain (it runs in this process)."""
+        self._hooks.append(hook)
+        self._refresh_hook_flags()
+
+    def transaction(self) -> _Transaction:
+        """``with db.transaction():`` — begin; commit on exit; roll back on an exception.
+
+        The transaction belongs to this instance's connection (shared by its ``table()``
+        children and by every thread using them), as NanaSQLite's belongs to its SQLite
+        connection. Other processes keep reading committed data; their writes wait."""
+        return _Transaction(self)
+
+    def table(
+        self,
+        table_name: str,
+        cache_strategy: Any = None,
+        cache_size: Optional[int] = None,
+        cache_ttl: Optional[float] = None,
+        cache_persistence_ttl: Optional[bool] = None,
+        validator: Any = UNSET,
+        coerce: Any = UNSET,
+        hooks: Any = UNSET,
+        v2_enable_metrics: Any = UNSET,
+        memory_first: Any = UNSET,
+        warn_duplicate_table_instance: Any = UNSET,
+    ) -> "NanaSQLite":
+        """Another table of the same file, on the same connection (and in the same transaction).
+
+        Unlike NanaSQLite's children, it shares the daemon's one cache of that table, so it never
+        reads stale. ``cache_strategy`` other than ``"unbounded"`` and ``memory_first=True`` are
+        refused with NanaSQLiteNotSupportedError, as the daemon refuses them in ``open``."""
+        if self._closed or self._root._closed:
+            raise self._closed_error()
+        strategy = _base._plain(cache_strategy)
+        if strategy not in (None, "unbounded"):
+            raise NanaSQLiteNotSupportedError(f"cache_strategy '{strategy}' is not supported by nanad yet; only 'unbounded'")
+        if memory_first is True:
+            raise NanaSQLiteNotSupportedError("memory_first (v2 mode) is not supported by nanad yet")
+        child = NanaSQLite.__new__(NanaSQLite)
+        child._db_path = self._db_path
+        child._table = table_name
+        child._open_params = self._open_params
+        child_hooks, child_validator, child_coerce = resolve_child_hooks(
+            self._hooks, validator, coerce, hooks, self._validator, self._coerce
+        )
+        child._hooks = child_hooks
+        child._validator = child_validator
+        child._coerce = child_coerce
+        child._refresh_hook_flags()
+        child._conn = self._conn
+        child._root = self._root
+        child._parent = self
+        child._table_request = table_name
+        child._handle = 0
+        child._gen = -1
+        child._closed = False
+        child._reopen_lock = self._root._reopen_lock
+        conn = self._conn
+        for _ in range(3):
+            conn.ensure()
+            try:
+                child._reopen()
+                break
+            except StaleGeneration:
+                continue
+        return child
+
+    def close(self) -> None:
+        """Closes this instance; a root also closes its children and its connection.
+
+        Refused with NanaSQLiteTransactionError while a transaction is open (as NanaSQLite).
+        Idempotent."""
+        if self._closed:
+            return
+        conn = self._conn
+        if conn.ready and self._gen == conn.generation and conn._pid == os.getpid() and not self._root._closed:
+            try:
+                conn.call("close", {"db": self._handle}, self._gen)
+            except NanaSQLiteTransactionError:
+                raise
+            except (NanaSQLiteError, StaleGeneration):
+                pass
+        elif self is self._root and conn.in_transaction:
+            raise NanaSQLiteTransactionError(
+                "Cannot close connection while transaction is in progress. Please commit or rollback first."
+            )
+        self._closed = True
+        if self is self._root:
+            conn.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._root._closed
+
+    def iter_items(self, batch_size: int = 1000) -> Iterator[Any]:
+        """Every (key, value) pair; read with one ``items`` call (the daemon has no cursor)."""
+        return iter(self.items())
+
+
+for _name in SYNC_METHODS:
+    setattr(NanaSQLite, _name, sync_method(getattr(Operations, "_op_" + _name), _name, "NanaSQLite"))
+del _name

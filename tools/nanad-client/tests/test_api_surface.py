@@ -1,0 +1,77 @@
+"""Every public method of the real NanaSQLite 1.6.2 classes exists in the drop-in with the same
+parameters (names, kinds, defaults), except the few the README lists as not provided."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import pytest
+
+import nanad_client
+
+nanasqlite = __import__("nanasqlite")
+
+NOT_PROVIDED = {"get_db_size", "get_last_insert_rowid", "sync_db"}
+# Documented supersets: the `socket` keyword; alter_table_add_column's `default` on the async
+# class too; add_hook answers plain calls as well as `await`.
+SUPERSETS = {"__init__", "aalter_table_add_column", "add_hook"}
+DUNDERS = {"__getitem__", "__setitem__", "__delitem__", "__contains__", "__len__", "__iter__", "__init__",
+           "__enter__", "__exit__", "__aenter__", "__aexit__", "__eq__", "__repr__"}
+
+
+def _params(fn):
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+@pytest.mark.parametrize("real_cls, our_cls", [
+    (nanasqlite.NanaSQLite, nanad_client.NanaSQLite),
+    (nanasqlite.AsyncNanaSQLite, nanad_client.AsyncNanaSQLite),
+], ids=["NanaSQLite", "AsyncNanaSQLite"])
+def test_same_methods_and_parameters(real_cls, our_cls):
+    checked = 0
+    for name in dir(real_cls):
+        if (name.startswith("_") and name not in DUNDERS) or name in NOT_PROVIDED:
+            continue
+        real = getattr(real_cls, name)
+        assert hasattr(our_cls, name), name
+        ours = getattr(our_cls, name)
+        if not callable(real):
+            continue
+        checked += 1
+        assert inspect.iscoroutinefunction(ours) == inspect.iscoroutinefunction(real) or name in SUPERSETS, name
+        if name in SUPERSETS:
+            real_names = [p[0] for p in _params(real)]
+            assert [p[0] for p in _params(ours)][: len(real_names)] == real_names or name == "__init__", name
+            continue
+        assert _params(ours) == _params(real), name
+    assert checked > 60
+    init_names = [p[0] for p in _params(our_cls.__init__)]
+    assert init_names[: len(_params(real_cls.__init__)) - 1] == [p[0] for p in _params(real_cls.__init__)][:-1]
+    assert "socket" in init_names
+
+
+def test_exceptions_have_nanasqlites_names_and_hierarchy():
+    for name in nanasqlite.__all__:
+        if name.startswith("NanaSQLite") and name.endswith("Error"):
+            ours, real = getattr(nanad_client, name), getattr(nanasqlite, name)
+            assert [c.__name__ for c in ours.__mro__] == [c.__name__ for c in real.__mro__], name
+
+
+def test_smaller_compatibility_methods(db):
+    db["user"] = {"name": "Nana", "age": 20, "tags": ["a", "b"], "s": "123"}
+    assert db.get_by_path("user", "age") == 20
+    assert db.get_by_path("user", "$.tags") == ["a", "b"]
+    assert db.get_by_path("user", "s") == 123  # NanaSQLite's quirk: JSON-looking text is decoded
+    assert db.get_by_path("user", "missing") is None and db.get_by_path("nobody", "age") is None
+    assert db.get_status()["mode"] == "immediate" and db.get_dlq_summary() == []
+    assert list(db.iter_items()) == db.items()
+
+    async def main():
+        async with nanad_client.AsyncNanaSQLite(db._db_path, socket=db._conn.path) as adb:
+            assert [item async for item in adb.aiter_items()] == db.items()
+            assert (await adb.aget_status())["pending_kvs_count"] == 0
+            with pytest.raises(ValueError):
+                [item async for item in adb.aiter_items(0)]
+
+    asyncio.run(main())

@@ -1,0 +1,265 @@
+"""Client-side hooks, validators and Pydantic-style models, run in the calling process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nanad_client import AsyncNanaSQLite, CheckHook, NanaSQLite, NanaSQLiteValidationError
+
+
+class Recorder:
+    """A hook implementing all five methods; logs every call."""
+
+    def __init__(self):
+        self.log = []
+
+    def before_write(self, db, key, value):
+        self.log.append(("before_write", key, value))
+        if isinstance(value, str):
+            return value.upper()
+        return value
+
+    def after_read(self, db, key, value):
+        self.log.append(("after_read", key, value))
+        if isinstance(value, dict):
+            return {**value, "read": True}
+        return value
+
+    def before_delete(self, db, key):
+        self.log.append(("before_delete", key))
+        if key.startswith("keep"):
+            raise NanaSQLiteValidationError("protected key")
+
+    def on_write_success(self, db, key, value, old_value):
+        self.log.append(("on_write_success", key, value, old_value))
+
+    def on_delete_success(self, db, key, old_value):
+        self.log.append(("on_delete_success", key, old_value))
+
+
+def _hook_script(db, hook):
+    """The same calls against either implementation; returns what the caller saw."""
+    seen = []
+    db["a"] = "text"
+    db["a"] = "again"
+    seen.append(db["a"])
+    db["d"] = {"x": 1}
+    seen.append(db["d"])
+    seen.append(db.get("missing", "dflt"))
+    seen.append(db.get("d"))
+    seen.append(db.batch_get(["d", "a", "missing"]))
+    del db["a"]
+    with pytest.raises(KeyError):
+        del db["a"]
+    db["keep1"] = 1
+    with pytest.raises(NanaSQLiteValidationError if db.__class__ is NanaSQLite else Exception):
+        del db["keep1"]
+    seen.append("keep1" in db)
+    seen.append(db.pop("d"))
+    seen.append(db.pop("gone", None))
+    seen.append(db.setdefault("s", "low"))
+    seen.append(db.setdefault("s", "other"))
+    db.batch_update({"b1": "x", "b2": 2})
+    seen.append(db.batch_update_partial({"p1": "y"}))
+    db.batch_delete(["b1", "missing"])
+    seen.append(sorted(db.keys()))
+    return seen
+
+
+def test_hooks_are_called_as_nanasqlite_calls_them(impl):
+    hook = Recorder()
+    db = impl("hooks.db", hooks=[hook])
+    seen = _hook_script(db, hook)
+    assert seen == [
+        "AGAIN",
+        {"x": 1, "read": True},
+        "dflt",
+        {"x": 1, "read": True},
+        {"d": {"x": 1, "read": True}, "a": "AGAIN"},
+        True,
+        {"x": 1, "read": True},
+        None,
+        "LOW",
+        "LOW",
+        {},
+        ["b2", "keep1", "p1", "s"],
+    ]
+    # The same hook calls, in the same order, on both implementations.
+    assert hook.log == [
+        ("before_write", "a", "text"),
+        ("on_write_success", "a", "TEXT", None),
+        ("before_write", "a", "again"),
+        ("on_write_success", "a", "AGAIN", "TEXT"),
+        ("after_read", "a", "AGAIN"),
+        ("before_write", "d", {"x": 1}),
+        ("on_write_success", "d", {"x": 1}, None),
+        ("after_read", "d", {"x": 1}),
+        ("after_read", "d", {"x": 1}),
+        ("after_read", "d", {"x": 1}),
+        ("after_read", "a", "AGAIN"),
+        ("before_delete", "a"),
+        ("on_delete_success", "a", "AGAIN"),
+        ("before_write", "keep1", 1),
+        ("on_write_success", "keep1", 1, None),
+        ("before_delete", "keep1"),
+        ("before_delete", "d"),
+        ("on_delete_success", "d", {"x": 1}),
+        ("after_read", "d", {"x": 1}),
+        ("before_write", "s", "low"),
+        ("on_write_success", "s", "LOW", None),
+        ("after_read", "s", "LOW"),
+        ("after_read", "s", "LOW"),
+        ("before_write", "b1", "x"),
+        ("before_write", "b2", 2),
+        ("on_write_success", "b1", "X", None),
+        ("on_write_success", "b2", 2, None),
+        ("before_write", "p1", "y"),
+        ("on_write_success", "p1", "Y", None),
+        ("before_delete", "b1"),
+        ("on_delete_success", "b1", "X"),
+    ]
+
+
+def test_validator_and_check_hook(nanad, dbfile):
+    def positive(value):
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError("must be a positive int")
+        return value
+
+    db = NanaSQLite(dbfile, socket=nanad.socket, validator=positive)
+    try:
+        db["ok"] = 3
+        with pytest.raises(NanaSQLiteValidationError, match="Schema validation failed"):
+            db["bad"] = -1
+        assert "bad" not in db
+        assert db.batch_update_partial({"good": 1, "neg": -5}).keys() == {"neg"}
+        with pytest.raises(NanaSQLiteValidationError):
+            db.update({"x": 1, "y": "no"})
+        assert "x" not in db  # refused before anything was sent
+        # children inherit the validator; validator=None disables it; hooks=[] keeps the validator
+        assert pytest.raises(NanaSQLiteValidationError, db.table("kids").__setitem__, "k", 0)
+        free = db.table("free", validator=None)
+        free["k"] = "anything"
+        checked = db.table("checked", hooks=[CheckHook(lambda k, v: k != "forbidden")])
+        with pytest.raises(NanaSQLiteValidationError):
+            checked["forbidden"] = 1
+        with pytest.raises(NanaSQLiteValidationError):
+            checked["other"] = -1  # the validator still runs after the given hooks
+        checked["other"] = 2
+    finally:
+        db.close()
+
+    coercing = NanaSQLite(dbfile, socket=nanad.socket, validator=int, coerce=True)
+    try:
+        coercing["n"] = "42"
+        assert coercing["n"] == 42
+    finally:
+        coercing.close()
+
+
+def test_nanasqlite_hook_classes_work_with_the_drop_in(nanad, dbfile):
+    nanasqlite = __import__("nanasqlite")
+    db = NanaSQLite(dbfile, socket=nanad.socket)
+    try:
+        db.add_hook(nanasqlite.CheckHook(lambda k, v: isinstance(v, dict), error_msg="dicts only"))
+        db.add_hook(nanasqlite.UniqueHook("email"))
+        db["u1"] = {"email": "a@x"}
+        with pytest.raises(nanasqlite.NanaSQLiteValidationError):  # nanasqlite's own class
+            db["u2"] = {"email": "a@x"}
+        with pytest.raises(nanasqlite.NanaSQLiteValidationError, match="dicts only"):
+            db["u3"] = "not a dict"
+        db["u2"] = {"email": "b@x"}
+        assert sorted(db.keys()) == ["u1", "u2"]
+    finally:
+        db.close()
+
+
+def test_increment_and_patch_with_hooks_stay_atomic(nanad, dbfile):
+    class Cap:
+        def before_write(self, db, key, value):
+            if isinstance(value, int) and value > 3:
+                raise NanaSQLiteValidationError("too big")
+            if isinstance(value, dict):
+                return {**value, "hooked": True}
+            return value
+
+    db = NanaSQLite(dbfile, socket=nanad.socket, hooks=[Cap()])
+    try:
+        assert db.increment("n", default=0) == 1
+        assert db.increment("n", 2) == 3
+        with pytest.raises(NanaSQLiteValidationError):
+            db.increment("n")
+        assert db["n"] == 3  # the refused increment was rolled back
+        assert db.in_transaction() is False
+        assert db.patch("p", {"a": 1}, create=True) == {"a": 1, "hooked": True}
+        assert db["p"] == {"a": 1, "hooked": True}
+        with db.transaction():  # inside the caller's transaction: no nested begin
+            assert db.increment("m", default=0) == 1
+        assert db["m"] == 1
+    finally:
+        db.close()
+
+
+class FakeModel:
+    """Quacks like a Pydantic v2 model (model_dump, keyword constructor)."""
+
+    def __init__(self, name, age):
+        self.name, self.age = name, age
+
+    def model_dump(self):
+        return {"name": self.name, "age": self.age}
+
+    def __eq__(self, other):
+        return isinstance(other, FakeModel) and (self.name, self.age) == (other.name, other.age)
+
+
+def test_set_model_and_get_model(db):
+    db.set_model("user", FakeModel("Nana", 20))
+    assert db["user"] == {
+        "__pydantic_model__": f"{FakeModel.__module__}.FakeModel",
+        "__pydantic_data__": {"name": "Nana", "age": 20},
+    }
+    assert db.get_model("user", FakeModel) == FakeModel("Nana", 20)
+    with pytest.raises(ValueError, match="model_class must be provided"):
+        db.get_model("user")
+    db["plain"] = {"name": "Plain", "age": 1}
+    assert db.get_model("plain", FakeModel) == FakeModel("Plain", 1)
+    with pytest.raises(KeyError):
+        db.get_model("missing", FakeModel)
+    with pytest.raises(TypeError, match="Failed to serialize Pydantic model"):
+        db.set_model("x", object())
+
+
+def test_pydantic_models_if_installed(db):
+    pydantic = __import__("pydantic")
+
+    class User(pydantic.BaseModel):
+        name: str
+        age: int
+
+    db.set_model("u", User(name="Nana", age=20))
+    assert db["u"]["__pydantic_model__"].endswith("User")
+    assert db.get_model("u", User) == User(name="Nana", age=20)
+
+
+def test_async_hooks_and_models(nanad, dbfile):
+    async def main():
+        hook = Recorder()
+        async with AsyncNanaSQLite(dbfile, socket=nanad.socket) as db:
+            await db.add_hook(hook)  # NanaSQLite awaits add_hook; plain calls work too
+            db.add_hook(CheckHook(lambda k, v: v != "FORBIDDEN"))  # runs after Recorder upper-cased it
+            await db.aset("k", "v")
+            assert await db.aget("k") == "V"
+            with pytest.raises(NanaSQLiteValidationError):
+                await db.aset("k2", "forbidden")
+            assert await db.aget("k2") is None
+            await db.aset_model("m", FakeModel("A", 1))
+            assert await db.aget_model("m", FakeModel) == FakeModel("A", 1)
+            child = await db.table("sub")
+            await child.aset("c", "lower")
+            assert await child.aget("c") == "LOWER"  # children inherit the hooks
+            assert ("on_write_success", "k", "V", None) in hook.log
+
+    asyncio.run(main())
