@@ -57,6 +57,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var errorCounts: [String: Int] = [:]
     private var countedSinceMerge = 0
 
+    /// Per-call timers, only when a request timeout is configured.
+    private var requestTimers: [UInt32: Scheduled<Void>] = [:]
+    private var timedOutCalls = Set<UInt32>()
+
     /// The peer, as SO_PEERCRED told (nil until read).
     var peer: PeerCredentials?
     /// Calls of this connection waiting on storage.
@@ -274,6 +278,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         let loop = context.eventLoop
         let mailbox = self.mailbox
         let bound = NIOLoopBound(self, eventLoop: loop)
+        if let timeout = state.configuration.requestTimeout {
+            let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+            requestTimers[msgid] = loop.scheduleTask(in: .nanoseconds(nanoseconds)) { bound.value.timeOut(msgid) }
+        }
         operation { result in
             let reply: Reply
             let value: T?
@@ -295,9 +303,20 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    /// The request timeout passed: answer now; the late result will be dropped.
+    private func timeOut(_ msgid: UInt32) {
+        guard requestTimers.removeValue(forKey: msgid) != nil, context != nil, !closing else { return }
+        timedOutCalls.insert(msgid)
+        let seconds = state.configuration.requestTimeout.map { "\($0)" } ?? "?"
+        reply(msgid, .error(NanaRemoteError(.lock, "no reply within the request timeout (\(seconds)); the call may still take effect")))
+        scheduleFlush()
+    }
+
     private func completeLater(_ msgid: UInt32, _ reply: Reply) {
         pendingCalls -= 1
         state.inFlight.wrappingSubtract(1, ordering: .relaxed)
+        requestTimers.removeValue(forKey: msgid)?.cancel()
+        if timedOutCalls.remove(msgid) != nil { return }  // already answered with the timeout
         if pendingCalls == state.configuration.maximumCallsInFlight / 2, let context, !closing {
             context.channel.setOption(.autoRead, value: true).whenFailure { _ in }
         }

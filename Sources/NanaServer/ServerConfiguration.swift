@@ -33,6 +33,9 @@ public struct ServerConfiguration: Sendable {
     /// Reply bytes queued for one connection that its client has not read; past this the
     /// client is disconnected rather than allowed to grow the daemon's memory.
     public var maximumReplyBuffer = 64 * 1024 * 1024
+    /// A call not answered within this long gets a `NanaSQLiteLockError` reply (nil: never).
+    /// The call itself is not abandoned: a write may still commit after the timeout reply.
+    public var requestTimeout: Duration?
     /// A connection with no request for this long is closed (nil: never).
     public var idleTimeout: Duration?
     /// The longest a client transaction may hold a file's writer before it is rolled back.

@@ -70,6 +70,9 @@ struct Nanad: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Seconds without a request after which a connection is closed (0: never). [default: 0]")
     var idleTimeout: Double?
 
+    @Option(name: .customLong("request-timeout"), help: "Seconds after which a call still waiting on storage is answered with a timeout error (0: never). [default: 0]")
+    var requestTimeout: Double?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. [default: info]")
     var logLevel: String?
 
@@ -91,6 +94,7 @@ struct Nanad: AsyncParsableCommand {
         var max_in_flight: Int?
         var max_reply_buffer: Int?
         var idle_timeout: Double?
+        var request_timeout: Double?
         var log_level: String?
         var rules: [AccessRule]?
     }
@@ -123,6 +127,7 @@ struct Nanad: AsyncParsableCommand {
         let transaction = transactionTimeout ?? file.transaction_timeout ?? 30
         let shutdown = shutdownTimeout ?? file.shutdown_timeout ?? 10
         let idle = idleTimeout ?? file.idle_timeout ?? 0
+        let request = requestTimeout ?? file.request_timeout ?? 0
         c.maximumConnections = maxConnections ?? file.max_connections ?? c.maximumConnections
         c.maximumCallsInFlight = maxInFlight ?? file.max_in_flight ?? c.maximumCallsInFlight
         c.maximumReplyBuffer = maxReplyBuffer ?? file.max_reply_buffer ?? c.maximumReplyBuffer
@@ -142,6 +147,8 @@ struct Nanad: AsyncParsableCommand {
         c.transactionTimeout = .milliseconds(Int64(transaction * 1000))
         c.shutdownDrainSeconds = shutdown
         if idle > 0 { c.idleTimeout = .milliseconds(Int64(idle * 1000)) }
+        guard request >= 0, request.isFinite else { throw ValidationError("request timeout must be ≥ 0") }
+        if request > 0 { c.requestTimeout = .milliseconds(Int64(request * 1000)) }
         return (c, level)
     }
 

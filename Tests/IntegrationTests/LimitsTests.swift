@@ -118,6 +118,25 @@ import Testing
         try await daemon.stop()
     }
 
+    @Test func aCallPastTheRequestTimeoutIsAnsweredAndTheConnectionCarriesOn() async throws {
+        let daemon = try await Daemon.start(arguments: ["--request-timeout", "0.1"])
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("timeout.db")
+        var big = NanaParams()
+        for i in 0..<200_000 { big["key-\(i)"] = .int(Int64(i)) }
+        await expectRemote(.lock) { try await db.batchUpdate(big) }
+        try await client.ping()  // the connection carries on
+        var count = 0
+        for _ in 0..<200 where count != 200_000 {  // the write itself was not abandoned
+            count = try await db.count()
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(count == 200_000)
+        await client.close()
+        try await daemon.stop()
+    }
+
     @Test func idleConnectionsAreClosed() async throws {
         let daemon = try await Daemon.start(arguments: ["--idle-timeout", "0.3"])
         defer { daemon.removeFolder() }
