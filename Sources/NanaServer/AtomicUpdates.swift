@@ -127,15 +127,6 @@ enum AtomicUpdates {
 
     /// Python's name for a value's type, as NanaSQLite's messages say it.
     static func pythonType(_ v: NanaValue) -> String {
-        switch v {
-        case .nil: "NoneType"
-        case .bool: "bool"
-        case .int, .uint: "int"
-        case .double: "float"
-        case .string: "str"
-        case .binary: "bytes"
-        case .array: "list"
-        case .map: "dict"
-        }
+        v.isNil ? "NoneType" : v.typeName
     }
 }

@@ -57,8 +57,9 @@ public final class MessagePackReader {
         zone.deallocate()
     }
 
-    /// Decodes exactly one value that fills `bytes`.
-    public func decode(_ bytes: UnsafeRawBufferPointer) throws(MessagePackError) -> NanaValue {
+    /// Checks `bytes`, decodes them with msgpack-c and hands the object tree (valid only inside
+    /// `body`: it lives in the reader's zone) to `body`.
+    private func withObject<R>(_ bytes: UnsafeRawBufferPointer, _ body: (msgpack_object) -> R) throws(MessagePackError) -> R {
         let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
         let check = nana_msgpack_check(base, bytes.count, UInt32(maximumDepth))
         guard check.status == NANA_CHECK_OK else {
@@ -68,7 +69,12 @@ public final class MessagePackReader {
         var object = msgpack_object()
         let rc = nana_msgpack_unpack(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, zone, &object)
         guard rc == 1 else { throw MessagePackError(kind: .decoderFailed, offset: 0) }
-        return Self.value(of: object)
+        return body(object)
+    }
+
+    /// Decodes exactly one value that fills `bytes`.
+    public func decode(_ bytes: UnsafeRawBufferPointer) throws(MessagePackError) -> NanaValue {
+        try withObject(bytes, Self.value(of:))
     }
 
     public func decode(_ bytes: [UInt8]) throws(MessagePackError) -> NanaValue {
@@ -80,15 +86,10 @@ public final class MessagePackReader {
     /// daemon's hot path builds no tree for `[0, msgid, method, {params}]`, only the values.
     /// Anything that is not a well-formed request comes back as `.other` for ``NanaMessage``.
     public func decodeFrame(_ bytes: UnsafeRawBufferPointer) throws(MessagePackError) -> DecodedFrame {
-        let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
-        let check = nana_msgpack_check(base, bytes.count, UInt32(maximumDepth))
-        guard check.status == NANA_CHECK_OK else {
-            throw MessagePackError(kind: Self.kind(of: check.status), offset: Int(check.offset))
-        }
-        defer { msgpack_zone_clear(zone) }
-        var object = msgpack_object()
-        let rc = nana_msgpack_unpack(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, zone, &object)
-        guard rc == 1 else { throw MessagePackError(kind: .decoderFailed, offset: 0) }
+        try withObject(bytes, Self.frame(of:))
+    }
+
+    private static func frame(of object: msgpack_object) -> DecodedFrame {
         if object.type == MSGPACK_OBJECT_ARRAY, object.via.array.size == 4 {
             let items = object.via.array.ptr!
             if items[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER, items[0].via.u64 == 0,
@@ -98,12 +99,12 @@ public final class MessagePackReader {
                 var params: [(key: String, value: NanaValue)] = []
                 params.reserveCapacity(Int(map.size))
                 for i in 0..<Int(map.size) {
-                    params.append((Self.string(map.ptr[i].key.via.str), Self.value(of: map.ptr[i].val)))
+                    params.append((string(map.ptr[i].key.via.str), value(of: map.ptr[i].val)))
                 }
-                return .request(msgid: UInt32(items[1].via.u64), method: Self.string(items[2].via.str), params: NanaParamList(params))
+                return .request(msgid: UInt32(items[1].via.u64), method: string(items[2].via.str), params: NanaParamList(params))
             }
         }
-        return .other(Self.value(of: object))
+        return .other(value(of: object))
     }
 
     /// Decodes with a temporary reader.
