@@ -1,0 +1,174 @@
+import ArgumentParser
+import Foundation
+import NanaClient
+import NanaWire
+
+/// The crash-safety harness (issue #6): nanad is killed with SIGKILL while several processes
+/// write through it, restarted, and every write it acknowledged must be there.
+///
+/// Each round starts nanad on the same data folder, starts `processes` writer processes
+/// (`crash-worker`, each with `connections` connections) that write distinct keys and log every
+/// acknowledged one, kills nanad at a random moment, checks the file with `sqlite3`'s
+/// `integrity_check` while nothing has it open, then restarts nanad and reads back every key
+/// acknowledged so far, in every round. A client holding a transaction (with a write inside
+/// it) at the moment of each kill must leave nothing behind.
+struct Crash: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "crash",
+        abstract: "Kill nanad with SIGKILL under load, restart it, and check that no acknowledged write is lost."
+    )
+
+    @Option(help: "Rounds of write, kill, restart, check.") var rounds = 20
+    @Option(help: "Writer processes per round.") var processes = 4
+    @Option(help: "Connections per writer process.") var connections = 4
+    @Option(help: "Folder for the data, sockets and logs (default: a new temporary folder).") var folder: String?
+    @Option(help: "The nanad binary (default: beside this one).") var nanad: String?
+    @Option(name: .customLong("min-ms"), help: "Earliest kill, in ms after the writers start.") var minimumDelay = 150
+    @Option(name: .customLong("max-ms"), help: "Latest kill, in ms after the writers start.") var maximumDelay = 900
+
+    func run() async throws {
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let nanadPath = nanad ?? me.deletingLastPathComponent().appendingPathComponent("nanad").path
+        let base = folder ?? (NSTemporaryDirectory() + "nanad-crash-" + UUID().uuidString.prefix(8))
+        let data = base + "/data"
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        let socket = base + "/nanad.sock"
+        var acknowledged: [String: Int64] = [:]
+        var missing = 0
+
+        for round in 0..<rounds {
+            let daemon = try await Self.startNanad(nanadPath, socket: socket, data: data, log: base + "/nanad-\(round).log")
+            var workers: [Process] = []
+            for p in 0..<processes {
+                let worker = Process()
+                worker.executableURL = me
+                worker.arguments = ["crash-worker", "--socket", socket, "--db", "crash.db", "--prefix", "r\(round)p\(p)",
+                                    "--connections", "\(connections)", "--ack-log", base + "/ack-r\(round)p\(p).log"]
+                worker.standardError = FileHandle.nullDevice
+                try worker.run()
+                workers.append(worker)
+            }
+            // Writers run alone for most of the round; then a client opens a transaction (which
+            // holds the writer) and is still in it at the moment of the kill: its write must vanish.
+            let delay = Int.random(in: minimumDelay...max(minimumDelay, maximumDelay))
+            try await Task.sleep(for: .milliseconds(delay * 3 / 4))
+            let holder = Process()
+            holder.executableURL = me
+            holder.arguments = ["hold-transaction", "--socket", socket, "--db", "crash.db", "--key", "tx-r\(round)", "--seconds", "30"]
+            holder.standardOutput = FileHandle.nullDevice
+            holder.standardError = FileHandle.nullDevice
+            try holder.run()
+            try await Task.sleep(for: .milliseconds(delay / 4))
+            kill(daemon.processIdentifier, SIGKILL)
+            daemon.waitUntilExit()
+            for worker in workers { worker.waitUntilExit() }
+            kill(holder.processIdentifier, SIGKILL)  // it would wait out its sleep before noticing
+            holder.waitUntilExit()
+
+            // The file as SQLite sees it with nobody writing: intact?
+            let integrity = try Self.shell(["sqlite3", data + "/crash.db", "PRAGMA integrity_check"])
+            for p in 0..<processes {
+                let log = (try? String(contentsOfFile: base + "/ack-r\(round)p\(p).log", encoding: .utf8)) ?? ""
+                for line in log.split(separator: "\n") {
+                    let parts = line.split(separator: " ")
+                    if parts.count == 2, let value = Int64(parts[1]) { acknowledged[String(parts[0])] = value }
+                }
+            }
+
+            // Restart and read back everything acknowledged in every round so far.
+            let restarted = try await Self.startNanad(nanadPath, socket: socket, data: data, log: base + "/nanad-\(round)-check.log")
+            let client = try await NanaClient.connect(socketPath: socket, clientName: "crash-check")
+            let db = try await client.open("crash.db")
+            let keys = Array(acknowledged.keys)
+            var roundMissing = 0
+            // The transaction that was open when nanad died left nothing behind.
+            let uncommitted = try await db.batchGet((0...round).map { "tx-r\($0)" })
+            roundMissing += uncommitted.count
+            var start = 0
+            while start < keys.count {
+                let chunk = Array(keys[start..<min(start + 2000, keys.count)])
+                let found = try await db.batchGet(chunk)
+                for key in chunk where found[key]?.int64Value != acknowledged[key] { roundMissing += 1 }
+                start += chunk.count
+            }
+            missing += roundMissing
+            await client.close()
+            kill(restarted.processIdentifier, SIGTERM)
+            restarted.waitUntilExit()
+            print("round \(round + 1): acknowledged so far \(acknowledged.count), missing \(roundMissing), integrity \(integrity), restart exit \(restarted.terminationStatus)")
+            if integrity != "ok" || restarted.terminationStatus != 0 { missing += 1 }
+        }
+        print("rounds: \(rounds), acknowledged: \(acknowledged.count), missing: \(missing)")
+        if folder == nil { try? FileManager.default.removeItem(atPath: base) }
+        if missing > 0 || acknowledged.isEmpty { throw ExitCode.failure }
+    }
+
+    static func startNanad(_ path: String, socket: String, data: String, log: String) async throws -> Process {
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["--socket", socket, "--data-dir", data, "--log-level", "warning"]
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        for _ in 0..<400 {
+            if let client = try? await NanaClient.connect(socketPath: socket, clientName: "crash-probe") {
+                await client.close()
+                return process
+            }
+            guard process.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        throw ValidationError("nanad did not start; see \(log)")
+    }
+
+    static func shell(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// One writer of the crash harness: writes `<prefix>-<n>` = n on every connection until the
+/// daemon goes away, appending `key value` to the ack log for every write nanad acknowledged.
+struct CrashWorker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "crash-worker", abstract: "A writer for `crash` (logs every acknowledged write).", shouldDisplay: false)
+
+    @Option var socket: String
+    @Option var db: String
+    @Option var prefix: String
+    @Option var connections = 4
+    @Option(name: .customLong("ack-log")) var ackLog: String
+
+    func run() async throws {
+        _ = FileManager.default.createFile(atPath: ackLog, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: ackLog))
+        let prefix = self.prefix
+        let socket = self.socket
+        let db = self.db
+        await withTaskGroup(of: Void.self) { group in
+            for lane in 0..<connections {
+                group.addTask {
+                    guard let client = try? await NanaClient.connect(socketPath: socket, clientName: "crash-\(prefix)-\(lane)"),
+                          let database = try? await client.open(db) else { return }
+                    var n: Int64 = 0
+                    while true {
+                        let key = "\(prefix)-\(lane)-\(n)"
+                        do { try await database.set(key, .int(n)) } catch { return }
+                        // Only after the reply: this write was acknowledged.
+                        log.write(Data("\(key) \(n)\n".utf8))
+                        n += 1
+                    }
+                }
+            }
+        }
+        try? log.close()
+    }
+}
