@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "nanad", targets: ["nanad"]),
         .executable(name: "nanactl", targets: ["nanactl"]),
         .executable(name: "nanabench", targets: ["nanabench"]),
+        .executable(name: "nanafuzz", targets: ["nanafuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -102,6 +103,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // libFuzzer target (tools/fuzz/README.md); a plain build replays inputs.
+        .executableTarget(name: "nanafuzz", dependencies: ["NanaWire"], swiftSettings: swiftSettings),
+
         .testTarget(name: "NanaWireTests", dependencies: ["NanaWire", .product(name: "OrderedCollections", package: "swift-collections")], swiftSettings: swiftSettings),
         .testTarget(
             name: "NanaStorageTests",
@@ -112,7 +116,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             // The executables are dependencies so that `swift test` builds them: the tests start them.
-            dependencies: ["NanaClient", "NanaWire", "nanad", "nanactl", "nanabench", .product(name: "OrderedCollections", package: "swift-collections")],
+            dependencies: ["NanaClient", "NanaWire", "nanad", "nanactl", "nanabench", "nanafuzz", .product(name: "OrderedCollections", package: "swift-collections")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -12,3 +12,18 @@ import Testing
         #expect(!run.stdout.contains("acknowledged: 0,"))
     }
 }
+
+/// The fuzz corpus and every reproducer kept in tools/fuzz/regressions go through the fuzz
+/// target's function on every test run (tools/fuzz/README.md).
+@Suite struct FuzzRegressionTests {
+    @Test func corpusAndRegressionsReplayWithoutCrashing() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let run = try await runTool("nanafuzz", [root.appendingPathComponent("tools/fuzz/corpus").path, root.appendingPathComponent("tools/fuzz/regressions").path])
+        #expect(run.status == 0, "\(run.stderr)")
+        let files = try ["tools/fuzz/corpus", "tools/fuzz/regressions"].reduce(0) { count, folder in
+            count + (try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent(folder).path).count)
+        }
+        #expect(files > 100)
+        #expect(run.stdout.contains("replayed \(files) inputs"))
+    }
+}
