@@ -223,33 +223,12 @@ struct Run: AsyncParsableCommand {
             for i in 0..<items { m["f-\(tag)-\(rep)-\(i)"] = ["i": .int(Int64(i))] }
             return m
         }
-        try await database.batchUpdate(mapping(-1))  // warm-up
-        var samples: [Duration] = []
-        var rates: [Double] = []
-        var errors = 0
-        var total = Duration.zero
-        for rep in 0..<batchRepeats {
-            let m = mapping(rep)  // built outside the timing
-            let start = ContinuousClock.now
-            do { try await database.batchUpdate(m) } catch {
-                errors += 1
-                FileHandle.standardError.write(Data("batch_update: \(error)\n".utf8))
-            }
-            let elapsed = ContinuousClock.now - start
-            samples.append(elapsed)
-            total += elapsed
-            rates.append(Double(items) / elapsed.seconds)
-        }
-        let micros = samples.map(\.microseconds).sorted()
-        var r = WorkloadResult(
+        // Built before the timing starts: only the calls are measured.
+        let mappings = (-1..<batchRepeats).map(mapping)
+        return try await repeatedCalls(
             id: "f", name: "batch_update", title: "batch_update of \(items) items (median of \(batchRepeats))", unit: "items",
-            count: items * batchRepeats, seconds: total.seconds, rate: median(rates),
-            p50Microseconds: percentile(micros, 0.5), p99Microseconds: percentile(micros, 0.99), errors: errors
-        )
-        r.notes["items_per_call"] = Double(items)
-        r.notes["min_rate"] = rates.min() ?? 0
-        r.notes["max_rate"] = rates.max() ?? 0
-        return r
+            itemsPerCall: items, repeats: batchRepeats
+        ) { rep in try await database.batchUpdate(mappings[rep + 1]) }
     }
 
     private func processes(tag: String) async throws -> WorkloadResult {
