@@ -27,3 +27,25 @@ import Testing
         #expect(run.stdout.contains("replayed \(files) inputs"))
     }
 }
+
+/// The soak in its short form: 1,000 connections of mixed calls for a few seconds, no error,
+/// no lost connection, and the daemon's memory flat from the second interval on.
+@Suite struct SoakTests {
+    @Test func aThousandConnectionsOfMixedCallsWithoutErrors() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let run = try await runTool("nanabench", ["soak", "--socket", daemon.socketPath, "--connections", "1000", "--seconds", "5", "--interval", "1"])
+        #expect(run.status == 0, "\(run.stderr.prefix(2000))")
+        #expect(run.stdout.contains("soak: 1000 connections"))
+        #expect(run.stdout.contains(", 0 errors"))
+        let rss = run.stdout.split(separator: "\n").compactMap { line -> Int? in
+            guard let range = line.range(of: "daemon rss ") else { return nil }
+            return Int(line[range.upperBound...].split(separator: " ").first ?? "")
+        }
+        #expect(rss.count >= 3, "\(run.stdout)")
+        if let second = rss.dropFirst().first, let last = rss.last {
+            #expect(last <= second * 3 / 2 + 8, "RSS grew from \(second) to \(last) MiB")
+        }
+        #expect(try await daemon.stop() == 0)
+    }
+}
