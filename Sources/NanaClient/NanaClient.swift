@@ -106,11 +106,14 @@ public final class NanaClient: Sendable {
     ///   - bulkLoad: load every row into the shared cache now.
     ///   - optimize: NanaSQLite's PRAGMAs (WAL and friends); decided by the first open of a file.
     ///   - cacheSizeMB: SQLite's page cache; decided by the first open of a file.
-    public func open(_ dbPath: String, table: String = "data", bulkLoad: Bool = false, optimize: Bool = true, cacheSizeMB: Int = 64) async throws -> NanaDatabase {
-        let reply = try await call("open", [
+    ///   - options: write-behind and the table's other shared settings (see ``NanaOpenOptions``).
+    public func open(_ dbPath: String, table: String = "data", bulkLoad: Bool = false, optimize: Bool = true, cacheSizeMB: Int = 64, options: NanaOpenOptions = NanaOpenOptions()) async throws -> NanaDatabase {
+        var params: NanaParams = [
             "db_path": .string(dbPath), "table": .string(table), "bulk_load": .bool(bulkLoad),
             "optimize": .bool(optimize), "cache_size_mb": .int(Int64(cacheSizeMB)),
-        ])
+        ]
+        for (name, value) in options.parameters { params[name] = value }
+        let reply = try await call("open", params)
         return try NanaDatabase(client: self, openReply: reply)
     }
 

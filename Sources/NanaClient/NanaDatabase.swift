@@ -33,7 +33,7 @@ public struct NanaDatabase: Sendable {
         self.table = table
     }
 
-    private func call(_ method: String, _ params: NanaParams = [:]) async throws -> NanaValue {
+    func call(_ method: String, _ params: NanaParams = [:]) async throws -> NanaValue {
         var params = params
         params["db"] = .int(handle)
         return try await client.call(method, params)

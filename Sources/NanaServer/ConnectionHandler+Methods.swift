@@ -63,6 +63,7 @@ extension ConnectionHandler {
             case "fetch_one": try fetch(msgid, args, one: true)
             case "fetch_all": try fetch(msgid, args, one: false)
             default:
+                if try dispatchWriteBehind(msgid, method, args) { break }
                 guard try dispatchSQLHelper(msgid, method, args) else {
                     throw NanaRemoteError(.protocolError, "unknown method '\(method)'")
                 }
@@ -84,11 +85,11 @@ extension ConnectionHandler {
         reply(msgid, .value(["server": .string(NanadInfo.name), "version": .string(NanadInfo.version), "protocol": .int(NanaProtocol.version)]))
     }
 
-    private static let openParameters: Set<String> = [
+    private static let openParameters: Set<String> = Set([
         "db_path", "table", "bulk_load", "optimize", "cache_size_mb", "strict_sql_validation", "max_workers",
-        "lock_timeout", "warn_duplicate_table_instance", "v2_mode", "encryption_key", "cache_strategy",
+        "lock_timeout", "warn_duplicate_table_instance", "encryption_key", "cache_strategy",
         "allowed_sql_functions", "forbidden_sql_functions", "max_clause_length",
-    ]
+    ]).union(writeBehindParameters)
 
     private func open(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(Self.openParameters)
@@ -128,9 +129,7 @@ extension ConnectionHandler {
             }
         }
         _ = try args.bool("warn_duplicate_table_instance", default: true)
-        if try args.bool("v2_mode", default: false) {
-            throw NanaRemoteError(.notSupported, "v2_mode (write-behind) is not supported by this nanad yet")
-        }
+        let request = TableRequest(writeBehind: try Self.writeBehindRequest(args))
         if let key = args.params["encryption_key"], !key.isNil {
             throw NanaRemoteError(.notSupported, "encryption_key is not supported by this nanad yet")
         }
@@ -153,13 +152,24 @@ extension ConnectionHandler {
                 case .failure(let error): done(.failure(error))
                 case .success(let database):
                     database.table(named: tableName, owner: owner) { result in
-                        guard bulkLoad, case .success(let table) = result else { return done(result) }
-                        table.items(owner: owner) { loaded in done(loaded.map { _ in table }) }
+                        guard case .success(let table) = result else { return done(result) }
+                        table.attach(request) { attached in
+                            if case .failure(let error) = attached { return done(.failure(error)) }
+                            guard bulkLoad else { return done(.success(table)) }
+                            table.items(owner: owner) { loaded in
+                                if case .failure = loaded { table.detach() }
+                                done(loaded.map { _ in table })
+                            }
+                        }
                     }
                 }
             }
         }, { _ in .value(.nil) }, then: { handler, table in
-            let id = handler.session.add(table, root: nil, policy: policy, access: access)
+            guard handler.isConnected else {
+                table.detach()
+                return nil
+            }
+            let id = handler.session.add(table, root: nil, policy: policy, access: access, request: request)
             return .value(["db": .int(id), "table": .string(table.name)])
         })
     }
@@ -173,12 +183,20 @@ extension ConnectionHandler {
         let root = parent.root
         let policy = parent.policy
         let access = parent.access
+        // A child inherits its parent's settings (NanaSQLite's do, except encryption: ours too).
+        let request = parent.request
         let owner = try transactionOwner(parent.table.database)
-        respondLater(msgid, { parent.table.database.table(named: name, owner: owner, completion: $0) }, { _ in .value(.nil) }, then: { handler, table in
-            guard handler.session.handles[root] != nil else {
-                return .error(NanaRemoteError(.closed, "Parent database connection is closed (table: '\(name)')."))
+        respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
+            parent.table.database.table(named: name, owner: owner) { result in
+                guard case .success(let table) = result else { return done(result) }
+                table.attach(request) { done($0.map { table }) }
             }
-            let id = handler.session.add(table, root: root, policy: policy, access: access)
+        }, { _ in .value(.nil) }, then: { handler, table in
+            guard handler.isConnected, handler.session.handles[root] != nil else {
+                table.detach()
+                return handler.isConnected ? .error(NanaRemoteError(.closed, "Parent database connection is closed (table: '\(name)').")) : nil
+            }
+            let id = handler.session.add(table, root: root, policy: policy, access: access, request: request)
             return .value(["db": .int(id), "table": .string(table.name)])
         })
     }
@@ -435,7 +453,9 @@ extension ConnectionHandler {
             let tables: [NanaValue] = db.openTables.sorted { $0.name < $1.name }.map { t in
                 let c = t.cacheStatistics
                 return ["name": .string(t.name), "cached": .int(Int64(c.entries)), "absent_keys": .int(Int64(c.absentKeys)),
-                        "hits": .int(Int64(c.hits)), "misses": .int(Int64(c.misses))]
+                        "hits": .int(Int64(c.hits)), "misses": .int(Int64(c.misses)),
+                        "sessions": .int(Int64(t.users)), "v2_mode": .bool(t.settings.writeBehind != nil),
+                        "v2_staged": .int(Int64(t.stagedWrites)), "dlq": .int(Int64(t.deadLetters.count))]
             }
             return [
                 "path": .string(db.path), "commits": .int(Int64(w.commits)), "writes": .int(Int64(w.writes)),

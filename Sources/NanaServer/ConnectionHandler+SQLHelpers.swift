@@ -407,8 +407,8 @@ extension ConnectionHandler {
             throw NanaRemoteError(.validation, "dest_path must be a file, not an in-memory database")
         }
         let verify = try args.bool("verify", default: true)
-        _ = try args.bool("flush", default: true)  // no write-behind buffer yet: nothing to flush
-        _ = try args.bool("allow_incomplete", default: false)
+        let flush = try args.bool("flush", default: true)
+        let allowIncomplete = try args.bool("allow_incomplete", default: false)
         let destination = try resolvePath(requested)
         guard destination != database.path else {
             throw NanaRemoteError(.validation, "dest_path must not be the same as the current database file")
@@ -417,7 +417,16 @@ extension ConnectionHandler {
         guard !state.registry.databases.contains(where: { $0.path == destination }) else {
             throw NanaRemoteError(.validation, "dest_path names a database this nanad is serving; back up to a new file")
         }
-        respondLater(msgid, { database.backup(to: destination, verify: verify, completion: $0) }) { _ in .value(.nil) }
+        respondLater(msgid, { (done: @escaping @Sendable (Result<Void, StorageError>) -> Void) in
+            let copy: @Sendable () -> Void = {
+                // A failed write-behind row was acknowledged but is not in the file (spec §3.7).
+                if !allowIncomplete, database.openTables.contains(where: { !$0.deadLetters.isEmpty }) {
+                    return done(.failure(StorageError(.database, "Backup refused because the v2 dead-letter queue is not empty; retry or clear failed writes, or pass allow_incomplete=True")))
+                }
+                database.backup(to: destination, verify: verify, completion: done)
+            }
+            if flush { database.afterStagedWrites(copy) } else { copy() }
+        }) { _ in .value(.nil) }
     }
 
     private func restore(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {

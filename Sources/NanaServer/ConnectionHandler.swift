@@ -51,6 +51,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var out = FrameOutbox()
     private var closing = false
+    /// Whether the channel is still open (a late storage callback may find it gone).
+    var isConnected: Bool { context != nil }
     var session = Session()
     /// Counts not yet merged into the server's (kept here so the hot path takes no lock).
     private var callCounts: [String: Int] = [:]
@@ -117,6 +119,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         state.connections.wrappingSubtract(1, ordering: .relaxed)
         // A client that is gone cannot commit: release the writer at once.
         abandonTransactions()
+        session.closeAll()
         mergeCounts()
         logger.debug("client disconnected")
         self.context = nil

@@ -11,6 +11,8 @@ struct Session {
         let policy: SQLFunctionPolicy
         /// The access rule that admitted the `open`, if rules are configured.
         let access: AccessRule?
+        /// The table settings the `open` asked for, which its `table()` children inherit.
+        let request: TableRequest
     }
 
     private(set) var handles: [Int64: Handle] = [:]
@@ -22,10 +24,12 @@ struct Session {
     /// Why each closed handle is closed, in NanaSQLite's words.
     private var closed: [Int64: String] = [:]
 
-    mutating func add(_ table: KeyValueTable, root: Int64?, policy: SQLFunctionPolicy, access: AccessRule?) -> Int64 {
+    /// Records a table the session attached to (``KeyValueTable/attach(_:completion:)``); the
+    /// session detaches when the handle closes.
+    mutating func add(_ table: KeyValueTable, root: Int64?, policy: SQLFunctionPolicy, access: AccessRule?, request: TableRequest) -> Int64 {
         let id = nextHandle
         nextHandle += 1
-        handles[id] = Handle(table: table, root: root ?? id, policy: policy, access: access)
+        handles[id] = Handle(table: table, root: root ?? id, policy: policy, access: access, request: request)
         return id
     }
 
@@ -46,7 +50,14 @@ struct Session {
             closed[h] = h == id
                 ? "Database connection is closed (table: '\(name)')."
                 : "Parent database connection is closed (table: '\(name)'). If you obtained this instance via .table(), ensure the primary NanaSQLite instance remains open during usage."
+            handles[h]?.table.detach()
             handles[h] = nil
         }
+    }
+
+    /// Detaches from every table (the connection is gone).
+    mutating func closeAll() {
+        for handle in handles.values { handle.table.detach() }
+        handles.removeAll()
     }
 }

@@ -15,7 +15,7 @@ extension Database {
     /// - Parameter owner: the caller's client transaction on this file, if any.
     /// - Parameter readOnly: refuse the call unless SQLite says every statement only reads.
     public func execute(_ sql: String, parameters: [SQLValue], trusted: Bool = false, readOnly: Bool = false, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
-        submit(WriteJob(
+        submitAfterStagedWrites(WriteJob(
             mode: .savepoint,
             run: { connection throws(StorageError) in
                 let (statements, writes) = try connection.userSQL.prepare(sql, on: connection, trusted: trusted)
@@ -47,7 +47,7 @@ extension Database {
 
     /// Runs one statement once per parameter list, all in one transaction (all or nothing).
     public func executeMany(_ sql: String, parametersList: [[SQLValue]], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
-        submit(WriteJob(
+        submitAfterStagedWrites(WriteJob(
             mode: .savepoint,
             run: { connection throws(StorageError) in
                 let (statements, writes) = try connection.userSQL.prepare(sql, on: connection)
@@ -76,7 +76,7 @@ extension Database {
     /// Inside a client transaction (`owner`), it runs on the writer, to see the transaction's writes.
     public func fetch(_ sql: String, parameters: [SQLValue], trusted: Bool = false, readOnly: Bool = false, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<SQLResult, StorageError>) -> Void) {
         if owner != nil { return execute(sql, parameters: parameters, trusted: trusted, readOnly: readOnly, owner: owner, completion: completion) }
-        submitRead(ReadJob(
+        afterStagedWrites { self.submitRead(ReadJob(
             run: { connection in
                 do throws(StorageError) {
                     let (statements, _) = try connection.userSQL.prepare(sql, on: connection, trusted: trusted)
@@ -102,7 +102,14 @@ extension Database {
                 }
             },
             fail: { completion(.failure($0)) }
-        ))
+        )) }
+    }
+
+    /// Queues a client's SQL behind every write-behind row staged before it (outside a client
+    /// transaction; inside one, v2 tables refuse writes, so nothing is staged that it must see).
+    private func submitAfterStagedWrites(_ job: WriteJob) {
+        if job.owner != nil { return submit(job) }
+        afterStagedWrites { self.submit(job) }
     }
 
     /// Steps a statement to the end; a statement with columns replaces the result's rows.

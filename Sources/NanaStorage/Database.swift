@@ -98,6 +98,13 @@ public final class Database: Sendable {
     /// the WAL), and waits for all of it. Safe to call more than once.
     public func close() {
         if isClosing.exchange(true, ordering: .acquiringAndReleasing) { return }
+        // Write-behind tables flush what they staged while the writer still takes jobs.
+        let flushed = DispatchGroup()
+        for table in openTables {
+            flushed.enter()
+            table.writeBehind.shutDown { flushed.leave() }
+        }
+        flushed.wait()
         writeQueue.close()
         closed.wait()
         closed.signal()  // let a second caller through too
@@ -152,6 +159,30 @@ public final class Database: Sendable {
             table(named: name) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// Counts a write-behind chunk the flusher committed.
+    func recordFlush(rows: Int) {
+        guard rows > 0 else { return }
+        statistics.withLock {
+            $0.commits += 1
+            $0.writes += rows
+            $0.largestBatch = max($0.largestBatch, rows)
+        }
+    }
+
+    /// Calls `completion` once every write-behind table of this file has flushed what it
+    /// staged: raw SQL and SQL helpers run after it, as in NanaSQLite, where writes staged
+    /// before a statement reach the file before it.
+    public func afterStagedWrites(_ completion: @escaping @Sendable () -> Void) {
+        let pending = openTables.filter { $0.writeBehind.isActive && !$0.writeBehind.isDrained }
+        guard !pending.isEmpty else { return completion() }
+        let remaining = Atomic<Int>(pending.count)
+        for table in pending {
+            table.writeBehind.flush {
+                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { completion() }
+            }
+        }
     }
 
     // MARK: Jobs

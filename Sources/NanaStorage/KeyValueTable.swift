@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A NanaSQLite key-value table, `"<name>"(key TEXT PRIMARY KEY, value TEXT)`, with its shared
 /// cache. Every session that opens the same table of the same file gets this one object.
 ///
@@ -10,6 +12,10 @@ public final class KeyValueTable: Sendable {
     /// The file this table lives in.
     public let database: Database
     let cache = TableCache()
+    /// NanaSQLite's v2 mode; inactive unless a session opened the table with `v2_mode`.
+    let writeBehind: WriteBehind
+    /// Sessions using the table (see ``attach(_:completion:)``).
+    let usage = Mutex(0)
     private let sql: SQL
 
     struct SQL: Sendable {
@@ -42,7 +48,15 @@ public final class KeyValueTable: Sendable {
         self.database = database
         self.name = name
         self.quoted = quoted
-        self.sql = SQL(quoted: quoted)
+        let sql = SQL(quoted: quoted)
+        self.sql = sql
+        self.writeBehind = WriteBehind(table: name, database: database, cache: cache, logger: database.logger) {
+            (connection, key, operation) throws(StorageError) in
+            switch operation {
+            case .set(let value): try Self.writeRow(key, value, sql: sql, on: connection)
+            case .delete: try Self.deleteRow(key, sql: sql, on: connection)
+            }
+        }
     }
 
     public var path: String { database.path }
@@ -51,11 +65,22 @@ public final class KeyValueTable: Sendable {
 
     // MARK: Cache
 
-    /// What the cache knows about `key`, without touching SQLite. `nil` means "ask SQLite".
-    public func cached(_ key: String) -> CacheEntry? { cache.lookup(key) }
+    /// What the daemon knows about `key` without touching SQLite: a staged write (v2), else
+    /// the cache. `nil` means "ask SQLite".
+    public func cached(_ key: String) -> CacheEntry? {
+        if writeBehind.isActive, let staged = writeBehind.staged(key) { return Self.entry(staged) }
+        return cache.lookup(key)
+    }
 
     /// NanaSQLite's `is_cached`: the key has a cached value or is known to be absent.
     public func isCached(_ key: String) -> Bool { cache.contains(key) }
+
+    private static func entry(_ staged: StagedOperation) -> CacheEntry {
+        switch staged {
+        case .set(let value): .present(value.encoded)
+        case .delete: .absent
+        }
+    }
 
     /// Drops every cached entry; SQLite is untouched.
     public func clearCache() { cache.clear() }
@@ -68,14 +93,15 @@ public final class KeyValueTable: Sendable {
     /// The value of `key`, from the cache or else a reader connection; `nil` when missing.
     /// Inside a client transaction (`owner`) it reads on the writer and leaves the cache alone.
     public func get(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
+        // Taken before the lookups: a write staged or committed after it stops the fill below.
+        let epoch = cache.epoch
         if owner == nil {
-            switch cache.lookup(key) {
+            switch cached(key) {
             case .present(let value): return completion(.success(value))
             case .absent: return completion(.success(nil))
             case nil: break
             }
         }
-        let epoch = cache.epoch
         read(owner, completion) { connection throws(StorageError) in
             let value = try self.readValue(key, on: connection)
             if owner == nil { self.cache.fill(key, value.map(CacheEntry.present) ?? .absent, readAt: epoch) }
@@ -86,6 +112,16 @@ public final class KeyValueTable: Sendable {
     /// Reads `key` from SQLite, bypassing the cache, and puts what it found in the cache.
     /// It runs on the writer so that nothing can commit between the read and the cache update.
     public func getFresh(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
+        if writeBehind.isActive, owner == nil {
+            // A staged write is fresher than the file; otherwise read the file and cache what
+            // it holds, with staging locked so that no write can slip in between.
+            return readModifyWrite(key, completion) { (staged, connection) throws(StorageError) -> (StagedOperation?, EncodedValue?) in
+                if let staged { return (nil, Self.entry(staged).value) }
+                let value = try self.readValue(key, on: connection)
+                self.cache.apply([value.map { .set(key, $0) } ?? .remove(key)])
+                return (nil, value)
+            }
+        }
         write(.statement, owner, completion) { connection throws(StorageError) in
             let value = try self.readValue(key, on: connection)
             return (value.map { .set(key, $0) } ?? .remove(key), value)
@@ -94,14 +130,14 @@ public final class KeyValueTable: Sendable {
 
     /// Whether `key` exists; a miss is remembered as absent.
     public func contains(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Bool, StorageError>) -> Void) {
+        let epoch = cache.epoch
         if owner == nil {
-            switch cache.lookup(key) {
+            switch cached(key) {
             case .present: return completion(.success(true))
             case .absent: return completion(.success(false))
             case nil: break
             }
         }
-        let epoch = cache.epoch
         read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.contains)
             let found = try statement.withReset { (s) throws(StorageError) -> Bool in
@@ -115,30 +151,34 @@ public final class KeyValueTable: Sendable {
 
     /// Number of rows (`SELECT COUNT(*)`).
     public func count(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Int, StorageError>) -> Void) {
-        read(owner, completion) { connection throws(StorageError) in
+        afterStagedWrites { self.read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.count)
             return try statement.withReset { (s) throws(StorageError) -> Int in
                 _ = try s.step()
                 return Int(s.columnInt64(0))
             }
-        }
+        } }
     }
 
     /// Every key, in SQLite's order.
     public func keys(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[String], StorageError>) -> Void) {
-        read(owner, completion) { connection throws(StorageError) in
+        afterStagedWrites { self.read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.keys)
             return try statement.withReset { (s) throws(StorageError) -> [String] in
                 var keys: [String] = []
                 while try s.step() { keys.append(s.columnString(0)) }
                 return keys
             }
-        }
+        } }
     }
 
     /// Every row, in SQLite's order. Always read from SQLite, so it is complete whatever the
     /// cache holds; the rows also fill the cache (NanaSQLite's `load_all`).
     public func items(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
+        afterStagedWrites { self.readItems(owner: owner, completion: completion) }
+    }
+
+    private func readItems(owner: TransactionToken?, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
         let epoch = cache.epoch
         read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.all)
@@ -156,6 +196,7 @@ public final class KeyValueTable: Sendable {
 
     /// The values of the keys that exist, in the order asked (repeated keys once).
     public func batchGet(_ keys: [String], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
+        let epoch = cache.epoch
         var found: [String: EncodedValue] = [:]
         var missing: [String] = []
         var seen = Set<String>()
@@ -164,7 +205,7 @@ public final class KeyValueTable: Sendable {
                 missing.append(key)
                 continue
             }
-            switch cache.lookup(key) {
+            switch cached(key) {
             case .present(let value): found[key] = value
             case .absent: break
             case nil: missing.append(key)
@@ -174,7 +215,6 @@ public final class KeyValueTable: Sendable {
         if missing.isEmpty {
             return completion(.success(ordered.compactMap { key in found[key].map { (key, $0) } }))
         }
-        let epoch = cache.epoch
         let cached = found
         let toRead = missing
         read(owner, completion) { connection throws(StorageError) in
@@ -205,6 +245,9 @@ public final class KeyValueTable: Sendable {
 
     /// Stores `value` under `key`.
     public func set(_ key: String, _ value: StorableValue, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        if writeBehind.isActive {
+            return completion(stage(owner) { () throws(StorageError) in try writeBehind.stage(CollectionOfOne((key, .set(value)))) })
+        }
         write(.statement, owner, completion) { connection throws(StorageError) in
             try self.writeRow(key, value, on: connection)
             return (.set(key, value.encoded), ())
@@ -213,6 +256,12 @@ public final class KeyValueTable: Sendable {
 
     /// Deletes `key`; fails with `keyNotFound` when it does not exist.
     public func delete(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        if writeBehind.isActive {
+            return readModifyWrite(key, owner: owner, completion) { (staged, connection) throws(StorageError) -> (StagedOperation?, Void) in
+                guard try self.exists(key, staged: staged, on: connection) else { throw StorageError(.keyNotFound, key) }
+                return (.delete, ())
+            }
+        }
         write(.statement, owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.delete)
             try statement.withReset { (s) throws(StorageError) in
@@ -226,6 +275,12 @@ public final class KeyValueTable: Sendable {
 
     /// Deletes `key` and returns the value it had, or `nil` when it did not exist.
     public func pop(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
+        if writeBehind.isActive {
+            return readModifyWrite(key, owner: owner, completion) { (staged, connection) throws(StorageError) -> (StagedOperation?, EncodedValue?) in
+                guard let old = try self.current(key, staged: staged, on: connection) else { return (nil, nil) }
+                return (.delete, old)
+            }
+        }
         write(.statement, owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.deleteReturning)
             let old = try statement.withReset { (s) throws(StorageError) -> EncodedValue? in
@@ -241,6 +296,12 @@ public final class KeyValueTable: Sendable {
 
     /// Returns the value of `key`, first storing `value` if the key is missing.
     public func setDefault(_ key: String, _ value: StorableValue, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue, StorageError>) -> Void) {
+        if writeBehind.isActive {
+            return readModifyWrite(key, owner: owner, completion) { (staged, connection) throws(StorageError) -> (StagedOperation?, EncodedValue) in
+                if let existing = try self.current(key, staged: staged, on: connection) { return (nil, existing) }
+                return (.set(value), value.encoded)
+            }
+        }
         write(.statement, owner, completion) { connection throws(StorageError) in
             let insert = try connection.cachedStatement(self.sql.insertIfMissing)
             try insert.withReset { (s) throws(StorageError) in
@@ -266,6 +327,12 @@ public final class KeyValueTable: Sendable {
         owner: TransactionToken? = nil,
         completion: @escaping @Sendable (Result<EncodedValue, StorageError>) -> Void
     ) {
+        if writeBehind.isActive {
+            return readModifyWrite(key, owner: owner, completion) { (staged, connection) throws(StorageError) -> (StagedOperation?, EncodedValue) in
+                let new = try transform(try self.current(key, staged: staged, on: connection))
+                return (.set(new), new.encoded)
+            }
+        }
         write(.statement, owner, completion) { connection throws(StorageError) in
             let old = try self.readValue(key, on: connection)
             let new = try transform(old)
@@ -277,6 +344,9 @@ public final class KeyValueTable: Sendable {
     /// Stores every pair in one transaction: all or nothing.
     public func batchUpdate(_ rows: [(String, StorableValue)], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         guard !rows.isEmpty else { return completion(.success(())) }
+        if writeBehind.isActive {
+            return completion(stage(owner) { () throws(StorageError) in try writeBehind.stage(rows.lazy.map { ($0.0, .set($0.1)) }) })
+        }
         write(.savepoint, owner, completion) { connection throws(StorageError) in
             for (key, value) in rows { try self.writeRow(key, value, on: connection) }
             return (.many(rows.map { .set($0.0, $0.1.encoded) }), ())
@@ -286,6 +356,9 @@ public final class KeyValueTable: Sendable {
     /// Deletes every key in one transaction; missing keys are ignored.
     public func batchDelete(_ keys: [String], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         guard !keys.isEmpty else { return completion(.success(())) }
+        if writeBehind.isActive {
+            return completion(stage(owner) { () throws(StorageError) in try writeBehind.stage(keys.lazy.map { ($0, .delete) }) })
+        }
         write(.savepoint, owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.delete)
             for key in keys {
@@ -300,6 +373,12 @@ public final class KeyValueTable: Sendable {
 
     /// Deletes every row.
     public func clear(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        if writeBehind.isActive {
+            if let owner { return completion(.failure(Self.insideTransaction(owner))) }
+            // Staged writes would be deleted anyway; a flush already running commits before
+            // the DELETE below (the writer runs jobs in order).
+            writeBehind.discardStaged()
+        }
         write(.statement, owner, completion) { connection throws(StorageError) in
             try connection.cachedStatement(self.sql.clear).withReset { (s) throws(StorageError) in try s.run() }
             return (.removeAll, ())
@@ -318,12 +397,81 @@ public final class KeyValueTable: Sendable {
     }
 
     private func writeRow(_ key: String, _ value: StorableValue, on connection: SQLiteConnection) throws(StorageError) {
+        try Self.writeRow(key, value, sql: sql, on: connection)
+    }
+
+    private static func writeRow(_ key: String, _ value: StorableValue, sql: SQL, on connection: SQLiteConnection) throws(StorageError) {
         let statement = try connection.cachedStatement(sql.write)
         try statement.withReset { (s) throws(StorageError) in
             s.bind(key, at: 1)
             s.bind(utf8: value.json, at: 2)
             try s.run()
         }
+    }
+
+    private static func deleteRow(_ key: String, sql: SQL, on connection: SQLiteConnection) throws(StorageError) {
+        let statement = try connection.cachedStatement(sql.delete)
+        try statement.withReset { (s) throws(StorageError) in
+            s.bind(key, at: 1)
+            try s.run()
+        }
+    }
+
+    // MARK: Write-behind plumbing
+
+    /// The value `key` has now: the staged write if there is one, else the file's.
+    private func current(_ key: String, staged: StagedOperation?, on connection: SQLiteConnection) throws(StorageError) -> EncodedValue? {
+        if let staged { return Self.entry(staged).value }
+        return try readValue(key, on: connection)
+    }
+
+    private func exists(_ key: String, staged: StagedOperation?, on connection: SQLiteConnection) throws(StorageError) -> Bool {
+        if let staged { return Self.entry(staged).value != nil }
+        let statement = try connection.cachedStatement(sql.contains)
+        return try statement.withReset { (s) throws(StorageError) -> Bool in
+            s.bind(key, at: 1)
+            return try s.step()
+        }
+    }
+
+    /// Stages a write-behind change, refusing it inside a client transaction (a staged write
+    /// would outlive a ROLLBACK).
+    private func stage(_ owner: TransactionToken?, _ body: () throws(StorageError) -> Void) -> Result<Void, StorageError> {
+        if let owner { return .failure(Self.insideTransaction(owner)) }
+        do { try body() } catch { return .failure(error) }
+        return .success(())
+    }
+
+    static func insideTransaction(_ owner: TransactionToken) -> StorageError {
+        StorageError(.transaction, "Explicit transactions are not supported in V2 mode: this table stages its writes (write-behind); commit or roll back the transaction open on this file first.")
+    }
+
+    /// A read-modify-write in v2 mode: on the writer thread (ordered with raw SQL), holding the
+    /// staging lock, so that no other write to `key` can land between the read and the write.
+    /// `body` gets the staged operation on `key` (if any) and returns the one to stage.
+    private func readModifyWrite<T>(
+        _ key: String,
+        owner: TransactionToken? = nil,
+        _ completion: @escaping @Sendable (Result<T, StorageError>) -> Void,
+        _ body: @escaping @Sendable (StagedOperation?, SQLiteConnection) throws(StorageError) -> (StagedOperation?, T)
+    ) {
+        if let owner { return completion(.failure(Self.insideTransaction(owner))) }
+        database.submit(WriteJob(
+            mode: .exclusive,
+            run: { connection throws(StorageError) in
+                let result = try self.writeBehind.withStaged(key) { (staged) throws(StorageError) in try body(staged, connection) }
+                let box = UncheckedSendable(result)
+                return WriteOutcome { completion(.success(box.value)) }
+            },
+            fail: { completion(.failure($0)) }
+        ))
+    }
+
+    /// Runs `body` once every write staged so far is in the file (at once outside v2): full
+    /// scans and counts then read SQLite alone and still see every acknowledged write.
+    private func afterStagedWrites(_ body: @escaping @Sendable () -> Void) {
+        guard writeBehind.isActive, !writeBehind.isDrained else { return body() }
+        writeBehind.flush(completion: body)
     }
 
     private func decodeColumn(_ statement: Statement, _ index: Int32) throws(StorageError) -> EncodedValue {
@@ -398,4 +546,12 @@ enum PendingChange {
 struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+extension CacheEntry {
+    /// The value, or `nil` for a key known to be missing.
+    var value: EncodedValue? {
+        if case .present(let value) = self { return value }
+        return nil
+    }
 }

@@ -9,7 +9,7 @@ struct Nanactl: AsyncParsableCommand {
         commandName: "nanactl",
         abstract: "Talks to a running nanad.",
         discussion: "Values are JSON on the command line and on output. Exit status: 0 done, 1 not found, 2 usage, 3 the daemon refused, 4 cannot reach the daemon.",
-        subcommands: [Ping.self, Stats.self, Get.self, Set.self, Delete.self, Keys.self, Tables.self, Dump.self, Load.self, Backup.self]
+        subcommands: [Ping.self, Stats.self, Get.self, Set.self, Delete.self, Keys.self, Tables.self, Dump.self, Load.self, Backup.self, Flush.self, DLQ.self]
     )
 }
 
@@ -35,7 +35,7 @@ struct Connection: ParsableArguments {
 
     func open() async throws -> NanaDatabase {
         let client = try await connect()
-        return try await refused { try await client.open(db, table: table) }
+        return try await refused { try await client.open(db, table: table, options: .current) }
     }
 }
 

@@ -1,0 +1,445 @@
+import DequeModule
+import Dispatch
+import Foundation
+import Logging
+import Synchronization
+
+/// NanaSQLite's v2 settings (`v2_config` / the `flush_*` and `v2_*` arguments, spec §2).
+public struct WriteBehindConfiguration: Sendable, Hashable {
+    public enum FlushMode: String, Sendable, Hashable, CaseIterable {
+        /// Every write asks for a flush at once; the flusher takes whatever has accumulated.
+        case immediate
+        /// A flush once `flushCount` writes are staged.
+        case count
+        /// A flush every `flushInterval` seconds while anything is staged.
+        case time
+        /// Only `flush()`, shutdown and reconfiguration flush.
+        case manual
+    }
+
+    public var flushMode = FlushMode.immediate
+    public var flushInterval = 3.0
+    public var flushCount = 100
+    /// Rows per transaction when flushing.
+    public var chunkSize = 1000
+    /// Dead letters kept; the oldest is dropped beyond it. `nil` keeps every one.
+    public var maxDLQSize: Int? = 1000
+    public var enableMetrics = false
+
+    public init() {}
+
+    /// Checks every field (NanaSQLite checks only two and crashes on `chunk_size=0`).
+    public func validated() throws(StorageError) -> WriteBehindConfiguration {
+        guard flushInterval.isFinite, flushInterval > 0 else {
+            throw StorageError(.valueError, "flush_interval must be a positive number of seconds, got \(flushInterval)")
+        }
+        guard flushCount > 0 else { throw StorageError(.valueError, "flush_count must be a positive integer, got \(flushCount)") }
+        guard chunkSize > 0 else { throw StorageError(.valueError, "chunk_size must be a positive integer, got \(chunkSize)") }
+        if let maxDLQSize, maxDLQSize <= 0 {
+            throw StorageError(.valueError, "max_dlq_size must be None or a positive integer, got \(maxDLQSize)")
+        }
+        return self
+    }
+}
+
+/// A write waiting in the staging buffer: the last operation on its key wins.
+public enum StagedOperation: Sendable, Hashable {
+    case set(StorableValue)
+    case delete
+}
+
+/// A row the flusher could not write (spec §5.4). The value is kept for `retry_dlq` and
+/// returned by `get_dlq`, never logged.
+public struct DeadLetter: Sendable {
+    public var key: String
+    public var operation: StagedOperation
+    public var error: String
+    /// Seconds since 1970.
+    public var timestamp: Double
+}
+
+/// NanaSQLite's `get_v2_metrics()` (spec §5.5, with the code's field names).
+public struct WriteBehindMetrics: Sendable, Hashable {
+    /// Flush cycles, empty ones included.
+    public var flushCount = 0
+    public var kvsItemsFlushed = 0
+    /// Always 0: nanad runs raw SQL on the writer at once rather than in a strict lane.
+    public var strictTasksExecuted = 0
+    public var dlqErrors = 0
+    /// When the last flush finished (seconds since 1970), not how long it took.
+    public var lastFlushTime: Double?
+    public var totalFlushTimeMilliseconds = 0.0
+    /// Writes staged since the last flush began (calls, not distinct keys).
+    public var currentStagingCount = 0
+    public var currentStrictQueueSize = 0
+}
+
+/// The write-behind engine of one table: NanaSQLite's v2 mode, in the daemon.
+///
+/// Writes are staged in memory (coalesced per key) and acknowledged; a flush moves the staging
+/// buffer aside and writes it on the database's writer thread, `chunkSize` rows per
+/// transaction. Every session shares the buffer, so every read sees every staged write — the
+/// guarantee NanaSQLite cannot give across processes.
+///
+/// Lock order: this engine's lock, then the table cache's. Staging updates the cache while
+/// holding the engine lock so that two writers of one key cannot leave the cache with the
+/// older value.
+final class WriteBehind: Sendable {
+    /// Writes the staged rows of one chunk on the writer's connection (inside a transaction the
+    /// engine opened). Provided by the table: it knows the SQL and the encryption.
+    typealias RowWriter = @Sendable (SQLiteConnection, String, StagedOperation) throws(StorageError) -> Void
+
+    private struct State {
+        var configuration: WriteBehindConfiguration?
+        var staging: [String: StagedOperation] = [:]
+        /// What the running flush is writing; reads see it until it is committed.
+        var flushing: [String: StagedOperation] = [:]
+        var flushRunning = false
+        var flushAgain = false
+        var startedCycles: UInt64 = 0
+        var finishedCycles: UInt64 = 0
+        var waiters: [(cycle: UInt64, done: @Sendable () -> Void)] = []
+        var deadLetters = Deque<DeadLetter>()
+        var metrics = WriteBehindMetrics()
+        var timer: (any DispatchSourceTimer)?
+        var shutDown = false
+    }
+
+    private let state = Mutex(State())
+    private let active = Atomic<Bool>(false)
+    private let cache: TableCache
+    private let database: Database
+    private let tableName: String
+    private let writeRow: RowWriter
+    private let logger: Logger
+
+    init(table: String, database: Database, cache: TableCache, logger: Logger, writeRow: @escaping RowWriter) {
+        self.tableName = table
+        self.database = database
+        self.cache = cache
+        self.logger = logger
+        self.writeRow = writeRow
+    }
+
+    /// Whether writes are staged (v2 mode). One atomic load: the hot path asks every call.
+    var isActive: Bool { active.load(ordering: .acquiring) }
+
+    var configuration: WriteBehindConfiguration? { state.withLock { $0.configuration } }
+
+    /// Whether nothing is staged or being flushed.
+    var isDrained: Bool { state.withLock { $0.staging.isEmpty && $0.flushing.isEmpty && !$0.flushRunning } }
+
+    /// Turns write-behind on, changes its settings or (with `nil`) turns it off. Turning it off
+    /// requires an empty buffer (flush first); returns false when rows are still staged.
+    func configure(_ configuration: WriteBehindConfiguration?) -> Bool {
+        let changed: Bool = state.withLock { state in
+            if configuration == nil, !(state.staging.isEmpty && state.flushing.isEmpty && !state.flushRunning) { return false }
+            state.configuration = configuration
+            state.timer?.cancel()
+            state.timer = nil
+            if let configuration, configuration.flushMode == .time {
+                state.timer = makeTimer(every: configuration.flushInterval)
+            }
+            active.store(configuration != nil, ordering: .releasing)
+            return true
+        }
+        return changed
+    }
+
+    private func makeTimer(every interval: Double) -> any DispatchSourceTimer {
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(10))
+        timer.setEventHandler { [weak self] in self?.timerFired() }
+        timer.resume()
+        return timer
+    }
+
+    private func timerFired() {
+        let due = state.withLock { !$0.staging.isEmpty }
+        if due { requestFlush(waiter: nil) }
+    }
+
+    // MARK: Staging
+
+    /// Stages writes and updates the cache; the caller can acknowledge them once this returns.
+    func stage(_ operations: some Sequence<(String, StagedOperation)>) throws(StorageError) {
+        let flushNow: Bool = try state.withLock { (state) throws(StorageError) -> Bool in
+            guard !state.shutDown else { throw StorageError(.closed, "Database connection is closed (\(database.path)); write-behind engine has shut down.") }
+            guard let configuration = state.configuration else {
+                throw StorageError(.database, "write-behind is not enabled on table '\(tableName)'")
+            }
+            var changes: [CacheChange] = []
+            for (key, operation) in operations {
+                state.staging[key] = operation
+                state.metrics.currentStagingCount += 1
+                switch operation {
+                case .set(let value): changes.append(.set(key, value.encoded))
+                case .delete: changes.append(.remove(key))
+                }
+            }
+            cache.apply(changes)
+            switch configuration.flushMode {
+            case .immediate: return true
+            case .count: return state.metrics.currentStagingCount >= configuration.flushCount
+            case .time, .manual: return false
+            }
+        }
+        if flushNow { requestFlush(waiter: nil) }
+    }
+
+    /// The staged operation on `key`, newest first (staging, then the running flush).
+    func staged(_ key: String) -> StagedOperation? {
+        state.withLock { $0.staging[key] ?? $0.flushing[key] }
+    }
+
+    /// Runs `body` with the staged operation on `key` while holding the engine lock, so that a
+    /// read-modify-write on the writer thread is atomic against other stagers. `body` may read
+    /// SQLite (the writer's connection) for a key with nothing staged, and returns the
+    /// operation to stage, if any.
+    func withStaged<T>(_ key: String, _ body: (StagedOperation?) throws(StorageError) -> (StagedOperation?, T)) throws(StorageError) -> T {
+        let flushNow: Bool
+        let result: T
+        (flushNow, result) = try state.withLock { (state) throws(StorageError) -> (Bool, T) in
+            guard !state.shutDown, let configuration = state.configuration else {
+                throw StorageError(.closed, "Database connection is closed (\(database.path)); write-behind engine has shut down.")
+            }
+            let (operation, result) = try body(state.staging[key] ?? state.flushing[key])
+            guard let operation else { return (false, result) }
+            state.staging[key] = operation
+            state.metrics.currentStagingCount += 1
+            switch operation {
+            case .set(let value): cache.apply([.set(key, value.encoded)])
+            case .delete: cache.apply([.remove(key)])
+            }
+            switch configuration.flushMode {
+            case .immediate: return (true, result)
+            case .count: return (state.metrics.currentStagingCount >= configuration.flushCount, result)
+            case .time, .manual: return (false, result)
+            }
+        }
+        if flushNow { requestFlush(waiter: nil) }
+        return result
+    }
+
+    /// Drops every staged write (the table is being cleared; the DELETE that follows covers
+    /// what was already flushing).
+    func discardStaged() {
+        state.withLock { $0.staging.removeAll() }
+    }
+
+    // MARK: Flushing
+
+    /// Asks for a flush of everything staged so far; `completion` runs once it is committed
+    /// (rows that failed are in the dead-letter queue by then).
+    func flush(completion: (@Sendable () -> Void)?) {
+        requestFlush(waiter: completion ?? {}, explicit: true)
+    }
+
+    func flush() async {
+        await withCheckedContinuation { continuation in flush { continuation.resume() } }
+    }
+
+    private func requestFlush(waiter: (@Sendable () -> Void)?, explicit: Bool = false) {
+        enum Next { case none, start([(String, StagedOperation)], Int), done(@Sendable () -> Void) }
+        let next: Next = state.withLock { state in
+            if state.flushRunning {
+                state.flushAgain = true
+                if let waiter { state.waiters.append((state.startedCycles + 1, waiter)) }
+                return .none
+            }
+            if state.staging.isEmpty && !explicit {
+                return waiter.map { .done($0) } ?? .none
+            }
+            let rows = beginCycle(&state)
+            if let waiter { state.waiters.append((state.startedCycles, waiter)) }
+            return .start(rows, state.configuration?.chunkSize ?? 1000)
+        }
+        switch next {
+        case .none: break
+        case .done(let waiter): waiter()
+        case .start(let rows, let chunkSize): write(rows, chunkSize: chunkSize, startedAt: DispatchTime.now())
+        }
+    }
+
+    /// Moves staging aside for a new flush cycle. Called with the lock held.
+    private func beginCycle(_ state: inout State) -> [(String, StagedOperation)] {
+        state.flushRunning = true
+        state.flushAgain = false
+        state.startedCycles += 1
+        state.flushing = state.staging
+        state.staging = [:]
+        state.metrics.currentStagingCount = 0
+        if state.configuration?.flushMode == .time, let interval = state.configuration?.flushInterval {
+            state.timer?.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(10))
+        }
+        return Array(state.flushing)
+    }
+
+    /// Writes a cycle's rows, one transaction per chunk, on the writer thread.
+    private func write(_ rows: [(String, StagedOperation)], chunkSize: Int, startedAt: DispatchTime) {
+        guard !rows.isEmpty else { return finishCycle(flushed: 0, startedAt: startedAt) }
+        let chunks = stride(from: 0, to: rows.count, by: chunkSize).map { Array(rows[$0..<min($0 + chunkSize, rows.count)]) }
+        let remaining = Atomic<Int>(chunks.count)
+        let flushed = Atomic<Int>(0)
+        for chunk in chunks {
+            database.submit(WriteJob(
+                mode: .exclusive,
+                run: { connection throws(StorageError) in
+                    flushed.add(self.writeChunk(chunk, on: connection), ordering: .relaxed)
+                    return WriteOutcome {
+                        if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                            self.finishCycle(flushed: flushed.load(ordering: .relaxed), startedAt: startedAt)
+                        }
+                    }
+                },
+                fail: { error in
+                    // The database closed under the flush (it flushes before closing, so only
+                    // a failure to start can get here): keep the rows where retry_dlq finds them.
+                    self.deadLetter(chunk, error: "flush failed: \(error.message)")
+                    if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                        self.finishCycle(flushed: flushed.load(ordering: .relaxed), startedAt: startedAt)
+                    }
+                }
+            ))
+        }
+    }
+
+    /// One chunk in one transaction; if it fails, each row alone so that one bad row does not
+    /// hold back the others (NanaSQLite's poison-pill recovery). Returns the rows written.
+    private func writeChunk(_ chunk: [(String, StagedOperation)], on connection: SQLiteConnection) -> Int {
+        do {
+            try connection.execute("BEGIN IMMEDIATE")
+            do {
+                for (key, operation) in chunk { try writeRow(connection, key, operation) }
+                try connection.execute("COMMIT")
+                database.recordFlush(rows: chunk.count)
+                return chunk.count
+            } catch {
+                try? connection.execute("ROLLBACK")
+            }
+        } catch {
+            // BEGIN failed (the file is locked by another process past busy_timeout): row by
+            // row below meets the same error and records it.
+        }
+        var written = 0
+        for (key, operation) in chunk {
+            do throws(StorageError) {
+                try connection.execute("BEGIN IMMEDIATE")
+                do throws(StorageError) {
+                    try writeRow(connection, key, operation)
+                    try connection.execute("COMMIT")
+                    written += 1
+                } catch {
+                    try? connection.execute("ROLLBACK")
+                    throw error
+                }
+            } catch {
+                deadLetter([(key, operation)], error: "KVS Poison Pill row '\(key)' failed: \(error.message)")
+            }
+        }
+        database.recordFlush(rows: written)
+        return written
+    }
+
+    private func finishCycle(flushed: Int, startedAt: DispatchTime) {
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - startedAt.uptimeNanoseconds) / 1e6
+        enum Next { case idle, again([(String, StagedOperation)], Int) }
+        let (waiters, next): ([@Sendable () -> Void], Next) = state.withLock { state in
+            state.flushing = [:]
+            state.finishedCycles = state.startedCycles
+            state.metrics.flushCount += 1
+            state.metrics.kvsItemsFlushed += flushed
+            state.metrics.lastFlushTime = Date().timeIntervalSince1970
+            state.metrics.totalFlushTimeMilliseconds += elapsed
+            let finished = state.finishedCycles
+            let ready = state.waiters.filter { $0.cycle <= finished }.map(\.done)
+            state.waiters.removeAll { $0.cycle <= finished }
+            if state.flushAgain || (!state.waiters.isEmpty) {
+                return (ready, .again(beginCycle(&state), state.configuration?.chunkSize ?? 1000))
+            }
+            state.flushRunning = false
+            return (ready, .idle)
+        }
+        waiters.forEach { $0() }
+        if case .again(let rows, let chunkSize) = next { write(rows, chunkSize: chunkSize, startedAt: DispatchTime.now()) }
+    }
+
+    // MARK: Dead letters
+
+    private func deadLetter(_ rows: [(String, StagedOperation)], error: String) {
+        let now = Date().timeIntervalSince1970
+        let dropped: Int = state.withLock { state in
+            var dropped = 0
+            for (key, operation) in rows {
+                state.deadLetters.append(DeadLetter(key: key, operation: operation, error: error, timestamp: now))
+                state.metrics.dlqErrors += 1
+                if let limit = state.configuration?.maxDLQSize, state.deadLetters.count > limit {
+                    state.deadLetters.removeFirst()
+                    dropped += 1
+                }
+                // The value never reached the file: reads must not keep answering with it
+                // unless a newer write is staged.
+                if state.staging[key] == nil { cache.forget(key) }
+            }
+            return dropped
+        }
+        // The error only: never the value (spec §14.11).
+        logger.error("write-behind row failed; moved to the dead-letter queue", metadata: [
+            "db.path": "\(database.path)", "table": "\(tableName)", "rows": "\(rows.count)", "error": "\(error)",
+        ])
+        if dropped > 0 {
+            logger.warning("dead-letter queue full; dropped the oldest entries", metadata: ["table": "\(tableName)", "dropped": "\(dropped)"])
+        }
+    }
+
+    var deadLetters: [DeadLetter] { state.withLock { Array($0.deadLetters) } }
+
+    var deadLetterCount: Int { state.withLock { $0.deadLetters.count } }
+
+    /// Stages every dead letter again, unless a newer write to its key is staged (NanaSQLite
+    /// would overwrite it), then flushes by the usual rule. Returns how many were re-staged.
+    @discardableResult
+    func retryDeadLetters() throws(StorageError) -> Int {
+        let letters: [DeadLetter] = try state.withLock { (state) throws(StorageError) -> [DeadLetter] in
+            guard state.configuration != nil, !state.shutDown else {
+                throw StorageError(.database, "table '\(tableName)' is not in v2 mode now; open it with v2_mode=True to retry its dead letters, or clear them")
+            }
+            defer { state.deadLetters.removeAll() }
+            return state.deadLetters.filter { state.staging[$0.key] == nil && state.flushing[$0.key] == nil }
+        }
+        do {
+            try stage(letters.map { ($0.key, $0.operation) })
+        } catch {
+            state.withLock { $0.deadLetters.insert(contentsOf: letters, at: 0) }  // nothing is lost
+            throw error
+        }
+        return letters.count
+    }
+
+    func clearDeadLetters() -> Int {
+        state.withLock { state in
+            defer { state.deadLetters.removeAll() }
+            return state.deadLetters.count
+        }
+    }
+
+    var metrics: WriteBehindMetrics { state.withLock { $0.metrics } }
+
+    /// Staged writes (distinct keys), for stats.
+    var stagedCount: Int { state.withLock { $0.staging.count + $0.flushing.count } }
+
+    // MARK: Shutdown
+
+    /// Refuses further writes and flushes everything staged; `completion` runs once it is
+    /// committed.
+    func shutDown(completion: @escaping @Sendable () -> Void) {
+        let wasActive = state.withLock { state in
+            state.shutDown = true
+            state.timer?.cancel()
+            state.timer = nil
+            return state.configuration != nil || !state.staging.isEmpty
+        }
+        guard wasActive else { return completion() }
+        flush(completion: completion)
+    }
+}
