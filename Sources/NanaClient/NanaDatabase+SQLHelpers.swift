@@ -62,6 +62,7 @@ extension NanaDatabase {
 
     /// NanaSQLite's key-value `upsert(key, value)`: the same as ``set(_:_:)-(String,NanaValue)``.
     public func upsert(key: String, _ value: NanaValue) async throws {
+        if !hooks.isEmpty { return try await hookedSet("upsert", key, value) }
         _ = try await helper("upsert", ["key": .string(key), "value": value])
     }
 

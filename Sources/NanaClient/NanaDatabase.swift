@@ -13,7 +13,8 @@ public struct NanaSQLResult: Sendable, Hashable {
 
 /// One open key-value table on the daemon: NanaSQLite's dict interface, async.
 ///
-/// Every method is one round trip. The cache lives in the daemon and is shared by every
+/// Every method is one round trip (with ``hooks``, some add a read first: see
+/// ``NanaHook``). The cache lives in the daemon and is shared by every
 /// process, so a value written by any client is what the next read anywhere returns.
 /// Errors the daemon answers with are ``NanaWire/NanaRemoteError``s whose `type` is
 /// NanaSQLite's exception name (`KeyError`, `NanaSQLiteValidationError`, …).
@@ -23,14 +24,26 @@ public struct NanaDatabase: Sendable {
     public let handle: Int64
     /// The table's name.
     public let table: String
+    /// Hooks run in this process around reads, writes and deletes, in order (``NanaHook``);
+    /// none unless set with ``withHooks(_:)``. Tables opened with ``table(_:)`` inherit them.
+    public let hooks: [any NanaHook]
 
-    init(client: NanaClient, openReply: NanaValue) throws {
+    init(client: NanaClient, openReply: NanaValue, hooks: [any NanaHook] = []) throws {
         guard let handle = openReply["db"]?.int64Value, let table = openReply["table"]?.stringValue else {
             throw NanaClientError(.protocolViolation, "unexpected reply to open: \(openReply)")
         }
         self.client = client
         self.handle = handle
         self.table = table
+        self.hooks = hooks
+    }
+
+    /// The same handle with other hooks (``withHooks(_:)``).
+    init(_ database: NanaDatabase, hooks: [any NanaHook]) {
+        self.client = database.client
+        self.handle = database.handle
+        self.table = database.table
+        self.hooks = hooks
     }
 
     func call(_ method: String, _ params: NanaParams = [:]) async throws -> NanaValue {
@@ -43,7 +56,8 @@ public struct NanaDatabase: Sendable {
 
     /// The value of `key`, or `default` when the key is missing (`get`).
     public func get(_ key: String, default defaultValue: NanaValue = .nil) async throws -> NanaValue {
-        try await call("get", ["key": .string(key), "default": defaultValue])
+        if !hooks.isEmpty { return try await hookedGet("get", key, default: defaultValue) }
+        return try await call("get", ["key": .string(key), "default": defaultValue])
     }
 
     /// The value of `key` decoded as `T`, or `nil` when the key is missing.
@@ -54,6 +68,7 @@ public struct NanaDatabase: Sendable {
 
     /// Stores `value` under `key` (`set`, NanaSQLite's `db[key] = value`).
     public func set(_ key: String, _ value: NanaValue) async throws {
+        if !hooks.isEmpty { return try await hookedSet("set", key, value) }
         _ = try await call("set", ["key": .string(key), "value": value])
     }
 
@@ -64,6 +79,7 @@ public struct NanaDatabase: Sendable {
 
     /// Deletes `key`; throws a `KeyError` ``NanaWire/NanaRemoteError`` when it is missing.
     public func delete(_ key: String) async throws {
+        if !hooks.isEmpty { return try await hookedDelete(key) }
         _ = try await call("delete", ["key": .string(key)])
     }
 
@@ -97,16 +113,19 @@ public struct NanaDatabase: Sendable {
 
     /// Deletes `key` and returns its value; throws `KeyError` when it is missing.
     public func pop(_ key: String) async throws -> NanaValue {
-        try await call("pop", ["key": .string(key)])
+        if !hooks.isEmpty { return try await hookedPop(key, default: nil) }
+        return try await call("pop", ["key": .string(key)])
     }
 
     /// Deletes `key` and returns its value, or `default` when it is missing.
     public func pop(_ key: String, default defaultValue: NanaValue) async throws -> NanaValue {
-        try await call("pop", ["key": .string(key), "default": defaultValue])
+        if !hooks.isEmpty { return try await hookedPop(key, default: defaultValue) }
+        return try await call("pop", ["key": .string(key), "default": defaultValue])
     }
 
     /// Stores every pair, in one transaction.
     public func update(_ mapping: NanaParams) async throws {
+        if !hooks.isEmpty { return try await hookedUpdate("update", mapping) }
         _ = try await call("update", ["mapping": .map(mapping)])
     }
 
@@ -117,7 +136,8 @@ public struct NanaDatabase: Sendable {
 
     /// The value of `key`, storing `default` first when the key is missing.
     public func setDefault(_ key: String, _ defaultValue: NanaValue = .nil) async throws -> NanaValue {
-        try await call("setdefault", ["key": .string(key), "default": defaultValue])
+        if !hooks.isEmpty { return try await hookedSetDefault(key, defaultValue) }
+        return try await call("setdefault", ["key": .string(key), "default": defaultValue])
     }
 
     /// Every row as a dictionary (`to_dict`).
@@ -262,11 +282,13 @@ public struct NanaDatabase: Sendable {
 
     /// Stores every pair in one transaction: all or nothing.
     public func batchUpdate(_ mapping: NanaParams) async throws {
+        if !hooks.isEmpty { return try await hookedUpdate("batch_update", mapping) }
         _ = try await call("batch_update", ["mapping": .map(mapping)])
     }
 
     /// Stores the pairs that can be stored; returns the refused keys with the reason.
     public func batchUpdatePartial(_ mapping: NanaParams) async throws -> [String: String] {
+        if !hooks.isEmpty { return try await hookedBatchUpdatePartial(mapping) }
         let rejected = try await call("batch_update_partial", ["mapping": .map(mapping)]).mapValue ?? [:]
         var out: [String: String] = [:]
         for (key, reason) in rejected { out[key] = reason.stringValue ?? "\(reason)" }
@@ -275,11 +297,13 @@ public struct NanaDatabase: Sendable {
 
     /// The values of the keys that exist; missing keys are left out.
     public func batchGet(_ keys: [String]) async throws -> NanaParams {
-        try await call("batch_get", ["keys": .array(keys.map(NanaValue.string))]).mapValue ?? [:]
+        if !hooks.isEmpty { return try await hookedBatchGet(keys) }
+        return try await call("batch_get", ["keys": .array(keys.map(NanaValue.string))]).mapValue ?? [:]
     }
 
     /// Deletes the keys in one transaction; missing keys are ignored.
     public func batchDelete(_ keys: [String]) async throws {
+        if !hooks.isEmpty { return try await hookedBatchDelete(keys) }
         _ = try await call("batch_delete", ["keys": .array(keys.map(NanaValue.string))])
     }
 
@@ -302,7 +326,8 @@ public struct NanaDatabase: Sendable {
 
     /// Reads `key` from SQLite, bypassing the cache, and refreshes the cache with it.
     public func getFresh(_ key: String, default defaultValue: NanaValue = .nil) async throws -> NanaValue {
-        try await call("get_fresh", ["key": .string(key), "default": defaultValue])
+        if !hooks.isEmpty { return try await hookedGet("get_fresh", key, default: defaultValue) }
+        return try await call("get_fresh", ["key": .string(key), "default": defaultValue])
     }
 
     /// Drops the table's shared cache; the file is untouched.
@@ -312,9 +337,9 @@ public struct NanaDatabase: Sendable {
 
     // MARK: Tables and lifecycle
 
-    /// Another key-value table of the same file (`table`).
+    /// Another key-value table of the same file (`table`), with this handle's ``hooks``.
     public func table(_ name: String) async throws -> NanaDatabase {
-        try NanaDatabase(client: client, openReply: try await call("table", ["table_name": .string(name)]))
+        try NanaDatabase(client: client, openReply: try await call("table", ["table_name": .string(name)]), hooks: hooks)
     }
 
     /// Closes this handle (and the tables opened from it, if it came from `open`).
