@@ -75,7 +75,7 @@ public final class KeyValueTable: Sendable {
             case nil: break
             }
         }
-        let epoch = cache.epoch
+        let epoch = cache.sequence
         read(owner, completion) { connection throws(StorageError) in
             let value = try self.readValue(key, on: connection)
             if owner == nil { self.cache.fill(key, value.map(CacheEntry.present) ?? .absent, readAt: epoch) }
@@ -101,7 +101,7 @@ public final class KeyValueTable: Sendable {
             case nil: break
             }
         }
-        let epoch = cache.epoch
+        let epoch = cache.sequence
         read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.contains)
             let found = try statement.withReset { (s) throws(StorageError) -> Bool in
@@ -139,7 +139,7 @@ public final class KeyValueTable: Sendable {
     /// Every row, in SQLite's order. Always read from SQLite, so it is complete whatever the
     /// cache holds; the rows also fill the cache (NanaSQLite's `load_all`).
     public func items(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
-        let epoch = cache.epoch
+        let epoch = cache.sequence
         read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.all)
             let rows = try statement.withReset { (s) throws(StorageError) -> [(String, EncodedValue)] in
@@ -174,7 +174,7 @@ public final class KeyValueTable: Sendable {
         if missing.isEmpty {
             return completion(.success(ordered.compactMap { key in found[key].map { (key, $0) } }))
         }
-        let epoch = cache.epoch
+        let epoch = cache.sequence
         let cached = found
         let toRead = missing
         read(owner, completion) { connection throws(StorageError) in
