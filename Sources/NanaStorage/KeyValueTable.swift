@@ -94,7 +94,7 @@ public final class KeyValueTable: Sendable {
     /// Inside a client transaction (`owner`) it reads on the writer and leaves the cache alone.
     public func get(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
         // Taken before the lookups: a write staged or committed after it stops the fill below.
-        let epoch = cache.epoch
+        let epoch = cache.sequence
         if owner == nil {
             switch cached(key) {
             case .present(let value): return completion(.success(value))
@@ -130,7 +130,7 @@ public final class KeyValueTable: Sendable {
 
     /// Whether `key` exists; a miss is remembered as absent.
     public func contains(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Bool, StorageError>) -> Void) {
-        let epoch = cache.epoch
+        let epoch = cache.sequence
         if owner == nil {
             switch cached(key) {
             case .present: return completion(.success(true))
@@ -179,7 +179,7 @@ public final class KeyValueTable: Sendable {
     }
 
     private func readItems(owner: TransactionToken?, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
-        let epoch = cache.epoch
+        let epoch = cache.sequence
         read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.all)
             let rows = try statement.withReset { (s) throws(StorageError) -> [(String, EncodedValue)] in
@@ -196,7 +196,7 @@ public final class KeyValueTable: Sendable {
 
     /// The values of the keys that exist, in the order asked (repeated keys once).
     public func batchGet(_ keys: [String], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
-        let epoch = cache.epoch
+        let epoch = cache.sequence
         var found: [String: EncodedValue] = [:]
         var missing: [String] = []
         var seen = Set<String>()
