@@ -82,14 +82,25 @@ final class TableCache: Sendable {
     /// change the call makes, so that a burst of expiries never holds the lock for long.
     static let sweepBudget = 64
 
-    let strategy: CacheStrategy
     private let now: @Sendable () -> UInt64
     private let state: Mutex<State>
 
     init(strategy: CacheStrategy = .default, now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds) {
-        self.strategy = strategy
         self.now = now
-        self.state = Mutex(State(policy: Policy(strategy)))
+        self.state = Mutex(State(strategy: strategy))
+    }
+
+    var strategy: CacheStrategy { state.withLock { $0.strategy } }
+
+    /// Empties the cache and switches to `strategy` (a table reopened with other settings).
+    /// Fills of reads that began before it are refused, as after ``clear()``.
+    func reconfigure(_ strategy: CacheStrategy) {
+        state.withLock { state in
+            let sequence = state.sequence &+ 1
+            state = State(strategy: strategy)
+            state.sequence = sequence
+            state.lastClear = sequence
+        }
     }
 
     /// The write-stamp slot of a key; keys that share one refuse each other's concurrent fills.
@@ -100,8 +111,8 @@ final class TableCache: Sendable {
     /// The time TTL entries are measured against; other strategies never read the clock. Read
     /// under the lock, so that times only grow along the order list and the list stays sorted by
     /// expiry.
-    private func currentTime() -> UInt64 {
-        if case .ttl = strategy { return now() }
+    private func currentTime(_ state: borrowing State) -> UInt64 {
+        if case .ttl = state.strategy { return now() }
         return 0
     }
 
@@ -109,7 +120,7 @@ final class TableCache: Sendable {
     /// removed and counts as a miss.
     func lookup(_ key: String) -> CacheEntry? {
         state.withLock { state in
-            let time = currentTime()
+            let time = currentTime(state)
             state.sweep(at: time, budget: Self.sweepBudget)
             if let slot = state.index[key] {
                 if state.hasExpired(slot, at: time) {
@@ -134,7 +145,7 @@ final class TableCache: Sendable {
     /// hit or miss. Unlike NanaSQLite's TTL cache, an expired key is not cached.
     func contains(_ key: String) -> Bool {
         state.withLock { state in
-            let time = currentTime()
+            let time = currentTime(state)
             if let slot = state.index[key] {
                 if !state.hasExpired(slot, at: time) { return true }
                 state.expire(slot)
@@ -149,7 +160,7 @@ final class TableCache: Sendable {
     /// Fills a key read from SQLite, unless the writer, a `forget` or a clear got there first.
     func fill(_ key: String, _ entry: CacheEntry, readAt: UInt64) {
         state.withLock { state in
-            let time = currentTime()
+            let time = currentTime(state)
             state.sweep(at: time, budget: Self.sweepBudget)
             guard state.lastClear <= readAt, state.writeStamp(of: key) <= readAt else { return }
             state.fillIfMissing(key, entry, at: time)
@@ -160,7 +171,7 @@ final class TableCache: Sendable {
     /// and marks the cache complete when the strategy can hold every row.
     func fillAll(_ rows: [(String, EncodedValue)], readAt: UInt64) {
         state.withLock { state in
-            let time = currentTime()
+            let time = currentTime(state)
             state.sweep(at: time, budget: Self.sweepBudget &+ rows.count)
             guard state.lastClear <= readAt else { return }
             for (key, value) in rows where state.writeStamp(of: key) <= readAt {
@@ -174,7 +185,7 @@ final class TableCache: Sendable {
     /// The writer's changes after COMMIT; they overwrite whatever is cached.
     func apply(_ changes: [CacheChange]) {
         state.withLock { state in
-            let time = currentTime()
+            let time = currentTime(state)
             state.sweep(at: time, budget: Self.sweepBudget &+ changes.count)
             // One number for the whole commit: no reader can read `sequence` in between.
             state.sequence &+= 1
@@ -199,7 +210,7 @@ final class TableCache: Sendable {
     /// Drops one key so that the next read goes to SQLite, and refuses fills of it read before.
     func forget(_ key: String) {
         state.withLock { state in
-            let time = currentTime()
+            let time = currentTime(state)
             state.sweep(at: time, budget: Self.sweepBudget)
             state.sequence &+= 1
             state.stampWrite(of: key, state.sequence)
@@ -310,6 +321,7 @@ extension TableCache {
     fileprivate struct State {
         static let none = -1
 
+        let strategy: CacheStrategy
         let policy: Policy
         var index: [String: Int] = [:]
         var slots: [Slot] = []
@@ -335,7 +347,10 @@ extension TableCache {
         var evictions = 0
         var expirations = 0
 
-        init(policy: Policy) { self.policy = policy }
+        init(strategy: CacheStrategy) {
+            self.strategy = strategy
+            self.policy = Policy(strategy)
+        }
 
         // MARK: Write stamps
 
