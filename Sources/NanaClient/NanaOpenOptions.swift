@@ -46,10 +46,11 @@ public struct NanaOpenOptions: Sendable, Hashable {
         case .lru(let capacity):
             params["cache_strategy"] = "lru"
             params["cache_size"] = .int(Int64(capacity))
-        case .ttl(let seconds, let limit):
+        case .ttl(let seconds, let limit, let persistent):
             params["cache_strategy"] = "ttl"
             params["cache_ttl"] = .double(seconds)
             params["cache_size"] = limit.map { .int(Int64($0)) } ?? .nil
+            params["cache_persistence_ttl"] = .bool(persistent)
         }
         if let encryption {
             params["encryption_key"] = .binary(encryption.key)
@@ -110,7 +111,10 @@ public enum NanaCacheStrategy: Sendable, Hashable {
     /// At most `capacity` entries; the least recently used is evicted.
     case lru(capacity: Int)
     /// An entry expires `seconds` after it was written or loaded (reads do not extend it).
-    case ttl(seconds: Double, limit: Int? = nil)
+    /// `persistent` (NanaSQLite's `cache_persistence_ttl`): rows themselves are deleted
+    /// `seconds` after they were written, by a time stored in the file, whether or not anyone
+    /// reads them, across daemon restarts.
+    case ttl(seconds: Double, limit: Int? = nil, persistent: Bool = false)
 }
 
 /// Encryption of stored values, byte-compatible with NanaSQLite (nonce ‖ ciphertext ‖ tag).

@@ -12,6 +12,15 @@ extension ConnectionHandler {
     static func tableRequest(_ args: Arguments) throws(NanaRemoteError) -> TableRequest {
         var request = TableRequest(writeBehind: try writeBehindRequest(args))
         request.cache = try cacheStrategy(args)
+        if args.has("cache_persistence_ttl") {
+            let persistent = try args.bool("cache_persistence_ttl", default: false)
+            // NanaSQLite silently ignores it without a TTL cache; a daemon that deletes rows
+            // by time should not be switched on or off by accident.
+            if persistent, case .ttl? = request.cache {} else if persistent {
+                throw NanaRemoteError(.valueError, "cache_persistence_ttl needs cache_strategy='ttl' with a cache_ttl")
+            }
+            request.persistentTTL = persistent
+        }
         request.cipher = try cipher(args)
         if let list = args.params["constraints"], !list.isNil {
             guard case .array(let items) = list else { throw NanaRemoteError(.typeError, "open(): 'constraints' must be a list of dicts") }
@@ -23,7 +32,7 @@ extension ConnectionHandler {
     /// NanaSQLite's `cache_strategy` / `cache_size` / `cache_ttl`; `nil` when none is stated.
     /// Unknown strategies are refused (NanaSQLite falls back to unbounded).
     private static func cacheStrategy(_ args: Arguments) throws(NanaRemoteError) -> CacheStrategy? {
-        guard args.has("cache_strategy") || args.has("cache_size") || args.has("cache_ttl") else { return nil }
+        guard args.has("cache_strategy") || args.has("cache_size") || args.has("cache_ttl") || args.has("cache_persistence_ttl") else { return nil }
         let size: Int? = try {
             () throws(NanaRemoteError) -> Int? in
             guard let v = args.params["cache_size"], !v.isNil else { return nil }
@@ -46,9 +55,6 @@ extension ConnectionHandler {
         case "lru": strategy = .lru(capacity: size ?? 0)
         case "ttl": strategy = .ttl(seconds: ttl ?? 0, limit: size)
         default: throw NanaRemoteError(.valueError, "Unknown cache_strategy '\(name)': expected 'unbounded', 'lru' or 'ttl'")
-        }
-        if try args.bool("cache_persistence_ttl", default: false) {
-            throw NanaRemoteError(.notSupported, "cache_persistence_ttl is not supported by this nanad: it would delete rows by time, and nanad does not store expiry times yet")
         }
         do { return try strategy.validated() } catch { throw NanaRemoteError(error) }
     }

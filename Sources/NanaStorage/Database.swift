@@ -101,6 +101,7 @@ public final class Database: Sendable {
         // Write-behind tables flush what they staged while the writer still takes jobs.
         let flushed = DispatchGroup()
         for table in openTables {
+            table.expiry.stop()
             flushed.enter()
             table.writeBehind.shutDown { flushed.leave() }
         }

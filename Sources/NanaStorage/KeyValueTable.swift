@@ -16,6 +16,8 @@ public final class KeyValueTable: Sendable {
     let cipher = CipherSlot()
     /// Declared constraints, checked on the writer before each write.
     let constraints = ConstraintSet()
+    /// Persistent TTL: expiry times stored beside the rows.
+    let expiry: RowExpiry
     /// NanaSQLite's v2 mode; inactive unless a session opened the table with `v2_mode`.
     let writeBehind: WriteBehind
     /// Sessions using the table (see ``attach(_:completion:)``).
@@ -55,11 +57,17 @@ public final class KeyValueTable: Sendable {
         let sql = SQL(quoted: quoted)
         self.sql = sql
         let cipher = self.cipher
+        let expiry = RowExpiry(table: name)
+        self.expiry = expiry
         self.writeBehind = WriteBehind(table: name, database: database, cache: cache, logger: database.logger) {
             (connection, key, operation) throws(StorageError) in
             switch operation {
-            case .set(let value): try Self.writeRow(key, value, sql: sql, cipher: cipher.current, on: connection)
-            case .delete: try Self.deleteRow(key, sql: sql, on: connection)
+            case .set(let value):
+                try Self.writeRow(key, value, sql: sql, cipher: cipher.current, on: connection)
+                try expiry.touch(key, on: connection)
+            case .delete:
+                try Self.deleteRow(key, sql: sql, on: connection)
+                try expiry.forget(key, on: connection)
             }
         }
     }
@@ -275,6 +283,7 @@ public final class KeyValueTable: Sendable {
                 try s.run()
             }
             guard connection.changes > 0 else { throw StorageError(.keyNotFound, key) }
+            try self.expiry.forget(key, on: connection)
             return (.remove(key), ())
         }
     }
@@ -296,6 +305,7 @@ public final class KeyValueTable: Sendable {
                 try s.run()
                 return value
             }
+            if old != nil { try self.expiry.forget(key, on: connection) }
             return (.remove(key), old)
         }
     }
@@ -319,7 +329,10 @@ public final class KeyValueTable: Sendable {
                 Self.bindStored(value, cipher: self.cipher.current, to: s, at: 2)
                 try s.run()
             }
-            if connection.changes > 0 { return (.set(key, value.encoded), value.encoded) }
+            if connection.changes > 0 {
+                try self.expiry.touch(key, on: connection)
+                return (.set(key, value.encoded), value.encoded)
+            }
             guard let existing = try self.readValue(key, on: connection) else {
                 throw StorageError(.database, "setdefault: row vanished inside its own transaction")
             }
@@ -378,6 +391,7 @@ public final class KeyValueTable: Sendable {
                     s.bind(key, at: 1)
                     try s.run()
                 }
+                try self.expiry.forget(key, on: connection)
             }
             return (.many(keys.map { .remove($0) }), ())
         }
@@ -393,6 +407,7 @@ public final class KeyValueTable: Sendable {
         }
         write(.statement, owner, completion) { connection throws(StorageError) in
             try connection.cachedStatement(self.sql.clear).withReset { (s) throws(StorageError) in try s.run() }
+            try self.expiry.forgetAll(on: connection)
             return (.removeAll, ())
         }
     }
@@ -412,6 +427,7 @@ public final class KeyValueTable: Sendable {
     private func writeRow(_ key: String, _ value: StorableValue, on connection: SQLiteConnection) throws(StorageError) {
         try constraints.check(key, value, table: self, on: connection)
         try Self.writeRow(key, value, sql: sql, cipher: cipher.current, on: connection)
+        try expiry.touch(key, on: connection)
     }
 
     private static func writeRow(_ key: String, _ value: StorableValue, sql: SQL, cipher: ValueCipher?, on connection: SQLiteConnection) throws(StorageError) {

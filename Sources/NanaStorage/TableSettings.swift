@@ -8,11 +8,20 @@ public struct TableSettings: Sendable {
     public var cache: CacheStrategy
     /// Value encryption; `nil` stores JSON text.
     public var cipher: ValueCipher?
+    /// With a TTL cache: rows themselves expire, by stored time (see ``RowExpiry``).
+    public var persistentTTL: Bool
 
-    public init(writeBehind: WriteBehindConfiguration? = nil, cache: CacheStrategy = .default, cipher: ValueCipher? = nil) {
+    public init(writeBehind: WriteBehindConfiguration? = nil, cache: CacheStrategy = .default, cipher: ValueCipher? = nil, persistentTTL: Bool = false) {
         self.writeBehind = writeBehind
         self.cache = cache
         self.cipher = cipher
+        self.persistentTTL = persistentTTL
+    }
+
+    /// The row lifetime persistent TTL applies, if it is on.
+    var rowLifetime: Double? {
+        guard persistentTTL, case .ttl(let seconds, _) = cache else { return nil }
+        return seconds
     }
 }
 
@@ -24,13 +33,16 @@ public struct TableRequest: Sendable {
     public var writeBehind: WriteBehindConfiguration??
     public var cache: CacheStrategy?
     public var cipher: ValueCipher?
+    /// NanaSQLite's `cache_persistence_ttl` (only with a TTL cache).
+    public var persistentTTL: Bool?
     /// Constraints to add (those already declared stay).
     public var constraints: [TableConstraint]
 
-    public init(writeBehind: WriteBehindConfiguration?? = nil, cache: CacheStrategy? = nil, cipher: ValueCipher? = nil, constraints: [TableConstraint] = []) {
+    public init(writeBehind: WriteBehindConfiguration?? = nil, cache: CacheStrategy? = nil, cipher: ValueCipher? = nil, persistentTTL: Bool? = nil, constraints: [TableConstraint] = []) {
         self.writeBehind = writeBehind
         self.cache = cache
         self.cipher = cipher
+        self.persistentTTL = persistentTTL
         self.constraints = constraints
     }
 }
@@ -71,7 +83,7 @@ extension KeyValueTable {
     }
 
     private func attach(_ request: TableRequest, verifiedKey: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        enum Step { case attached, refused(StorageError), drainFirst, verifyKey(ValueCipher) }
+        enum Step { case attached, attachedExpiring(Double?), refused(StorageError), drainFirst, verifyKey(ValueCipher) }
         let step: Step = usage.withLock { users in
             let current = settings
             if users > 0 {
@@ -82,7 +94,7 @@ extension KeyValueTable {
                 users += 1
                 return .attached
             }
-            let wanted = TableSettings(writeBehind: request.writeBehind ?? nil, cache: request.cache ?? .default, cipher: request.cipher)
+            let wanted = TableSettings(writeBehind: request.writeBehind ?? nil, cache: request.cache ?? .default, cipher: request.cipher, persistentTTL: request.persistentTTL ?? false)
             if wanted.writeBehind != nil, constraints.hasUnique { return .refused(Self.uniqueInV2) }
             let cipherChanges = !Self.same(current.cipher, wanted.cipher)
             if let cipher = wanted.cipher, cipherChanges, !verifiedKey { return .verifyKey(cipher) }
@@ -97,10 +109,17 @@ extension KeyValueTable {
                 cache.reconfigure(wanted.cache)
             }
             users += 1
+            if wanted.rowLifetime != expiry.ttl { return .attachedExpiring(wanted.rowLifetime) }
             return .attached
         }
         switch step {
         case .attached: completion(.success(()))
+        case .attachedExpiring(let lifetime):
+            // Expired rows are deleted before the open completes, so no one reads them.
+            expiry.configure(lifetime, for: self) { result in
+                if case .failure = result { self.detach() }
+                completion(result)
+            }
         case .refused(let error): completion(.failure(error))
         case .drainFirst:
             // Staged rows must reach the file under the settings they were written with; then
@@ -126,6 +145,9 @@ extension KeyValueTable {
         }
         if let wanted = request.cache, wanted != current.cache {
             return refuse("cache strategy \(current.cache) (this open asked for \(wanted))")
+        }
+        if let wanted = request.persistentTTL, wanted != current.persistentTTL {
+            return refuse("cache_persistence_ttl=\(current.persistentTTL ? "True" : "False")")
         }
         switch (current.cipher, request.cipher) {
         case (nil, nil): return nil
@@ -176,7 +198,7 @@ extension KeyValueTable {
     public var users: Int { usage.withLock { $0 } }
 
     public var settings: TableSettings {
-        TableSettings(writeBehind: writeBehind.configuration, cache: cache.strategy, cipher: cipher.current)
+        TableSettings(writeBehind: writeBehind.configuration, cache: cache.strategy, cipher: cipher.current, persistentTTL: expiry.ttl != nil)
     }
 
     private static func describe(_ configuration: WriteBehindConfiguration?) -> String {

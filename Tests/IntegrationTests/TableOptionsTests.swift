@@ -66,6 +66,33 @@ import Testing
         #expect(try await daemon.stop() == 0)
     }
 
+    @Test func persistentTTLDeletesRowsNoProcessReadEvenAcrossARestart() async throws {
+        let first = try await Daemon.start()
+        defer { first.removeFolder() }
+        let options = NanaOpenOptions(cache: .ttl(seconds: 1, persistent: true))
+        let client = try await first.connect()
+        let db = try await client.open("ttl.db", options: options)
+        try await db.set("while-running", 1)
+        try await db.set("across-restart", 2)
+        #expect(try await Self.sql(first, "ttl.db", "SELECT COUNT(*) FROM _nanad_expiry") == "2")
+        await client.close()
+        #expect(try await first.stop() == 0)
+        #expect(try await Self.sql(first, "ttl.db", "SELECT COUNT(*) FROM data") == "2")
+        try await Task.sleep(for: .milliseconds(1200))
+        // A new nanad; nobody reads either key. Opening the table deletes what has expired.
+        let second = try await Daemon.start(folder: first.folder)
+        let again = try await second.connect()
+        let reopened = try await again.open("ttl.db", options: options)
+        #expect(try await Self.sql(second, "ttl.db", "SELECT COUNT(*) FROM data") == "0")
+        // And while it runs, by time alone.
+        try await reopened.set("fresh", 3)
+        #expect(try await Self.sql(second, "ttl.db", "SELECT COUNT(*) FROM data") == "1")
+        #expect(try await WriteBehindTests.eventually { try await Self.sql(second, "ttl.db", "SELECT COUNT(*) FROM data") == "0" })
+        #expect(try await reopened.get("fresh") == .nil)
+        await again.close()
+        #expect(try await second.stop() == 0)
+    }
+
     @Test func invalidOrConflictingCacheSettingsAreRefused() async throws {
         let daemon = try await Daemon.start()
         defer { daemon.removeFolder() }
@@ -76,7 +103,8 @@ import Testing
             return try await client.call("open", p)
         }
         for bad: NanaParams in [["cache_strategy": "lru"], ["cache_strategy": "lru", "cache_size": 0], ["cache_strategy": "ttl"],
-                                ["cache_strategy": "ttl", "cache_ttl": -1], ["cache_strategy": "fastest"], ["cache_size": "big"]] {
+                                ["cache_strategy": "ttl", "cache_ttl": -1], ["cache_strategy": "fastest"], ["cache_size": "big"],
+                                ["cache_persistence_ttl": true]] {
             do {
                 _ = try await open(bad)
                 Issue.record("\(bad) was accepted")
