@@ -458,6 +458,14 @@ extension ConnectionHandler {
                 "path": .string(db.path), "commits": .int(Int64(w.commits)), "writes": .int(Int64(w.writes)),
                 "failed_writes": .int(Int64(w.failedWrites)), "largest_batch": .int(Int64(w.largestBatch)),
                 "checkpoints": .int(Int64(w.checkpoints)),
+                "batch_sizes": .map(NanaParams(uniqueKeysWithValues: zip(WriterStatistics.batchSizeBounds, w.batchSizes).map { bound, count in
+                    (bound == .max ? "more" : "<=\(bound)", NanaValue.int(Int64(count)))
+                })),
+                "client_transactions": .int(Int64(w.clientTransactions)),
+                "client_transaction_ms": .double(w.clientTransactionMilliseconds),
+                "writes_delayed_by_transactions": .int(Int64(w.writesDelayedByTransactions)),
+                "v2_staged": .int(Int64(db.openTables.reduce(0) { $0 + $1.stagedWrites })),
+                "dlq": .int(Int64(db.openTables.reduce(0) { $0 + $1.deadLetters.count })),
                 "write_queue": .int(Int64(db.writeQueueDepth)), "tables": .array(tables),
             ]
         }

@@ -35,6 +35,21 @@ public struct WriterStatistics: Sendable, Hashable {
     public var largestBatch = 0
     /// WAL checkpoints the writer ran.
     public var checkpoints = 0
+    /// Group-commit batch sizes: `batchSizes[i]` counts transactions of up to
+    /// `batchSizeBounds[i]` requests (the last bucket: more than the second-last bound).
+    public var batchSizes = [Int](repeating: 0, count: WriterStatistics.batchSizeBounds.count)
+    public static let batchSizeBounds = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, Int.max]
+    /// Client transactions that held the writer, and for how long in all.
+    public var clientTransactions = 0
+    public var clientTransactionMilliseconds = 0.0
+    /// Other sessions' write requests found waiting when a client transaction ended: each
+    /// waited for it.
+    public var writesDelayedByTransactions = 0
+
+    mutating func recordBatch(_ size: Int) {
+        let bucket = Self.batchSizeBounds.firstIndex { size <= $0 } ?? Self.batchSizeBounds.count - 1
+        batchSizes[bucket] += 1
+    }
 }
 
 /// One SQLite file owned by the daemon: a writer thread with the only read-write connection,
@@ -169,6 +184,7 @@ public final class Database: Sendable {
             $0.commits += 1
             $0.writes += rows
             $0.largestBatch = max($0.largestBatch, rows)
+            $0.recordBatch(rows)
         }
     }
 
@@ -241,6 +257,15 @@ public final class Database: Sendable {
             if let open = transaction {
                 // A client holds the writer: only its jobs run; everyone else's wait in the queue.
                 transaction = serveTransaction(open, on: connection)
+                if transaction == nil {
+                    let held = Double(DispatchTime.now().uptimeNanoseconds - open.started.uptimeNanoseconds) / 1e6
+                    let waiting = writeQueue.count
+                    statistics.withLock {
+                        $0.clientTransactions += 1
+                        $0.clientTransactionMilliseconds += held
+                        $0.writesDelayedByTransactions += waiting
+                    }
+                }
                 continue
             }
             guard let batch = writeQueue.takeBatch(limit: options.maximumBatchSize) else { break }
@@ -362,6 +387,7 @@ public final class Database: Sendable {
             $0.writes += committed.count
             $0.failedWrites += failures
             $0.largestBatch = max($0.largestBatch, jobs.count)
+            $0.recordBatch(jobs.count)
         }
         for entry in committed {
             entry.outcome.publish()
