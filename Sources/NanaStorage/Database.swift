@@ -121,6 +121,13 @@ public final class Database: Sendable {
             table.writeBehind.shutDown { flushed.leave() }
         }
         flushed.wait()
+        for table in openTables where table.writeBehind.deadLetterCount > 0 {
+            // The queue lives in memory: say what is lost (keys and errors were logged when
+            // each row failed; values never are).
+            logger.error("write-behind rows still in the dead-letter queue are lost at close", metadata: [
+                "db.path": "\(path)", "table": "\(table.name)", "rows": "\(table.writeBehind.deadLetterCount)",
+            ])
+        }
         writeQueue.close()
         closed.wait()
         closed.signal()  // let a second caller through too

@@ -198,6 +198,10 @@ extension KeyValueTable {
     /// decrypt every row to compare) and in v2 mode (a staged write is acknowledged before the
     /// check could see every other staged write). Returns whether it was new.
     public func addConstraint(_ constraint: TableConstraint, completion: @escaping @Sendable (Result<Bool, StorageError>) -> Void) {
+        if case .foreignKey(_, let target) = constraint.rule, Identifier.canonical(target) == Identifier.canonical(name) {
+            // Its check would look up this table's staged writes while holding their lock.
+            return completion(.failure(StorageError(.notSupported, "a foreign key cannot reference its own table ('\(name)')")))
+        }
         if constraint.isUnique {
             if cipher.current != nil {
                 return completion(.failure(StorageError(.notSupported, "unique constraints are not supported on encrypted tables: the daemon would have to decrypt every row on every write")))

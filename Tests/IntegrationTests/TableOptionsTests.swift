@@ -277,6 +277,7 @@ import Testing
         // Existing duplicates stop a new unique constraint; dropping one lifts it.
         try await users.set("u2", ["name": "Ann"])
         #expect(await refused { try await users.addConstraint(.unique("name")) } != nil)
+        await #expect(throws: NanaRemoteError.self) { try await users.addConstraint(.foreignKey("boss", references: "users")) }
         #expect(try await orders.dropConstraint(.unique("ref")))
         try await orders.set("order:10", ["user": "u2", "total": 3, "ref": "A"])
         // Unique constraints and v2 mode do not mix; the refusal is clear.
