@@ -139,6 +139,19 @@ import Testing
         #expect(try await daemon.stop() == 0)
     }
 
+    @Test func stagingBeyondItsLimitFlushesEvenInManualMode() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("big.db", options: Self.manual)
+        var batch = NanaParams()
+        for i in 0..<250_000 { batch["k\(i)"] = .int(Int64(i)) }  // the limit, in distinct keys
+        try await db.batchUpdate(batch)
+        #expect(try await Self.eventually { try await Self.rowsInFile(daemon, "big.db") == 250_000 })
+        await client.close()
+        #expect(try await daemon.stop() == 0)
+    }
+
     @Test func aRowThatFailsGoesToTheDeadLetterQueueWithoutItsValueInTheLog() async throws {
         let daemon = try await Daemon.start()
         defer { daemon.removeFolder() }
