@@ -178,8 +178,13 @@ extension ConnectionHandler {
         let root = parent.root
         let policy = parent.policy
         let access = parent.access
-        // A child inherits its parent's settings (NanaSQLite's do, except encryption: ours too).
-        let request = parent.request
+        // A child inherits its parent's settings (NanaSQLite's do, except encryption: ours
+        // too), not its constraints: those are rules about one table's data.
+        let request = {
+            var inherited = parent.request
+            inherited.constraints = []
+            return inherited
+        }()
         let owner = try transactionOwner(parent.table.database)
         respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
             parent.table.database.table(named: name, owner: owner) { result in
@@ -340,16 +345,25 @@ extension ConnectionHandler {
         let owner = try transactionOwner(table.database)
         var rows: [(String, StorableValue)] = []
         var rejected = NanaParams()
+        // NanaSQLite's message, both halves.
+        let skipped: @Sendable (String, String) -> NanaValue = { key, why in
+            NanaValue.string("Skipped key '\(key)' during partial batch update: \(why) / 部分一括更新でキー '\(key)' をスキップしました: \(why)")
+        }
         for (key, value) in try args.map("mapping") {
             do throws(NanaRemoteError) {
                 rows.append((key, try ValueCodec.storable(value)))
             } catch {
-                // NanaSQLite's message, both halves.
-                rejected[key] = .string("Skipped key '\(key)' during partial batch update: \(error.message) / 部分一括更新でキー '\(key)' をスキップしました: \(error.message)")
+                rejected[key] = skipped(key, error.message)
             }
         }
-        let result = NanaValue.map(rejected)
-        respondLater(msgid, { table.batchUpdate(rows, owner: owner, completion: $0) }) { _ in .value(result) }
+        let unstorable = rejected
+        let storable = rows
+        respondLater(msgid, { table.batchUpdatePartial(storable, owner: owner, completion: $0) }) { refused in
+            // Keys a constraint refused, in the order they were given.
+            var all = unstorable
+            for (key, _) in storable { if let why = refused[key] { all[key] = skipped(key, why) } }
+            return .value(.map(all))
+        }
     }
 
     private func clear(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
@@ -451,7 +465,7 @@ extension ConnectionHandler {
                         "hits": .int(Int64(c.hits)), "misses": .int(Int64(c.misses)),
                         "evictions": .int(Int64(c.evictions)), "expirations": .int(Int64(c.expirations)),
                         "capacity": c.capacity.map { .int(Int64($0)) } ?? .nil,
-                        "sessions": .int(Int64(t.users)), "v2_mode": .bool(t.settings.writeBehind != nil),
+                        "handles": .int(Int64(t.users)), "v2_mode": .bool(t.settings.writeBehind != nil),
                         "v2_staged": .int(Int64(t.stagedWrites)), "dlq": .int(Int64(t.deadLetters.count))]
             }
             return [

@@ -445,7 +445,11 @@ extension ConnectionHandler {
         guard FileManager.default.fileExists(atPath: source) else {
             throw NanaRemoteError(.database, "Could not verify restore source: no such file")
         }
-        respondLater(msgid, { database.restore(from: source, completion: $0) }) { _ in .value(.nil) }
+        // Rows staged before the restore reach the old contents first and are replaced with
+        // them, as NanaSQLite flushes before restoring; none is written over the restored data.
+        respondLater(msgid, { (done: @escaping @Sendable (Result<Void, StorageError>) -> Void) in
+            database.afterStagedWrites { database.restore(from: source, completion: done) }
+        }) { _ in .value(.nil) }
     }
 
     private func resolvePath(_ path: String) throws(NanaRemoteError) -> String {

@@ -106,6 +106,7 @@ public final class KeyValueTable: Sendable {
     /// The value of `key`, from the cache or else a reader connection; `nil` when missing.
     /// Inside a client transaction (`owner`) it reads on the writer and leaves the cache alone.
     public func get(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
+        let owner = readOwner(owner)
         // Taken before the lookups: a write staged or committed after it stops the fill below.
         let epoch = cache.sequence
         if owner == nil {
@@ -125,7 +126,12 @@ public final class KeyValueTable: Sendable {
     /// Reads `key` from SQLite, bypassing the cache, and puts what it found in the cache.
     /// It runs on the writer so that nothing can commit between the read and the cache update.
     public func getFresh(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
-        if writeBehind.isActive, owner == nil {
+        if writeBehind.isActive, owner != nil {
+            // Inside a client transaction the writer is not free: answer from staging or a reader.
+            if let staged = writeBehind.staged(key) { return completion(.success(Self.entry(staged).value)) }
+            return read(nil, completion) { connection throws(StorageError) in try self.readValue(key, on: connection) }
+        }
+        if writeBehind.isActive {
             // A staged write is fresher than the file; otherwise read the file and cache what
             // it holds, with staging locked so that no write can slip in between.
             return readModifyWrite(key, completion) { (staged, connection) throws(StorageError) -> (StagedOperation?, EncodedValue?) in
@@ -143,6 +149,7 @@ public final class KeyValueTable: Sendable {
 
     /// Whether `key` exists; a miss is remembered as absent.
     public func contains(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Bool, StorageError>) -> Void) {
+        let owner = readOwner(owner)
         let epoch = cache.sequence
         if owner == nil {
             switch cached(key) {
@@ -164,6 +171,7 @@ public final class KeyValueTable: Sendable {
 
     /// Number of rows (`SELECT COUNT(*)`).
     public func count(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Int, StorageError>) -> Void) {
+        if writeBehind.isActive, owner != nil { return itemsWithStagedWrites { completion($0.map(\.count)) } }
         afterStagedWrites { self.read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.count)
             return try statement.withReset { (s) throws(StorageError) -> Int in
@@ -175,6 +183,7 @@ public final class KeyValueTable: Sendable {
 
     /// Every key, in SQLite's order.
     public func keys(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[String], StorageError>) -> Void) {
+        if writeBehind.isActive, owner != nil { return itemsWithStagedWrites { completion($0.map { $0.map(\.0) }) } }
         afterStagedWrites { self.read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.keys)
             return try statement.withReset { (s) throws(StorageError) -> [String] in
@@ -188,6 +197,7 @@ public final class KeyValueTable: Sendable {
     /// Every row, in SQLite's order. Always read from SQLite, so it is complete whatever the
     /// cache holds; the rows also fill the cache (NanaSQLite's `load_all`).
     public func items(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
+        if writeBehind.isActive, owner != nil { return itemsWithStagedWrites(completion) }
         afterStagedWrites { self.readItems(owner: owner, completion: completion) }
     }
 
@@ -209,6 +219,7 @@ public final class KeyValueTable: Sendable {
 
     /// The values of the keys that exist, in the order asked (repeated keys once).
     public func batchGet(_ keys: [String], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
+        let owner = readOwner(owner)
         let epoch = cache.sequence
         var found: [String: EncodedValue] = [:]
         var missing: [String] = []
@@ -378,6 +389,52 @@ public final class KeyValueTable: Sendable {
         }
     }
 
+    /// Stores every pair that keeps the table's constraints, in one transaction, and returns
+    /// the others with the violation (NanaSQLite's `batch_update_partial`, whose hooks can
+    /// refuse single keys). Any other error fails the whole call.
+    public func batchUpdatePartial(_ rows: [(String, StorableValue)], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[String: String], StorageError>) -> Void) {
+        guard !rows.isEmpty else { return completion(.success([:])) }
+        if constraints.isEmpty { return batchUpdate(rows, owner: owner) { completion($0.map { [:] }) } }
+        if writeBehind.isActive {
+            if let owner { return completion(.failure(Self.insideTransaction(owner))) }
+            return database.submit(WriteJob(
+                mode: .exclusive,
+                run: { connection throws(StorageError) in
+                    var accepted: [(String, StagedOperation)] = []
+                    var rejected: [String: String] = [:]
+                    for (key, value) in rows {
+                        do throws(StorageError) {
+                            try self.constraints.check(key, value, table: self, on: connection)
+                            accepted.append((key, .set(value)))
+                        } catch where error.kind == .validation {
+                            rejected[key] = error.message
+                        }
+                    }
+                    try self.writeBehind.stage(accepted)
+                    let refused = rejected
+                    return WriteOutcome { completion(.success(refused)) }
+                },
+                fail: { completion(.failure($0)) }
+            ))
+        }
+        write(.savepoint, owner, completion) { connection throws(StorageError) in
+            var changes: [CacheChange] = []
+            var rejected: [String: String] = [:]
+            for (key, value) in rows {
+                try connection.execute("SAVEPOINT nana_row")
+                do throws(StorageError) {
+                    try self.writeRow(key, value, on: connection)
+                    try connection.execute("RELEASE nana_row")
+                    changes.append(.set(key, value.encoded))
+                } catch where error.kind == .validation {
+                    try connection.execute("ROLLBACK TO nana_row; RELEASE nana_row")
+                    rejected[key] = error.message
+                }
+            }
+            return (.many(changes), rejected)
+        }
+    }
+
     /// Deletes every key in one transaction; missing keys are ignored.
     public func batchDelete(_ keys: [String], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         guard !keys.isEmpty else { return completion(.success(())) }
@@ -520,6 +577,35 @@ public final class KeyValueTable: Sendable {
             },
             fail: { completion(.failure($0)) }
         ))
+    }
+
+    /// A v2 table is never written inside a client transaction (its writes are refused
+    /// there), so reads of it ignore the transaction: committed rows plus staged writes.
+    private func readOwner(_ owner: TransactionToken?) -> TransactionToken? {
+        writeBehind.isActive ? nil : owner
+    }
+
+    /// Every row with the staged writes laid over the file's, for scans that cannot wait for a
+    /// flush (inside a client transaction, which holds the writer the flush needs). The
+    /// overlay is taken before the read, so a row committed in between is still in it.
+    private func itemsWithStagedWrites(_ completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
+        let overlay = writeBehind.snapshot()
+        readItems(owner: nil) { result in
+            completion(result.map { rows in
+                var rows = rows.compactMap { (key, value) -> (String, EncodedValue)? in
+                    switch overlay[key] {
+                    case nil: (key, value)
+                    case .set(let staged)?: (key, staged.encoded)
+                    case .delete?: nil
+                    }
+                }
+                let present = Set(rows.map(\.0))
+                for (key, operation) in overlay.sorted(by: { $0.key < $1.key }) where !present.contains(key) {
+                    if case .set(let value) = operation { rows.append((key, value.encoded)) }
+                }
+                return rows
+            })
+        }
     }
 
     /// Runs `body` once every write staged so far is in the file (at once outside v2): full

@@ -74,6 +74,13 @@ public struct TableConstraint: Sendable, Hashable, CustomStringConvertible {
 
     static func jsonPath(_ field: String) -> String { "$." + field }
 
+    /// The indexed expression of a unique field. Only JSON text is looked into, so that an
+    /// index left in the file never makes a write fail: not an encrypted BLOB, nor text that
+    /// raw SQL or another program stored.
+    static func uniqueExpression(_ field: String, of column: String = "value") -> String {
+        "json_extract(CASE WHEN typeof(\(column)) = 'text' AND json_valid(\(column)) THEN \(column) END, '\(jsonPath(field))')"
+    }
+
     func applies(to key: String) -> Bool { keyPrefix.map(key.hasPrefix) ?? true }
 
     var isUnique: Bool { if case .unique = rule { return true } else { return false } }
@@ -130,9 +137,8 @@ final class ConstraintSet: Sendable {
         let json = SQLValue.text(String(decoding: value.json, as: UTF8.self))
         switch constraint.rule {
         case .unique(let field):
-            let path = TableConstraint.jsonPath(field)
             // Written exactly as the index expression so that SQLite uses the index.
-            let sql = "SELECT 1 FROM \"\(table.name)\" WHERE json_extract(value, '\(path)') = json_extract(?1, '\(path)') AND key != ?2 LIMIT 1"
+            let sql = "SELECT 1 FROM \"\(table.name)\" WHERE \(TableConstraint.uniqueExpression(field)) = \(TableConstraint.uniqueExpression(field, of: "?1")) AND key != ?2 LIMIT 1"
             if try exists(sql, [json, .text(key)], on: connection) {
                 throw constraint.violation("Unique constraint violation: duplicate value detected (field '\(field)')")
             }
@@ -214,8 +220,7 @@ extension KeyValueTable {
             mode: .exclusive,
             run: { connection throws(StorageError) in
                 if case .unique(let field) = constraint.rule {
-                    let path = TableConstraint.jsonPath(field)
-                    let expression = "json_extract(value, '\(path)')"
+                    let expression = TableConstraint.uniqueExpression(field)
                     let duplicates = "SELECT 1 FROM \"\(self.name)\" WHERE \(expression) IS NOT NULL GROUP BY \(expression) HAVING COUNT(*) > 1 LIMIT 1"
                     if try ConstraintSet.exists(duplicates, [], on: connection) {
                         throw StorageError(.validation, "Unique constraint violation: rows already share a value of '\(field)'")
@@ -235,8 +240,8 @@ extension KeyValueTable {
             mode: .exclusive,
             run: { connection throws(StorageError) in
                 let removed = self.constraints.remove(constraint)
-                if removed, case .unique(let field) = constraint.rule,
-                   !self.constraints.all.contains(where: { $0.rule == constraint.rule }) {
+                // Also when nanad no longer knew the constraint (it restarted): the index must go.
+                if case .unique(let field) = constraint.rule, !self.constraints.all.contains(where: { $0.rule == constraint.rule }) {
                     try connection.execute("DROP INDEX IF EXISTS \"\(Self.uniqueIndexName(self.name, field))\"")
                 }
                 return WriteOutcome { completion(.success(removed)) }

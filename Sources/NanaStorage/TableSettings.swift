@@ -65,7 +65,7 @@ extension KeyValueTable {
     /// first so that a wrong key fails the open rather than later reads. The request's
     /// constraints are then added. Balance every success with ``detach()``.
     public func attach(_ request: TableRequest, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        attach(request, verifiedKey: false) { result in
+        attach(request, probed: false) { result in
             guard case .success = result, !request.constraints.isEmpty else { return completion(result) }
             self.addConstraints(request.constraints[...]) { added in
                 if case .failure = added { self.detach() }
@@ -82,8 +82,8 @@ extension KeyValueTable {
         }
     }
 
-    private func attach(_ request: TableRequest, verifiedKey: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        enum Step { case attached, attachedExpiring(Double?), refused(StorageError), drainFirst, verifyKey(ValueCipher) }
+    private func attach(_ request: TableRequest, probed: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        enum Step { case attached, attachedExpiring(Double?), refused(StorageError), drainFirst, probe(ValueCipher?) }
         let step: Step = usage.withLock { users in
             let current = settings
             if users > 0 {
@@ -94,10 +94,20 @@ extension KeyValueTable {
                 users += 1
                 return .attached
             }
-            let wanted = TableSettings(writeBehind: request.writeBehind ?? nil, cache: request.cache ?? .default, cipher: request.cipher, persistentTTL: request.persistentTTL ?? false)
+            // Nobody uses the table: the request decides; what it does not state stays as it
+            // is (defaults for a table not opened before), except the key, which is never
+            // assumed.
+            let wanted = TableSettings(
+                writeBehind: request.writeBehind ?? current.writeBehind, cache: request.cache ?? current.cache,
+                cipher: request.cipher, persistentTTL: request.persistentTTL ?? current.persistentTTL)
             if wanted.writeBehind != nil, constraints.hasUnique { return .refused(Self.uniqueInV2) }
+            if wanted.cipher != nil, constraints.hasUnique { return .refused(Self.uniqueEncrypted) }
+            // What the file holds must agree with the key (or its absence) before anything changes.
+            if !probed { return .probe(wanted.cipher) }
             let cipherChanges = !Self.same(current.cipher, wanted.cipher)
-            if let cipher = wanted.cipher, cipherChanges, !verifiedKey { return .verifyKey(cipher) }
+            if cipherChanges, writeBehind.deadLetterCount > 0 {
+                return .refused(StorageError(.database, "table '\(name)' has rows in its dead-letter queue written under another encryption setting; open it as before and retry or clear them first"))
+            }
             if (wanted.writeBehind != current.writeBehind || cipherChanges) && !writeBehind.isDrained { return .drainFirst }
             if wanted.writeBehind != current.writeBehind {
                 guard writeBehind.configure(wanted.writeBehind) else { return .drainFirst }
@@ -124,14 +134,16 @@ extension KeyValueTable {
         case .drainFirst:
             // Staged rows must reach the file under the settings they were written with; then
             // try again (another session may have attached meanwhile).
-            writeBehind.flush { self.attach(request, verifiedKey: verifiedKey, completion: completion) }
-        case .verifyKey(let cipher):
-            verify(cipher) { result in
+            writeBehind.flush { self.attach(request, probed: probed, completion: completion) }
+        case .probe(let cipher):
+            probe(with: cipher) { result in
                 if case .failure(let error) = result { return completion(.failure(error)) }
-                self.attach(request, verifiedKey: true, completion: completion)
+                self.attach(request, probed: true, completion: completion)
             }
         }
     }
+
+    private static let uniqueEncrypted = StorageError(.notSupported, "this table has a unique constraint, which an encrypted table cannot keep (the daemon would have to decrypt every row on every write); drop the constraint first")
 
     private static let uniqueInV2 = StorageError(.notSupported, "this table has a unique constraint, which v2 mode cannot keep (a staged write is acknowledged before it could be checked against every other staged write); open it without v2_mode or drop the constraint")
 
@@ -163,14 +175,28 @@ extension KeyValueTable {
         }
     }
 
-    /// Decrypts one stored row with `cipher`, so that a wrong key fails the open.
-    private func verify(_ cipher: ValueCipher, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+    /// Reads the table's first row: an encrypted value (a BLOB) needs the key, and the key
+    /// must open it; a plaintext value cannot be read with a key (NanaSQLite 1.6.2 refuses it
+    /// too). So a missing, wrong or needless key fails the open, not a later read. NanaSQLite
+    /// encrypts all of a table's values or none, so one row tells.
+    private func probe(with cipher: ValueCipher?, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         database.submitRead(ReadJob(
             run: { connection in
                 do throws(StorageError) {
-                    let statement = try connection.cachedStatement("SELECT value FROM \"\(self.name)\" WHERE typeof(value) = 'blob' LIMIT 1")
+                    let statement = try connection.cachedStatement("SELECT typeof(value), value FROM \"\(self.name)\" LIMIT 1")
                     try statement.withReset { (s) throws(StorageError) in
-                        if try s.step() { _ = try cipher.open(s.columnBytes(0)) }
+                        guard try s.step() else { return }
+                        let encrypted = s.columnString(0) == "blob"
+                        switch (encrypted, cipher) {
+                        case (true, nil):
+                            throw StorageError(.database, "table '\(self.name)' holds encrypted values; open it with its encryption_key")
+                        case (true, let cipher?):
+                            _ = try cipher.open(s.columnBytes(1))
+                        case (false, .some) where s.columnString(0) == "text":
+                            throw StorageError(.database, "table '\(self.name)' holds plaintext values; it cannot be opened with an encryption_key (nanad does not mix plaintext and encrypted rows)")
+                        case (false, _):
+                            break
+                        }
                     }
                     completion(.success(()))
                 } catch {

@@ -196,6 +196,11 @@ final class WriteBehind: Sendable {
         }
     }
 
+    /// Every staged operation, the newest per key (staging over the running flush).
+    func snapshot() -> [String: StagedOperation] {
+        state.withLock { $0.flushing.merging($0.staging) { _, newer in newer } }
+    }
+
     /// The staged operation on `key`, newest first (staging, then the running flush).
     func staged(_ key: String) -> StagedOperation? {
         state.withLock { $0.staging[key] ?? $0.flushing[key] }

@@ -149,9 +149,15 @@ func tableCounters(_ db: NanaDatabase) async -> NanaValue? {
     return tables.first { $0["name"]?.stringValue == db.table }
 }
 
-/// Adds the cache's hits, misses, evictions and hit ratio during a run, from table counters
-/// taken before and after it.
-func noteCacheHits(_ result: inout WorkloadResult, before: NanaValue?, after: NanaValue?) {
+/// Adds the cache's hits, misses, evictions and hit ratio during a run of `gets` gets, from
+/// table counters taken before and after it.
+///
+/// `hit_ratio` is the daemon's own: hits ÷ (hits + misses). The daemon counts a lookup, not a
+/// get: a get that misses looks the key up twice (once on the event loop, once more before it
+/// goes to a reader), and the second lookup counts a hit when another get filled the key in
+/// between. So `gets_from_cache` is also given: the share of gets whose first lookup hit,
+/// 1 − (lookups − gets) ÷ gets, valid while nothing but the `gets` looks keys up.
+func noteCacheHits(_ result: inout WorkloadResult, gets: Int, before: NanaValue?, after: NanaValue?) {
     func count(_ table: NanaValue?, _ name: String) -> Int? { table?[name]?.int64Value.map(Int.init) }
     guard let h0 = count(before, "hits"), let m0 = count(before, "misses"),
           let h1 = count(after, "hits"), let m1 = count(after, "misses") else { return }
@@ -159,20 +165,27 @@ func noteCacheHits(_ result: inout WorkloadResult, before: NanaValue?, after: Na
     result.notes["cache_hits"] = Double(hits)
     result.notes["cache_misses"] = Double(misses)
     if hits + misses > 0 { result.notes["hit_ratio"] = Double(hits) / Double(hits + misses) }
+    if gets > 0, hits + misses >= gets {
+        result.notes["lookups_per_get"] = Double(hits + misses) / Double(gets)
+        result.notes["gets_from_cache"] = 1 - Double(hits + misses - gets) / Double(gets)
+    }
     if let e0 = count(before, "evictions"), let e1 = count(after, "evictions") { result.notes["evictions"] = Double(e1 - e0) }
 }
 
-/// `count` indices uniform over the keyspace, from a fixed seed (SplitMix64), so that every
-/// run asks for the same keys in the same order.
+/// `count` indices uniform over the keyspace from SplitMix64, so that every run asks for the
+/// same keys in the same order. The seed is mixed first: sequences started from consecutive
+/// raw states would be the same sequence shifted by one.
 func randomIndices(_ count: Int, seed: UInt64) -> [Int] {
-    var state = seed &* 0x9E37_79B9_7F4A_7C15
-    return (0..<count).map { _ in
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
+    func mix(_ x: UInt64) -> UInt64 {
+        var z = x
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Int(z % UInt64(Run.keyspace))
+        return z ^ (z >> 31)
+    }
+    var state = mix(seed &+ 0x9E37_79B9_7F4A_7C15)
+    return (0..<count).map { _ in
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return Int(mix(state) % UInt64(Run.keyspace))
     }
 }
 

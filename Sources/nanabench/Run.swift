@@ -186,7 +186,7 @@ struct Run: AsyncParsableCommand {
                     if v.isNil { throw BenchError("get returned nil") }
                 }
                 var r = summarize(id: "k", name: "get_16_connections_lru", title: "get, 16 connections, LRU 1,000 of 10,000 keys", lanes: run.lanes, wall: run.wall)
-                noteCacheHits(&r, before: before, after: await tableCounters(bounded))
+                noteCacheHits(&r, gets: r.count, before: before, after: await tableCounters(bounded))
                 report(r)
             }
             for lane in conns { await lane.client.close() }

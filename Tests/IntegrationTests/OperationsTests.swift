@@ -134,7 +134,7 @@ import Testing
         #expect(db["dlq"] == 0)
         let table = db["tables"]?.arrayValue?.first { $0["name"] == "staged" }
         #expect(table?["v2_mode"] == true)
-        #expect(table?["sessions"] == 1)
+        #expect(table?["handles"] == 1)
         await holder.close()
         await waiter.close()
         #expect(try await daemon.stop() == 0)

@@ -156,14 +156,18 @@ import Testing
         await #expect(throws: NanaRemoteError.self) {
             _ = try await late.open("enc.db", options: NanaOpenOptions(encryption: NanaEncryption(key: Array(repeating: 7, count: 32))))
         }
-        // Without a key the rows are refused, never shown as garbage.
-        let plain = try await late.open("enc.db")
+        // Without a key the open is refused: the rows are never shown, not even as garbage.
         do {
-            _ = try await plain.get("secret")
-            Issue.record("an encrypted row was read without its key")
+            _ = try await late.open("enc.db")
+            Issue.record("an encrypted table was opened without its key")
         } catch let error as NanaRemoteError {
             #expect(error.message.contains("encryption_key"))
         }
+        // Nor can a plaintext table be opened with a key (its rows could not be read).
+        let plainTable = try await late.open("enc.db", table: "notes")
+        try await plainTable.set("n", 1)
+        try await plainTable.client.call("close", ["db": .int(plainTable.handle)])
+        await #expect(throws: NanaRemoteError.self) { _ = try await late.open("enc.db", table: "notes", options: NanaOpenOptions(encryption: key)) }
         await late.close()
         #expect(try await daemon.stop() == 0)
     }
@@ -234,8 +238,10 @@ import Testing
         #expect(try await Self.sql(daemon, "users.db", "SELECT COUNT(*) FROM data") == "3")
         // The index that makes each check a lookup.
         #expect(try await Self.sql(daemon, "users.db", "SELECT COUNT(*) FROM sqlite_master WHERE name = 'nanad_unique_data_email'") == "1")
+        // The index looks only into JSON text: raw SQL storing something else still works.
+        _ = try await db.execute("INSERT INTO data (key, value) VALUES ('raw', 'not json')")
         // Updating a row with its own value is not a duplicate; rows without the field are free.
-        let winner = try #require(try await db.keys().first)
+        let winner = try #require(try await db.keys().first { $0.hasPrefix("user-") })
         try await db.set(winner, try await db.get(winner))
         try await db.set("no-email-1", ["name": "a"])
         try await db.set("no-email-2", ["name": "b"])
@@ -273,6 +279,12 @@ import Testing
         #expect(await refused { try await orders.batchUpdate(["order:7": ["user": "u1", "total": 1], "order:8": ["user": "nobody", "total": 2]]) }?.contains("Foreign key") == true)
         #expect(await refused { _ = try await orders.setDefault("order:9", ["user": "u1", "total": -1]) } == "total must not be negative")
         #expect(Set(try await orders.keys()) == ["order:1", "note"])
+        // The partial batch skips the rows a constraint refuses, with NanaSQLite's message.
+        let skipped = try await orders.batchUpdatePartial(["order:11": ["user": "u1", "total": 1], "order:12": ["user": "ghost", "total": 1]])
+        #expect(skipped.keys.sorted() == ["order:12"])
+        #expect(skipped["order:12"]?.contains("Foreign key") == true)
+        #expect(try await orders.get("order:11") == ["user": "u1", "total": 1])
+        try await orders.delete("order:11")
         #expect(try await orders.constraints().count == 4)
         // Existing duplicates stop a new unique constraint; dropping one lifts it.
         try await users.set("u2", ["name": "Ann"])

@@ -244,6 +244,13 @@ import Testing
         // Writes inside a transaction would outlive a ROLLBACK: refused.
         try await v2.beginTransaction()
         await #expect(throws: NanaRemoteError.self) { try await v2.set("in-tx", 1) }
+        // Reads inside the transaction see committed and staged rows, without waiting for a
+        // flush (which could not run while the transaction holds the writer).
+        #expect(try await v2.get("k") == "staged")
+        #expect(try await v2.count() == 1)
+        #expect(try await v2.keys() == ["k"])
+        #expect(try await v2.getFresh("k") == "staged")
+        #expect(try await child.toDict() == ["c": 1])
         try await v2.rollback()
         // Once every session is gone, the next open decides: write-through flushes first.
         await first.close()
