@@ -75,3 +75,23 @@ extension NanaDatabase {
             currentStrictQueueSize: Int(m["current_strict_queue_size"]?.int64Value ?? 0))
     }
 }
+
+extension NanaDatabase {
+    /// Adds a constraint the daemon enforces for every client; false when it was already there.
+    /// A `unique` constraint fails if existing rows already break it.
+    @discardableResult
+    public func addConstraint(_ constraint: NanaConstraint) async throws -> Bool {
+        try await call("add_constraint", ["constraint": constraint.value]).boolValue ?? false
+    }
+
+    /// Removes a constraint; false when it was not there.
+    @discardableResult
+    public func dropConstraint(_ constraint: NanaConstraint) async throws -> Bool {
+        try await call("drop_constraint", ["constraint": constraint.value]).boolValue ?? false
+    }
+
+    /// The table's constraints, as the daemon holds them.
+    public func constraints() async throws -> [NanaConstraint] {
+        (try await call("list_constraints").arrayValue ?? []).map(NanaConstraint.init(value:))
+    }
+}

@@ -64,6 +64,7 @@ extension ConnectionHandler {
             case "fetch_all": try fetch(msgid, args, one: false)
             default:
                 if try dispatchWriteBehind(msgid, method, args) { break }
+                if try dispatchConstraint(msgid, method, args) { break }
                 guard try dispatchSQLHelper(msgid, method, args) else {
                     throw NanaRemoteError(.protocolError, "unknown method '\(method)'")
                 }
@@ -87,9 +88,9 @@ extension ConnectionHandler {
 
     private static let openParameters: Set<String> = Set([
         "db_path", "table", "bulk_load", "optimize", "cache_size_mb", "strict_sql_validation", "max_workers",
-        "lock_timeout", "warn_duplicate_table_instance", "encryption_key", "cache_strategy",
+        "lock_timeout", "warn_duplicate_table_instance",
         "allowed_sql_functions", "forbidden_sql_functions", "max_clause_length",
-    ]).union(writeBehindParameters)
+    ]).union(writeBehindParameters).union(tableOptionParameters)
 
     private func open(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         try args.only(Self.openParameters)
@@ -129,13 +130,7 @@ extension ConnectionHandler {
             }
         }
         _ = try args.bool("warn_duplicate_table_instance", default: true)
-        let request = TableRequest(writeBehind: try Self.writeBehindRequest(args))
-        if let key = args.params["encryption_key"], !key.isNil {
-            throw NanaRemoteError(.notSupported, "encryption_key is not supported by this nanad yet")
-        }
-        if let strategy = try args.optionalString("cache_strategy"), strategy != "unbounded" {
-            throw NanaRemoteError(.notSupported, "cache_strategy '\(strategy)' is not supported by this nanad yet; only 'unbounded'")
-        }
+        let request = try Self.tableRequest(args)
         let registry = state.registry
         let access = try accessRule(for: dbPath)
         // Opening another table of a file this session holds a transaction on runs inside it.
@@ -454,6 +449,8 @@ extension ConnectionHandler {
                 let c = t.cacheStatistics
                 return ["name": .string(t.name), "cached": .int(Int64(c.entries)), "absent_keys": .int(Int64(c.absentKeys)),
                         "hits": .int(Int64(c.hits)), "misses": .int(Int64(c.misses)),
+                        "evictions": .int(Int64(c.evictions)), "expirations": .int(Int64(c.expirations)),
+                        "capacity": c.capacity.map { .int(Int64($0)) } ?? .nil,
                         "sessions": .int(Int64(t.users)), "v2_mode": .bool(t.settings.writeBehind != nil),
                         "v2_staged": .int(Int64(t.stagedWrites)), "dlq": .int(Int64(t.deadLetters.count))]
             }
@@ -461,6 +458,14 @@ extension ConnectionHandler {
                 "path": .string(db.path), "commits": .int(Int64(w.commits)), "writes": .int(Int64(w.writes)),
                 "failed_writes": .int(Int64(w.failedWrites)), "largest_batch": .int(Int64(w.largestBatch)),
                 "checkpoints": .int(Int64(w.checkpoints)),
+                "batch_sizes": .map(NanaParams(uniqueKeysWithValues: zip(WriterStatistics.batchSizeBounds, w.batchSizes).map { bound, count in
+                    (bound == .max ? "more" : "<=\(bound)", NanaValue.int(Int64(count)))
+                })),
+                "client_transactions": .int(Int64(w.clientTransactions)),
+                "client_transaction_ms": .double(w.clientTransactionMilliseconds),
+                "writes_delayed_by_transactions": .int(Int64(w.writesDelayedByTransactions)),
+                "v2_staged": .int(Int64(db.openTables.reduce(0) { $0 + $1.stagedWrites })),
+                "dlq": .int(Int64(db.openTables.reduce(0) { $0 + $1.deadLetters.count })),
                 "write_queue": .int(Int64(db.writeQueueDepth)), "tables": .array(tables),
             ]
         }

@@ -8,7 +8,7 @@ package struct ValueCodec: StoredValueDecoder {
 
     package func decode(stored: UnsafeRawBufferPointer, isBlob: Bool) throws(StorageError) -> EncodedValue {
         if isBlob {
-            throw StorageError(.database, "the row holds an encrypted value (BLOB); encryption is not supported by this nanad yet")
+            throw StorageError(.database, "the row holds an encrypted value (BLOB); open the table with its encryption_key")
         }
         if stored.isEmpty {
             return EncodedValue(bytes: MessagePackWriter.encode(.nil))  // a NULL column

@@ -40,6 +40,7 @@ public final class TransactionToken: Sendable {
 final class ClientTransaction {
     let token: TransactionToken
     let deadline: Date
+    let started = DispatchTime.now()
     /// Cache updates of its writes, published at COMMIT.
     var held: [@Sendable () -> Void] = []
 

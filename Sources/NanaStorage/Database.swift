@@ -35,6 +35,21 @@ public struct WriterStatistics: Sendable, Hashable {
     public var largestBatch = 0
     /// WAL checkpoints the writer ran.
     public var checkpoints = 0
+    /// Group-commit batch sizes: `batchSizes[i]` counts transactions of up to
+    /// `batchSizeBounds[i]` requests (the last bucket: more than the second-last bound).
+    public var batchSizes = [Int](repeating: 0, count: WriterStatistics.batchSizeBounds.count)
+    public static let batchSizeBounds = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, Int.max]
+    /// Client transactions that held the writer, and for how long in all.
+    public var clientTransactions = 0
+    public var clientTransactionMilliseconds = 0.0
+    /// Other sessions' write requests found waiting when a client transaction ended: each
+    /// waited for it.
+    public var writesDelayedByTransactions = 0
+
+    mutating func recordBatch(_ size: Int) {
+        let bucket = Self.batchSizeBounds.firstIndex { size <= $0 } ?? Self.batchSizeBounds.count - 1
+        batchSizes[bucket] += 1
+    }
 }
 
 /// One SQLite file owned by the daemon: a writer thread with the only read-write connection,
@@ -101,10 +116,18 @@ public final class Database: Sendable {
         // Write-behind tables flush what they staged while the writer still takes jobs.
         let flushed = DispatchGroup()
         for table in openTables {
+            table.expiry.stop()
             flushed.enter()
             table.writeBehind.shutDown { flushed.leave() }
         }
         flushed.wait()
+        for table in openTables where table.writeBehind.deadLetterCount > 0 {
+            // The queue lives in memory: say what is lost (keys and errors were logged when
+            // each row failed; values never are).
+            logger.error("write-behind rows still in the dead-letter queue are lost at close", metadata: [
+                "db.path": "\(path)", "table": "\(table.name)", "rows": "\(table.writeBehind.deadLetterCount)",
+            ])
+        }
         writeQueue.close()
         closed.wait()
         closed.signal()  // let a second caller through too
@@ -168,6 +191,7 @@ public final class Database: Sendable {
             $0.commits += 1
             $0.writes += rows
             $0.largestBatch = max($0.largestBatch, rows)
+            $0.recordBatch(rows)
         }
     }
 
@@ -240,6 +264,15 @@ public final class Database: Sendable {
             if let open = transaction {
                 // A client holds the writer: only its jobs run; everyone else's wait in the queue.
                 transaction = serveTransaction(open, on: connection)
+                if transaction == nil {
+                    let held = Double(DispatchTime.now().uptimeNanoseconds - open.started.uptimeNanoseconds) / 1e6
+                    let waiting = writeQueue.count
+                    statistics.withLock {
+                        $0.clientTransactions += 1
+                        $0.clientTransactionMilliseconds += held
+                        $0.writesDelayedByTransactions += waiting
+                    }
+                }
                 continue
             }
             guard let batch = writeQueue.takeBatch(limit: options.maximumBatchSize) else { break }
@@ -361,6 +394,7 @@ public final class Database: Sendable {
             $0.writes += committed.count
             $0.failedWrites += failures
             $0.largestBatch = max($0.largestBatch, jobs.count)
+            $0.recordBatch(jobs.count)
         }
         for entry in committed {
             entry.outcome.publish()

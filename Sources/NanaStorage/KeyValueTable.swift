@@ -12,6 +12,12 @@ public final class KeyValueTable: Sendable {
     /// The file this table lives in.
     public let database: Database
     let cache = TableCache()
+    /// The encryption the table is open with (see ``attach(_:completion:)``).
+    let cipher = CipherSlot()
+    /// Declared constraints, checked on the writer before each write.
+    let constraints = ConstraintSet()
+    /// Persistent TTL: expiry times stored beside the rows.
+    let expiry: RowExpiry
     /// NanaSQLite's v2 mode; inactive unless a session opened the table with `v2_mode`.
     let writeBehind: WriteBehind
     /// Sessions using the table (see ``attach(_:completion:)``).
@@ -50,11 +56,18 @@ public final class KeyValueTable: Sendable {
         self.quoted = quoted
         let sql = SQL(quoted: quoted)
         self.sql = sql
+        let cipher = self.cipher
+        let expiry = RowExpiry(table: name)
+        self.expiry = expiry
         self.writeBehind = WriteBehind(table: name, database: database, cache: cache, logger: database.logger) {
             (connection, key, operation) throws(StorageError) in
             switch operation {
-            case .set(let value): try Self.writeRow(key, value, sql: sql, on: connection)
-            case .delete: try Self.deleteRow(key, sql: sql, on: connection)
+            case .set(let value):
+                try Self.writeRow(key, value, sql: sql, cipher: cipher.current, on: connection)
+                try expiry.touch(key, on: connection)
+            case .delete:
+                try Self.deleteRow(key, sql: sql, on: connection)
+                try expiry.forget(key, on: connection)
             }
         }
     }
@@ -246,6 +259,7 @@ public final class KeyValueTable: Sendable {
     /// Stores `value` under `key`.
     public func set(_ key: String, _ value: StorableValue, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         if writeBehind.isActive {
+            if !constraints.isEmpty { return checkedStage([(key, value)], owner: owner, completion) }
             return completion(stage(owner) { () throws(StorageError) in try writeBehind.stage(CollectionOfOne((key, .set(value)))) })
         }
         write(.statement, owner, completion) { connection throws(StorageError) in
@@ -269,6 +283,7 @@ public final class KeyValueTable: Sendable {
                 try s.run()
             }
             guard connection.changes > 0 else { throw StorageError(.keyNotFound, key) }
+            try self.expiry.forget(key, on: connection)
             return (.remove(key), ())
         }
     }
@@ -290,6 +305,7 @@ public final class KeyValueTable: Sendable {
                 try s.run()
                 return value
             }
+            if old != nil { try self.expiry.forget(key, on: connection) }
             return (.remove(key), old)
         }
     }
@@ -299,17 +315,24 @@ public final class KeyValueTable: Sendable {
         if writeBehind.isActive {
             return readModifyWrite(key, owner: owner, completion) { (staged, connection) throws(StorageError) -> (StagedOperation?, EncodedValue) in
                 if let existing = try self.current(key, staged: staged, on: connection) { return (nil, existing) }
+                try self.constraints.check(key, value, table: self, on: connection)
                 return (.set(value), value.encoded)
             }
         }
         write(.statement, owner, completion) { connection throws(StorageError) in
+            if !self.constraints.isEmpty, try self.readValue(key, on: connection) == nil {
+                try self.constraints.check(key, value, table: self, on: connection)
+            }
             let insert = try connection.cachedStatement(self.sql.insertIfMissing)
             try insert.withReset { (s) throws(StorageError) in
                 s.bind(key, at: 1)
-                s.bind(utf8: value.json, at: 2)
+                Self.bindStored(value, cipher: self.cipher.current, to: s, at: 2)
                 try s.run()
             }
-            if connection.changes > 0 { return (.set(key, value.encoded), value.encoded) }
+            if connection.changes > 0 {
+                try self.expiry.touch(key, on: connection)
+                return (.set(key, value.encoded), value.encoded)
+            }
             guard let existing = try self.readValue(key, on: connection) else {
                 throw StorageError(.database, "setdefault: row vanished inside its own transaction")
             }
@@ -330,6 +353,7 @@ public final class KeyValueTable: Sendable {
         if writeBehind.isActive {
             return readModifyWrite(key, owner: owner, completion) { (staged, connection) throws(StorageError) -> (StagedOperation?, EncodedValue) in
                 let new = try transform(try self.current(key, staged: staged, on: connection))
+                try self.constraints.check(key, new, table: self, on: connection)
                 return (.set(new), new.encoded)
             }
         }
@@ -345,6 +369,7 @@ public final class KeyValueTable: Sendable {
     public func batchUpdate(_ rows: [(String, StorableValue)], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         guard !rows.isEmpty else { return completion(.success(())) }
         if writeBehind.isActive {
+            if !constraints.isEmpty { return checkedStage(rows, owner: owner, completion) }
             return completion(stage(owner) { () throws(StorageError) in try writeBehind.stage(rows.lazy.map { ($0.0, .set($0.1)) }) })
         }
         write(.savepoint, owner, completion) { connection throws(StorageError) in
@@ -366,6 +391,7 @@ public final class KeyValueTable: Sendable {
                     s.bind(key, at: 1)
                     try s.run()
                 }
+                try self.expiry.forget(key, on: connection)
             }
             return (.many(keys.map { .remove($0) }), ())
         }
@@ -381,6 +407,7 @@ public final class KeyValueTable: Sendable {
         }
         write(.statement, owner, completion) { connection throws(StorageError) in
             try connection.cachedStatement(self.sql.clear).withReset { (s) throws(StorageError) in try s.run() }
+            try self.expiry.forgetAll(on: connection)
             return (.removeAll, ())
         }
     }
@@ -396,16 +423,29 @@ public final class KeyValueTable: Sendable {
         }
     }
 
+    /// Checks the constraints and writes one row (v1 paths; v2 checks when it stages).
     private func writeRow(_ key: String, _ value: StorableValue, on connection: SQLiteConnection) throws(StorageError) {
-        try Self.writeRow(key, value, sql: sql, on: connection)
+        try constraints.check(key, value, table: self, on: connection)
+        try Self.writeRow(key, value, sql: sql, cipher: cipher.current, on: connection)
+        try expiry.touch(key, on: connection)
     }
 
-    private static func writeRow(_ key: String, _ value: StorableValue, sql: SQL, on connection: SQLiteConnection) throws(StorageError) {
+    private static func writeRow(_ key: String, _ value: StorableValue, sql: SQL, cipher: ValueCipher?, on connection: SQLiteConnection) throws(StorageError) {
         let statement = try connection.cachedStatement(sql.write)
         try statement.withReset { (s) throws(StorageError) in
             s.bind(key, at: 1)
-            s.bind(utf8: value.json, at: 2)
+            bindStored(value, cipher: cipher, to: s, at: 2)
             try s.run()
+        }
+    }
+
+    /// NanaSQLite's stored form: the JSON text, or with encryption a BLOB of
+    /// nonce ‖ ciphertext ‖ tag.
+    private static func bindStored(_ value: StorableValue, cipher: ValueCipher?, to statement: Statement, at index: Int32) {
+        if let cipher {
+            statement.bind(.blob(cipher.seal(value.json)), at: index)
+        } else {
+            statement.bind(utf8: value.json, at: index)
         }
     }
 
@@ -467,6 +507,21 @@ public final class KeyValueTable: Sendable {
         ))
     }
 
+    /// Stages rows after checking the table's constraints on the writer (they read SQLite);
+    /// all or nothing, like a write-through batch.
+    private func checkedStage(_ rows: [(String, StorableValue)], owner: TransactionToken?, _ completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        if let owner { return completion(.failure(Self.insideTransaction(owner))) }
+        database.submit(WriteJob(
+            mode: .exclusive,
+            run: { connection throws(StorageError) in
+                for (key, value) in rows { try self.constraints.check(key, value, table: self, on: connection) }
+                try self.writeBehind.stage(rows.lazy.map { ($0.0, .set($0.1)) })
+                return WriteOutcome { completion(.success(())) }
+            },
+            fail: { completion(.failure($0)) }
+        ))
+    }
+
     /// Runs `body` once every write staged so far is in the file (at once outside v2): full
     /// scans and counts then read SQLite alone and still see every acknowledged write.
     private func afterStagedWrites(_ body: @escaping @Sendable () -> Void) {
@@ -478,7 +533,20 @@ public final class KeyValueTable: Sendable {
         if statement.columnIsNull(index) {
             return try database.decoder.decode(stored: UnsafeRawBufferPointer(start: nil, count: 0), isBlob: false)
         }
-        return try database.decoder.decode(stored: statement.columnBytes(index), isBlob: statement.columnIsBlob(index))
+        let isBlob = statement.columnIsBlob(index)
+        guard let cipher = cipher.current else {
+            return try database.decoder.decode(stored: statement.columnBytes(index), isBlob: isBlob)
+        }
+        guard isBlob else {
+            // NanaSQLite 1.6.0 read these as plaintext; a row an attacker could plant that way
+            // is refused here (1.6.2 refuses it too unless told otherwise).
+            throw StorageError(.database, "a row of encrypted table '\(name)' holds plaintext; nanad reads only encrypted values from an encrypted table")
+        }
+        let plaintext = try cipher.open(statement.columnBytes(index))
+        let decoded = plaintext.withUnsafeBytes { json in
+            Result { () throws(StorageError) -> EncodedValue in try database.decoder.decode(stored: json, isBlob: false) }
+        }
+        return try decoded.get()
     }
 
     /// Runs a read on a reader, or, inside a client transaction, on the writer (to see the

@@ -5,21 +5,53 @@ import Synchronization
 public struct TableSettings: Sendable {
     /// Write-behind (v2) settings; `nil` writes through (v1).
     public var writeBehind: WriteBehindConfiguration?
+    public var cache: CacheStrategy
+    /// Value encryption; `nil` stores JSON text.
+    public var cipher: ValueCipher?
+    /// With a TTL cache: rows themselves expire, by stored time (see ``RowExpiry``).
+    public var persistentTTL: Bool
 
-    public init(writeBehind: WriteBehindConfiguration? = nil) {
+    public init(writeBehind: WriteBehindConfiguration? = nil, cache: CacheStrategy = .default, cipher: ValueCipher? = nil, persistentTTL: Bool = false) {
         self.writeBehind = writeBehind
+        self.cache = cache
+        self.cipher = cipher
+        self.persistentTTL = persistentTTL
+    }
+
+    /// The row lifetime persistent TTL applies, if it is on.
+    var rowLifetime: Double? {
+        guard persistentTTL, case .ttl(let seconds, _) = cache else { return nil }
+        return seconds
     }
 }
 
 /// The settings an `open` asked for. A field left `nil` was not stated: it takes the table's
-/// current setting while other sessions use the table, the default otherwise.
+/// current setting while other sessions use the table, the default otherwise. Encryption is
+/// never inherited: a session reads an encrypted table only with its key.
 public struct TableRequest: Sendable {
     /// `.some(nil)` asks for write-through explicitly.
     public var writeBehind: WriteBehindConfiguration??
+    public var cache: CacheStrategy?
+    public var cipher: ValueCipher?
+    /// NanaSQLite's `cache_persistence_ttl` (only with a TTL cache).
+    public var persistentTTL: Bool?
+    /// Constraints to add (those already declared stay).
+    public var constraints: [TableConstraint]
 
-    public init(writeBehind: WriteBehindConfiguration?? = nil) {
+    public init(writeBehind: WriteBehindConfiguration?? = nil, cache: CacheStrategy? = nil, cipher: ValueCipher? = nil, persistentTTL: Bool? = nil, constraints: [TableConstraint] = []) {
         self.writeBehind = writeBehind
+        self.cache = cache
+        self.cipher = cipher
+        self.persistentTTL = persistentTTL
+        self.constraints = constraints
     }
+}
+
+/// The cipher a table is open with, read by the writer and readers for every row.
+final class CipherSlot: Sendable {
+    private let value = Mutex<ValueCipher?>(nil)
+    var current: ValueCipher? { value.withLock { $0 } }
+    func set(_ cipher: ValueCipher?) { value.withLock { $0 = cipher } }
 }
 
 extension KeyValueTable {
@@ -27,34 +59,133 @@ extension KeyValueTable {
     ///
     /// While other sessions use the table, its settings stay as they are: a request that
     /// states different ones is refused with a `ValueError` naming the setting, so no client
-    /// gets write-behind (or write-through) it did not ask for. When nobody uses it, the
-    /// request decides (unstated settings take their defaults); leaving write-behind first
-    /// flushes what is staged. Balance every success with ``detach()``.
+    /// gets write-behind, a cache or an encryption it did not ask for. When nobody uses it, the
+    /// request decides (unstated settings take their defaults): staged writes are flushed
+    /// before anything changes, the cache starts empty, and a new key is tried on a stored row
+    /// first so that a wrong key fails the open rather than later reads. The request's
+    /// constraints are then added. Balance every success with ``detach()``.
     public func attach(_ request: TableRequest, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        enum Step { case attached, refused(StorageError), drainFirst }
+        attach(request, verifiedKey: false) { result in
+            guard case .success = result, !request.constraints.isEmpty else { return completion(result) }
+            self.addConstraints(request.constraints[...]) { added in
+                if case .failure = added { self.detach() }
+                completion(added)
+            }
+        }
+    }
+
+    private func addConstraints(_ pending: ArraySlice<TableConstraint>, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        guard let first = pending.first else { return completion(.success(())) }
+        addConstraint(first) { result in
+            if case .failure(let error) = result { return completion(.failure(error)) }
+            self.addConstraints(pending.dropFirst(), completion: completion)
+        }
+    }
+
+    private func attach(_ request: TableRequest, verifiedKey: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        enum Step { case attached, attachedExpiring(Double?), refused(StorageError), drainFirst, verifyKey(ValueCipher) }
         let step: Step = usage.withLock { users in
-            let current = writeBehind.configuration
+            let current = settings
             if users > 0 {
-                if let wanted = request.writeBehind, wanted != current {
-                    return .refused(StorageError(.valueError, "table '\(name)' is open in \(Self.describe(current)) by another session; this open asked for \(Self.describe(wanted)). Open it with the same settings, or leave them out to share the current ones."))
+                if let error = conflict(between: current, and: request) { return .refused(error) }
+                if request.writeBehind ?? current.writeBehind != nil, constraints.hasUnique {
+                    return .refused(Self.uniqueInV2)
                 }
                 users += 1
                 return .attached
             }
-            let wanted = request.writeBehind ?? nil
-            if wanted != current {
-                guard writeBehind.configure(wanted) else { return .drainFirst }
+            let wanted = TableSettings(writeBehind: request.writeBehind ?? nil, cache: request.cache ?? .default, cipher: request.cipher, persistentTTL: request.persistentTTL ?? false)
+            if wanted.writeBehind != nil, constraints.hasUnique { return .refused(Self.uniqueInV2) }
+            let cipherChanges = !Self.same(current.cipher, wanted.cipher)
+            if let cipher = wanted.cipher, cipherChanges, !verifiedKey { return .verifyKey(cipher) }
+            if (wanted.writeBehind != current.writeBehind || cipherChanges) && !writeBehind.isDrained { return .drainFirst }
+            if wanted.writeBehind != current.writeBehind {
+                guard writeBehind.configure(wanted.writeBehind) else { return .drainFirst }
+            }
+            if cipherChanges {
+                cipher.set(wanted.cipher)
+                cache.reconfigure(wanted.cache)  // its values were read with the old key
+            } else if wanted.cache != current.cache {
+                cache.reconfigure(wanted.cache)
             }
             users += 1
+            if wanted.rowLifetime != expiry.ttl { return .attachedExpiring(wanted.rowLifetime) }
             return .attached
         }
         switch step {
         case .attached: completion(.success(()))
+        case .attachedExpiring(let lifetime):
+            // Expired rows are deleted before the open completes, so no one reads them.
+            expiry.configure(lifetime, for: self) { result in
+                if case .failure = result { self.detach() }
+                completion(result)
+            }
         case .refused(let error): completion(.failure(error))
         case .drainFirst:
-            // Staged rows must reach the file before write-behind is turned off; then try again
-            // (another session may have attached meanwhile).
-            writeBehind.flush { self.attach(request, completion: completion) }
+            // Staged rows must reach the file under the settings they were written with; then
+            // try again (another session may have attached meanwhile).
+            writeBehind.flush { self.attach(request, verifiedKey: verifiedKey, completion: completion) }
+        case .verifyKey(let cipher):
+            verify(cipher) { result in
+                if case .failure(let error) = result { return completion(.failure(error)) }
+                self.attach(request, verifiedKey: true, completion: completion)
+            }
+        }
+    }
+
+    private static let uniqueInV2 = StorageError(.notSupported, "this table has a unique constraint, which v2 mode cannot keep (a staged write is acknowledged before it could be checked against every other staged write); open it without v2_mode or drop the constraint")
+
+    /// Why `request` cannot share the table as it is now, if it cannot.
+    private func conflict(between current: TableSettings, and request: TableRequest) -> StorageError? {
+        func refuse(_ what: String) -> StorageError {
+            StorageError(.valueError, "table '\(name)' is in use by another session with \(what); open it with the same settings, or leave them out to share the current ones")
+        }
+        if let wanted = request.writeBehind, wanted != current.writeBehind {
+            return refuse("\(Self.describe(current.writeBehind)) (this open asked for \(Self.describe(wanted)))")
+        }
+        if let wanted = request.cache, wanted != current.cache {
+            return refuse("cache strategy \(current.cache) (this open asked for \(wanted))")
+        }
+        if let wanted = request.persistentTTL, wanted != current.persistentTTL {
+            return refuse("cache_persistence_ttl=\(current.persistentTTL ? "True" : "False")")
+        }
+        switch (current.cipher, request.cipher) {
+        case (nil, nil): return nil
+        case (nil, .some):
+            return StorageError(.valueError, "table '\(name)' is open unencrypted by another session; it cannot be opened with an encryption_key until every session has closed it")
+        case (.some, nil):
+            return StorageError(.database, "table '\(name)' is encrypted; open it with its encryption_key")
+        case (.some(let open), .some(let given)):
+            guard open.matches(given) else {
+                return StorageError(.database, "Failed to decrypt value: the encryption_key (or encryption_mode) differs from the one table '\(name)' is open with")
+            }
+            return nil
+        }
+    }
+
+    /// Decrypts one stored row with `cipher`, so that a wrong key fails the open.
+    private func verify(_ cipher: ValueCipher, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        database.submitRead(ReadJob(
+            run: { connection in
+                do throws(StorageError) {
+                    let statement = try connection.cachedStatement("SELECT value FROM \"\(self.name)\" WHERE typeof(value) = 'blob' LIMIT 1")
+                    try statement.withReset { (s) throws(StorageError) in
+                        if try s.step() { _ = try cipher.open(s.columnBytes(0)) }
+                    }
+                    completion(.success(()))
+                } catch {
+                    completion(.failure(error))
+                }
+            },
+            fail: { completion(.failure($0)) }
+        ))
+    }
+
+    private static func same(_ a: ValueCipher?, _ b: ValueCipher?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): true
+        case (let a?, let b?): a.matches(b)
+        default: false
         }
     }
 
@@ -66,7 +197,9 @@ extension KeyValueTable {
     /// Sessions using the table now.
     public var users: Int { usage.withLock { $0 } }
 
-    public var settings: TableSettings { TableSettings(writeBehind: writeBehind.configuration) }
+    public var settings: TableSettings {
+        TableSettings(writeBehind: writeBehind.configuration, cache: cache.strategy, cipher: cipher.current, persistentTTL: expiry.ttl != nil)
+    }
 
     private static func describe(_ configuration: WriteBehindConfiguration?) -> String {
         guard let c = configuration else { return "write-through mode (v2_mode=False)" }

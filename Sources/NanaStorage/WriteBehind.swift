@@ -105,6 +105,10 @@ final class WriteBehind: Sendable {
         var shutDown = false
     }
 
+    /// Distinct staged keys beyond which a flush starts whatever the mode, so that staging
+    /// (manual or time mode under a heavy writer) cannot grow the daemon's memory without bound.
+    static let stagedRowLimit = 250_000
+
     private let state = Mutex(State())
     private let active = Atomic<Bool>(false)
     private let cache: TableCache
@@ -178,13 +182,18 @@ final class WriteBehind: Sendable {
                 }
             }
             cache.apply(changes)
-            switch configuration.flushMode {
-            case .immediate: return true
-            case .count: return state.metrics.currentStagingCount >= configuration.flushCount
-            case .time, .manual: return false
-            }
+            return Self.isFlushDue(configuration, state)
         }
         if flushNow { requestFlush(waiter: nil) }
+    }
+
+    private static func isFlushDue(_ configuration: WriteBehindConfiguration, _ state: borrowing State) -> Bool {
+        if state.staging.count >= stagedRowLimit { return true }
+        switch configuration.flushMode {
+        case .immediate: return true
+        case .count: return state.metrics.currentStagingCount >= configuration.flushCount
+        case .time, .manual: return false
+        }
     }
 
     /// The staged operation on `key`, newest first (staging, then the running flush).
@@ -211,11 +220,7 @@ final class WriteBehind: Sendable {
             case .set(let value): cache.apply([.set(key, value.encoded)])
             case .delete: cache.apply([.remove(key)])
             }
-            switch configuration.flushMode {
-            case .immediate: return (true, result)
-            case .count: return (state.metrics.currentStagingCount >= configuration.flushCount, result)
-            case .time, .manual: return (false, result)
-            }
+            return (Self.isFlushDue(configuration, state), result)
         }
         if flushNow { requestFlush(waiter: nil) }
         return result

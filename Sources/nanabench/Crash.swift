@@ -12,6 +12,13 @@ import NanaWire
 /// `integrity_check` while nothing has it open, then restarts nanad and reads back every key
 /// acknowledged so far, in every round. A client holding a transaction (with a write inside
 /// it) at the moment of each kill must leave nothing behind.
+///
+/// With `--v2`, the writers use a write-behind table in `manual` flush mode and one of them
+/// calls `flush(wait: true)` every few milliseconds. A SIGKILL may then lose exactly what the
+/// policy allows, and the check is both ways: every write acknowledged before a flush that
+/// completed is in the file, and when no flush was in progress at the kill, no write
+/// acknowledged after the last one is (nothing else flushes in manual mode). Times come from
+/// CLOCK_MONOTONIC, which every process on the machine shares.
 struct Crash: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crash",
@@ -25,6 +32,11 @@ struct Crash: AsyncParsableCommand {
     @Option(help: "The nanad binary (default: beside this one).") var nanad: String?
     @Option(name: .customLong("min-ms"), help: "Earliest kill, in ms after the writers start.") var minimumDelay = 150
     @Option(name: .customLong("max-ms"), help: "Latest kill, in ms after the writers start.") var maximumDelay = 900
+    @Flag(help: "Write through a v2 (write-behind, manual flush) table and check the loss bound.") var v2 = false
+
+    /// The table the v2 variant writes.
+    static let v2Table = "staged"
+    static let v2Options = NanaOpenOptions(writeBehind: NanaWriteBehind(flushMode: .manual))
 
     func run() async throws {
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
@@ -34,6 +46,8 @@ struct Crash: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let socket = base + "/nanad.sock"
         var acknowledged: [String: Int64] = [:]
+        /// v2: keys that must never be in the file (acknowledged after the last completed flush).
+        var forbidden: Set<String> = []
         var missing = 0
 
         for round in 0..<rounds {
@@ -44,6 +58,7 @@ struct Crash: AsyncParsableCommand {
                 worker.executableURL = me
                 worker.arguments = ["crash-worker", "--socket", socket, "--db", "crash.db", "--prefix", "r\(round)p\(p)",
                                     "--connections", "\(connections)", "--ack-log", base + "/ack-r\(round)p\(p).log"]
+                    + (v2 ? ["--v2"] + (p == 0 ? ["--flusher"] : []) : [])
                 worker.standardError = FileHandle.nullDevice
                 try worker.run()
                 workers.append(worker)
@@ -52,37 +67,72 @@ struct Crash: AsyncParsableCommand {
             // holds the writer) and is still in it at the moment of the kill: its write must vanish.
             let delay = Int.random(in: minimumDelay...max(minimumDelay, maximumDelay))
             try await Task.sleep(for: .milliseconds(delay * 3 / 4))
+            // (Not in the v2 variant: a client transaction holds the file's writer, so every
+            // flush would still be waiting at the kill and the loss bound could not be seen.)
             let holder = Process()
             holder.executableURL = me
             holder.arguments = ["hold-transaction", "--socket", socket, "--db", "crash.db", "--key", "tx-r\(round)", "--seconds", "30"]
             holder.standardOutput = FileHandle.nullDevice
             holder.standardError = FileHandle.nullDevice
-            try holder.run()
+            if !v2 { try holder.run() }
             try await Task.sleep(for: .milliseconds(delay / 4))
+            let killedAt = CrashWorker.monotonicNanoseconds()
             kill(daemon.processIdentifier, SIGKILL)
             daemon.waitUntilExit()
             for worker in workers { worker.waitUntilExit() }
-            kill(holder.processIdentifier, SIGKILL)  // it would wait out its sleep before noticing
-            holder.waitUntilExit()
+            if !v2 {
+                kill(holder.processIdentifier, SIGKILL)  // it would wait out its sleep before noticing
+                holder.waitUntilExit()
+            }
 
             // The file as SQLite sees it with nobody writing: intact?
             let integrity = try Self.shell(["sqlite3", data + "/crash.db", "PRAGMA integrity_check"])
+            var acks: [(key: String, value: Int64, time: UInt64)] = []
+            var flushes: [(started: UInt64, done: UInt64?)] = []
             for p in 0..<processes {
                 let log = (try? String(contentsOfFile: base + "/ack-r\(round)p\(p).log", encoding: .utf8)) ?? ""
                 for line in log.split(separator: "\n") {
                     let parts = line.split(separator: " ")
                     if parts.count == 2, let value = Int64(parts[1]) { acknowledged[String(parts[0])] = value }
+                    guard parts.count == 3, let t = UInt64(parts[2]) else { continue }
+                    // A flush the flusher began after the kill never reached nanad.
+                    if parts[0] == "S" { if t < killedAt { flushes.append((t, nil)) } }
+                    else if parts[0] == "D" { if !flushes.isEmpty, flushes[flushes.count - 1].started < t { flushes[flushes.count - 1].done = t } }
+                    else if let value = Int64(parts[1]) { acks.append((String(parts[0]), value, t)) }
+                }
+            }
+            var durable = 0, undecided = 0
+            if v2 {
+                // Durable: acknowledged before a flush that completed began.
+                let lastCompletedStart = flushes.last(where: { $0.done != nil })?.started ?? 0
+                let inFlight = flushes.last.map { $0.done == nil } ?? false
+                let lastDone = flushes.last?.done
+                for ack in acks {
+                    if ack.time < lastCompletedStart {
+                        acknowledged[ack.key] = ack.value
+                        durable += 1
+                    } else if !inFlight, let lastDone, ack.time > lastDone {
+                        forbidden.insert(ack.key)
+                    } else {
+                        undecided += 1
+                    }
                 }
             }
 
             // Restart and read back everything acknowledged in every round so far.
             let restarted = try await Self.startNanad(nanadPath, socket: socket, data: data, log: base + "/nanad-\(round)-check.log")
             let client = try await NanaClient.connect(socketPath: socket, clientName: "crash-check")
-            let db = try await client.open("crash.db")
+            let db = v2 ? try await client.open("crash.db", table: Self.v2Table, options: Self.v2Options) : try await client.open("crash.db")
             let keys = Array(acknowledged.keys)
             var roundMissing = 0
+            var resurrected = 0
+            if v2 {
+                resurrected = try await db.batchGet(Array(forbidden)).count
+                roundMissing += resurrected
+            }
             // The transaction that was open when nanad died left nothing behind.
-            let uncommitted = try await db.batchGet((0...round).map { "tx-r\($0)" })
+            let plain = v2 ? try await client.open("crash.db") : db
+            let uncommitted = try await plain.batchGet((0...round).map { "tx-r\($0)" })
             roundMissing += uncommitted.count
             var start = 0
             while start < keys.count {
@@ -95,7 +145,8 @@ struct Crash: AsyncParsableCommand {
             await client.close()
             kill(restarted.processIdentifier, SIGTERM)
             restarted.waitUntilExit()
-            print("round \(round + 1): acknowledged so far \(acknowledged.count), missing \(roundMissing), integrity \(integrity), restart exit \(restarted.terminationStatus)")
+            let v2Detail = v2 ? ", v2: \(flushes.count) flushes, \(durable) durable, \(forbidden.count) must be absent so far (present: \(resurrected)), \(undecided) undecided" : ""
+            print("round \(round + 1): acknowledged so far \(acknowledged.count), missing \(roundMissing)\(v2Detail), integrity \(integrity), restart exit \(restarted.terminationStatus)")
             if integrity != "ok" || restarted.terminationStatus != 0 { missing += 1 }
         }
         print("rounds: \(rounds), acknowledged: \(acknowledged.count), missing: \(missing)")
@@ -146,6 +197,14 @@ struct CrashWorker: AsyncParsableCommand {
     @Option var prefix: String
     @Option var connections = 4
     @Option(name: .customLong("ack-log")) var ackLog: String
+    @Flag(help: "Write to the v2 table; log `key value time`.") var v2 = false
+    @Flag(help: "Also flush (wait) every few milliseconds, logging `S - time` and `D - time`.") var flusher = false
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
 
     func run() async throws {
         _ = FileManager.default.createFile(atPath: ackLog, contents: nil)
@@ -153,18 +212,34 @@ struct CrashWorker: AsyncParsableCommand {
         let prefix = self.prefix
         let socket = self.socket
         let db = self.db
+        let v2 = self.v2
+        let open: @Sendable (NanaClient) async throws -> NanaDatabase = { client in
+            v2 ? try await client.open(db, table: Crash.v2Table, options: Crash.v2Options) : try await client.open(db)
+        }
         await withTaskGroup(of: Void.self) { group in
             for lane in 0..<connections {
                 group.addTask {
                     guard let client = try? await NanaClient.connect(socketPath: socket, clientName: "crash-\(prefix)-\(lane)"),
-                          let database = try? await client.open(db) else { return }
+                          let database = try? await open(client) else { return }
                     var n: Int64 = 0
                     while true {
                         let key = "\(prefix)-\(lane)-\(n)"
                         do { try await database.set(key, .int(n)) } catch { return }
                         // Only after the reply: this write was acknowledged.
-                        log.write(Data("\(key) \(n)\n".utf8))
+                        log.write(Data((v2 ? "\(key) \(n) \(Self.monotonicNanoseconds())\n" : "\(key) \(n)\n").utf8))
                         n += 1
+                    }
+                }
+            }
+            if flusher {
+                group.addTask {
+                    guard let client = try? await NanaClient.connect(socketPath: socket, clientName: "crash-\(prefix)-flusher"),
+                          let database = try? await open(client) else { return }
+                    while true {
+                        try? await Task.sleep(for: .milliseconds(Int.random(in: 10...120)))
+                        log.write(Data("S - \(Self.monotonicNanoseconds())\n".utf8))
+                        do { try await database.flush(wait: true) } catch { return }
+                        log.write(Data("D - \(Self.monotonicNanoseconds())\n".utf8))
                     }
                 }
             }

@@ -5,7 +5,7 @@ import NanaWire
 /// What one workload measured. Rates are per second over wall-clock time; latencies are in
 /// microseconds, taken per call with `ContinuousClock` and read from the sorted samples.
 struct WorkloadResult: Codable, Sendable {
-    /// Short id (`a` … `g`, `ping`).
+    /// Short id (`a` … `k`, `ping`).
     var id: String
     /// Stable machine-readable name, e.g. `get_16_connections`.
     var name: String
@@ -138,6 +138,42 @@ func noteGroupCommit(_ result: inout WorkloadResult, before: (commits: Int, writ
     let writes = after.writes - before.writes
     result.notes["commits"] = Double(commits)
     if commits > 0 { result.notes["writes_per_commit"] = Double(writes) / Double(commits) }
+}
+
+/// The daemon's counters for the table a handle belongs to (an entry of `stats`'s `tables`:
+/// `hits`, `misses`, `evictions`, `v2_staged`, `dlq`, …).
+func tableCounters(_ db: NanaDatabase) async -> NanaValue? {
+    guard let reply = try? await db.client.call("stats", ["db": .int(db.handle)]),
+          let tables = reply["databases"]?.arrayValue?.first?["tables"]?.arrayValue
+    else { return nil }
+    return tables.first { $0["name"]?.stringValue == db.table }
+}
+
+/// Adds the cache's hits, misses, evictions and hit ratio during a run, from table counters
+/// taken before and after it.
+func noteCacheHits(_ result: inout WorkloadResult, before: NanaValue?, after: NanaValue?) {
+    func count(_ table: NanaValue?, _ name: String) -> Int? { table?[name]?.int64Value.map(Int.init) }
+    guard let h0 = count(before, "hits"), let m0 = count(before, "misses"),
+          let h1 = count(after, "hits"), let m1 = count(after, "misses") else { return }
+    let hits = h1 - h0, misses = m1 - m0
+    result.notes["cache_hits"] = Double(hits)
+    result.notes["cache_misses"] = Double(misses)
+    if hits + misses > 0 { result.notes["hit_ratio"] = Double(hits) / Double(hits + misses) }
+    if let e0 = count(before, "evictions"), let e1 = count(after, "evictions") { result.notes["evictions"] = Double(e1 - e0) }
+}
+
+/// `count` indices uniform over the keyspace, from a fixed seed (SplitMix64), so that every
+/// run asks for the same keys in the same order.
+func randomIndices(_ count: Int, seed: UInt64) -> [Int] {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15
+    return (0..<count).map { _ in
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Int(z % UInt64(Run.keyspace))
+    }
 }
 
 /// A NanaSQLite-style value of about the size loadgen.c sends.

@@ -15,6 +15,13 @@ import NanaWire
 ///   e  get, one connection with 64 calls in flight (64 tasks on one client), cache hit
 ///   f  batch_update of 10,000 items, repeated, median items/s
 ///   g  4 `nanabench worker` processes writing 3,000 keys each to one fresh file at once
+///   h  query returning 1,000 rows
+///   i  execute_many of 10,000 rows
+///   j  set, 16 connections (fresh keys) as d, on a write-behind (v2, flush_mode immediate) table
+///      "bench_v2"; then `flush(wait: true)`, timed apart (not in the rate)
+///   k  get, 16 connections as c, on a table "bench_lru" with an LRU cache of 1,000 entries
+///      over the 10,000 keys, each lane asking for keys in a fixed pseudo-random order (so about
+///      10 % of gets hit the cache); the hit ratio comes from the daemon's per-table counters
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the benchmark suite against a running nanad.")
 
@@ -24,7 +31,7 @@ struct Run: AsyncParsableCommand {
     var requests = 100_000
     @Flag(help: "Also print a JSON summary (one line, after the table).") var json = false
     @Option(name: .customLong("json-file"), help: "Also write the JSON summary to this file.") var jsonFile: String?
-    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,c,d,e,f,g,h,i); all by default.") var only: String?
+    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,c,d,e,f,g,h,i,j,k); all by default.") var only: String?
     @Option(name: .customLong("batch-repeats"), help: "Timed batch_update calls (workload f).") var batchRepeats = 10
     @Option(name: .customLong("batch-items"), help: "Items per batch_update call (workload f).") var batchItems = 10_000
     @Option(help: "Writer processes in workload g.") var processes = 4
@@ -34,6 +41,11 @@ struct Run: AsyncParsableCommand {
     static let keyspace = 10_000
     static let connections = 16
     static let inFlight = 64
+    /// Workload j's table, opened write-behind (v2) by every connection.
+    static let writeBehindTable = "bench_v2"
+    /// Workload k's table and its LRU capacity (a tenth of the keyspace).
+    static let lruTable = "bench_lru"
+    static let lruCapacity = 1000
 
     func validate() throws {
         guard requests >= 1000 else { throw ValidationError("--requests must be at least 1000") }
@@ -43,7 +55,7 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let selected = Set((only ?? "a,b,ping,c,d,e,f,g,h,i").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        let selected = Set((only ?? "a,b,ping,c,d,e,f,g,h,i,j,k").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
         // Distinct per run, so that set workloads insert new rows even when --db is reused.
         let tag = String(Int(Date().timeIntervalSince1970 * 1000) % 100_000_000, radix: 36) + "-\(getpid())"
 
@@ -96,8 +108,8 @@ struct Run: AsyncParsableCommand {
             report(summarize(id: "ping", name: "ping_sequential", title: "ping, sequential, 1 connection", lanes: run.lanes, wall: run.wall))
         }
 
-        // (c) and (d): 16 connections, one task each.
-        if selected.contains("c") || selected.contains("d") {
+        // (c), (d), (j) and (k): 16 connections, one task each.
+        if !selected.isDisjoint(with: ["c", "d", "j", "k"]) {
             var lanes: [NanaDatabase] = []
             for c in 0..<Self.connections {
                 let other = try await NanaClient.connect(socketPath: socket, clientName: "nanabench-\(c)")
@@ -124,6 +136,57 @@ struct Run: AsyncParsableCommand {
                 let run = await runLanes(count, perLane: perLane) { l, i in try await conns[l].set(setKeys[l][i], values[i % Self.keyspace]) }
                 var r = summarize(id: "d", name: "set_16_connections", title: "set, 16 connections (group commit)", lanes: run.lanes, wall: run.wall)
                 noteGroupCommit(&r, before: before, after: await writerCounters(database))
+                report(r)
+            }
+
+            // (j) d's shape on a write-behind table: a set is acknowledged once staged.
+            if selected.contains("j") {
+                let options = NanaOpenOptions(writeBehind: NanaWriteBehind())
+                let staged = try await client.open(db, table: Self.writeBehindTable, options: options)
+                var opened: [NanaDatabase] = []
+                for lane in conns { opened.append(try await lane.client.open(db, table: Self.writeBehindTable, options: options)) }
+                let v2 = opened
+                let perLane = requests / count
+                let setKeys = (0..<count).map { l in (0..<perLane).map { "j-\(tag)-\(l)-\($0)" } }
+                await warmUp(count, perLane: max(1, perLane / 10)) { l, i in try await v2[l].set("jw-\(tag)-\(l)-\(i)", values[i % Self.keyspace]) }
+                try await staged.flush(wait: true)
+                let before = await writerCounters(staged)
+                let run = await runLanes(count, perLane: perLane) { l, i in try await v2[l].set(setKeys[l][i], values[i % Self.keyspace]) }
+                var r = summarize(id: "j", name: "set_16_connections_write_behind", title: "set, 16 connections, write-behind (v2)", lanes: run.lanes, wall: run.wall)
+                let pending = await tableCounters(staged)?["v2_staged"]?.int64Value
+                let flushStart = ContinuousClock.now
+                try await staged.flush(wait: true)
+                let flushTime = ContinuousClock.now - flushStart
+                // Commits and writes of the timed sets and of the final flush together.
+                noteGroupCommit(&r, before: before, after: await writerCounters(staged))
+                r.notes["final_flush_ms"] = flushTime.microseconds / 1000
+                if let pending { r.notes["staged_before_flush"] = Double(pending) }
+                if let table = await tableCounters(staged) {
+                    r.notes["dlq"] = Double(table["dlq"]?.int64Value ?? 0)
+                    if let left = table["v2_staged"]?.int64Value, left > 0 { r.notes["staged_after_flush"] = Double(left) }
+                }
+                report(r)
+            }
+
+            // (k) c's shape on an LRU table holding a tenth of the keyspace, keys in random order.
+            if selected.contains("k") {
+                let options = NanaOpenOptions(cache: .lru(capacity: Self.lruCapacity))
+                let bounded = try await client.open(db, table: Self.lruTable, options: options)
+                try await bounded.batchUpdate(prefill)
+                var opened: [NanaDatabase] = []
+                for lane in conns { opened.append(try await lane.client.open(db, table: Self.lruTable, options: options)) }
+                let lru = opened
+                let perLane = requests * 2 / count
+                // Drawn before the timing: lane l's i-th key, uniform over the keyspace.
+                let order = (0..<count).map { l in randomIndices(perLane + perLane / 10, seed: UInt64(l + 1)) }
+                await warmUp(count, perLane: perLane / 10) { l, i in _ = try await lru[l].get(keys[order[l][perLane + i]]) }
+                let before = await tableCounters(bounded)
+                let run = await runLanes(count, perLane: perLane) { l, i in
+                    let v = try await lru[l].get(keys[order[l][i]])
+                    if v.isNil { throw BenchError("get returned nil") }
+                }
+                var r = summarize(id: "k", name: "get_16_connections_lru", title: "get, 16 connections, LRU 1,000 of 10,000 keys", lanes: run.lanes, wall: run.wall)
+                noteCacheHits(&r, before: before, after: await tableCounters(bounded))
                 report(r)
             }
             for lane in conns { await lane.client.close() }

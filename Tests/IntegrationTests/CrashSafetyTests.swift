@@ -11,6 +11,17 @@ import Testing
         #expect(run.stdout.contains("missing: 0"))
         #expect(!run.stdout.contains("acknowledged: 0,"))
     }
+
+    /// v2 (manual flushing): what a completed flush covered survives the kill, and what was
+    /// acknowledged after the last flush (none in flight) is gone, exactly as documented.
+    @Test func writeBehindLosesExactlyWhatItsPolicyAllows() async throws {
+        let run = try await runTool("nanabench", ["crash", "--v2", "--rounds", "3"])
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stdout.contains("rounds: 3"))
+        #expect(run.stdout.contains("missing: 0"))
+        #expect(run.stdout.contains("(present: 0)"))
+        #expect(!run.stdout.contains("acknowledged: 0,"))
+    }
 }
 
 /// The fuzz corpus and every reproducer kept in tools/fuzz/regressions go through the fuzz

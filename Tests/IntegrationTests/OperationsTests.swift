@@ -107,6 +107,39 @@ import Testing
     }
 
     /// A peer whose uid is not on the allow-list is refused before any method runs.
+    @Test func statsReportBatchSizesTransactionWaitsAndWriteBehindState() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let holder = try await daemon.connect()
+        let waiter = try await daemon.connect()
+        let held = try await holder.open("stats.db")
+        let other = try await waiter.open("stats.db")
+        try await held.beginTransaction()
+        try await held.set("in-tx", 1)
+        // Another session's writes wait for the transaction.
+        let pending = Task { for i in 0..<3 { try await other.set("w\(i)", .int(Int64(i))) } }
+        try await Task.sleep(for: .milliseconds(200))
+        try await held.commit()
+        try await pending.value
+        let v2 = try await waiter.open("stats.db", table: "staged", options: NanaOpenOptions(writeBehind: NanaWriteBehind(flushMode: .manual)))
+        try await v2.batchUpdate(["a": 1, "b": 2])
+        let stats = try await waiter.stats()
+        let db = try #require(stats["databases"]?.arrayValue?.first)
+        #expect(db["client_transactions"] == 1)
+        #expect((db["writes_delayed_by_transactions"]?.int64Value ?? 0) >= 1)
+        #expect((db["client_transaction_ms"]?.doubleValue ?? 0) >= 150)
+        let buckets = try #require(db["batch_sizes"]?.mapValue)
+        #expect(buckets.values.compactMap(\.int64Value).reduce(0, +) >= 3)
+        #expect(db["v2_staged"] == 2)
+        #expect(db["dlq"] == 0)
+        let table = db["tables"]?.arrayValue?.first { $0["name"] == "staged" }
+        #expect(table?["v2_mode"] == true)
+        #expect(table?["sessions"] == 1)
+        await holder.close()
+        await waiter.close()
+        #expect(try await daemon.stop() == 0)
+    }
+
     @Test func peersNotOnTheAllowListAreRefused() async throws {
         let daemon = try await Daemon.start(arguments: ["--socket-mode", "666", "--allow-uid", "\(getuid())"])
         defer { daemon.removeFolder() }
