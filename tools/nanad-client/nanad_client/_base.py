@@ -35,7 +35,6 @@ _OPEN_KWARGS = (
     "max_clause_length",
     "warn_duplicate_table_instance",
     "lock_timeout",
-    "encryption_key",
 )
 
 # NanaSQLite options that mean nothing with a daemon (its threads and read pool): accepted and
@@ -639,6 +638,25 @@ class Operations:
         if not self._options.v2_mode:
             return {}
         return (yield ("get_v2_metrics", {}))
+
+    # ---------------------------------------------------------------- constraints (nanad only)
+
+    def _op_add_constraint(self, constraint: Dict[str, Any]) -> Op:
+        """Declares a constraint the daemon enforces on every write to this table, from every
+        process (not in NanaSQLite; docs/API.md). ``constraint`` is a dict: ``{"type":
+        "unique", "field": f}``, ``{"type": "foreign_key", "field": f, "table": t}``, ``{"type":
+        "check", "field": f, "op": "<", "value": v}`` or ``{"type": "required", "fields": [...]}``,
+        each with optional ``key_prefix`` and ``message``. A violation is a
+        NanaSQLiteValidationError. Returns whether it was added (False: already declared)."""
+        return (yield ("add_constraint", {"constraint": dict(constraint)}))
+
+    def _op_drop_constraint(self, constraint: Dict[str, Any]) -> Op:
+        """Removes a declared constraint; returns whether it was declared."""
+        return (yield ("drop_constraint", {"constraint": dict(constraint)}))
+
+    def _op_list_constraints(self) -> Op:
+        """The constraints declared on this table, as dicts."""
+        return (yield ("list_constraints", {}))
 
     # ---------------------------------------------------------------- transactions
 

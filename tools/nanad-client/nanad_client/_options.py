@@ -85,7 +85,7 @@ class TableOptions:
     arguments (behaviour spec 1.6: memory_first first, then v2_config over the flat ones)."""
 
     __slots__ = ("v2", "memory_first", "memory_flush_interval", "cache_strategy", "cache_size",
-                 "cache_ttl", "cache_persistence_ttl")
+                 "cache_ttl", "cache_persistence_ttl", "encryption_key", "encryption_mode", "constraints")
 
     def __init__(self) -> None:
         self.v2: Optional[V2Config] = None
@@ -95,6 +95,9 @@ class TableOptions:
         self.cache_size: Optional[int] = None
         self.cache_ttl: Optional[float] = None
         self.cache_persistence_ttl = False
+        self.encryption_key: Any = None
+        self.encryption_mode = "aes-gcm"
+        self.constraints: Optional[list] = None
 
     @classmethod
     def from_constructor(cls, v2_mode: Any, v2_config: Any, kwargs: Dict[str, Any]) -> "TableOptions":
@@ -105,6 +108,13 @@ class TableOptions:
         o.cache_size = kwargs.get("cache_size")
         o.cache_ttl = kwargs.get("cache_ttl")
         o.cache_persistence_ttl = bool(kwargs.get("cache_persistence_ttl", False))
+        o.encryption_key = kwargs.get("encryption_key")
+        o.encryption_mode = plain(kwargs.get("encryption_mode", "aes-gcm"))
+        if o.encryption_key is not None and (not isinstance(o.encryption_key, (str, bytes)) or not o.encryption_key):
+            raise NanaSQLiteValidationError("encryption_key must be a non-empty str or bytes value")
+        constraints = kwargs.get("constraints")
+        if constraints is not None:
+            o.constraints = [dict(c) for c in constraints]
         o.memory_first = bool(kwargs.get("memory_first", False))
         o.memory_flush_interval = kwargs.get("memory_flush_interval", 5.0)
         flush_mode = kwargs.get("flush_mode", "immediate")
@@ -145,7 +155,10 @@ class TableOptions:
         return self.v2 is not None
 
     def open_params(self) -> Dict[str, Any]:
-        """What ``open`` states about the table's behaviour: every setting, defaults included."""
+        """What ``open`` states about the table's behaviour: every setting, defaults included
+        (as the Swift client's NanaOpenOptions). ``cache_ttl`` and ``cache_persistence_ttl``
+        mean something only with the TTL strategy (NanaSQLite ignores them otherwise), and
+        ``encryption_mode`` only with a key."""
         params: Dict[str, Any] = {"v2_mode": self.v2 is not None}
         if self.v2 is not None:
             params["v2_config"] = self.v2.wire()
@@ -153,6 +166,16 @@ class TableOptions:
             params["memory_first"] = True
             params["memory_flush_interval"] = self.memory_flush_interval
         params["cache_strategy"] = self.cache_strategy
+        params["cache_size"] = self.cache_size
+        ttl = self.cache_strategy == "ttl"
+        if ttl:
+            params["cache_ttl"] = self.cache_ttl
+        params["cache_persistence_ttl"] = bool(self.cache_persistence_ttl) and ttl
+        if self.encryption_key is not None:
+            params["encryption_key"] = self.encryption_key
+            params["encryption_mode"] = self.encryption_mode
+        if self.constraints:
+            params["constraints"] = self.constraints
         return params
 
     def check_child(self, cache_strategy: Any, cache_size: Any, cache_ttl: Any, cache_persistence_ttl: Any,

@@ -26,6 +26,7 @@ SYNC_METHODS = [
     "export_table_to_dict", "import_from_dict_list", "get_by_path",
     "create_table", "create_index", "drop_table", "drop_index", "alter_table_add_column",
     "table_exists", "list_tables", "get_table_schema", "list_indexes",
+    "add_constraint", "drop_constraint", "list_constraints",
     "vacuum", "pragma", "backup", "restore", "stats",
     "set_model", "get_model",
 ]
