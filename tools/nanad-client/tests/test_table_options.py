@@ -265,6 +265,8 @@ def test_constraints_are_enforced_for_every_client(nanad, dbfile):
             other["u4"] = {"email": "b@x", "age": 18}
         finally:
             other.close()
+        child = db.table("accounts")  # the constraints the constructor declared, not add_constraint's
+        assert child.list_constraints() == [unique_email]
         assert db.drop_constraint(adult) is True
         db["u5"] = {"email": "c@x", "age": 1}
         assert sorted(db.keys()) == ["u1", "u4", "u5"]
