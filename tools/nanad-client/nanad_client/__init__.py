@@ -11,6 +11,7 @@ shared by every process. See README.md ("Coming from NanaSQLite") for what diffe
 from __future__ import annotations
 
 from ._base import Cursor
+from ._options import CacheType, V2Config
 from .aio import AsyncNanaSQLite
 from .exceptions import (
     NanaSQLiteCacheError,
@@ -35,6 +36,8 @@ __all__ = [
     "NanaSQLite",
     "AsyncNanaSQLite",
     "Cursor",
+    "V2Config",
+    "CacheType",
     "NanaHook",
     "BaseHook",
     "CheckHook",

@@ -9,13 +9,13 @@ methods with hooks, which take several round trips, are written once too. The dr
 
 from __future__ import annotations
 
-import enum
 import functools
 import inspect
 import json
 from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tuple
 
 from . import _wire
+from ._options import TableOptions, plain
 from ._wire import MISSING_WIRE, is_missing
 from .exceptions import NanaSQLiteClosedError
 from .hooks import ValidatorHook
@@ -27,43 +27,24 @@ Op = Generator[Request, Any, Any]
 # NanaSQLite's "not given" for table()'s validator/coerce/hooks is Ellipsis; so is ours.
 UNSET: Any = Ellipsis
 
-# open() parameters the protocol accepts besides db_path and table (PROTOCOL.md 9.2).
+# open() parameters the protocol accepts besides db_path and table (PROTOCOL.md 9.2), passed
+# on as given. The table-behaviour settings (v2, cache strategy) are resolved by TableOptions.
 _OPEN_KWARGS = (
     "allowed_sql_functions",
     "forbidden_sql_functions",
     "max_clause_length",
     "warn_duplicate_table_instance",
     "lock_timeout",
-    "encryption_key",
-    "cache_strategy",
 )
 
-# NanaSQLite options that have no meaning with a daemon-side cache and no write-behind mode
-# served yet: accepted and ignored (NanaSQLite itself ignores options it does not use, and any
-# unknown keyword argument). v2_mode=True / memory_first=True are refused by the daemon
-# (NotSupportedError); so are encryption_key and a cache_strategy other than "unbounded".
+# NanaSQLite options that mean nothing with a daemon (its threads and read pool): accepted and
+# ignored, as NanaSQLite itself ignores any unknown keyword argument.
 _IGNORED_KWARGS = (
-    "encryption_mode",
-    "cache_size",
-    "cache_ttl",
-    "cache_persistence_ttl",
-    "flush_mode",
-    "flush_interval",
-    "flush_count",
-    "v2_chunk_size",
-    "v2_max_dlq_size",
-    "v2_enable_metrics",
-    "memory_flush_interval",
     "thread_name_prefix",
     "read_pool_size",
 )
 
-
-def _plain(value: Any) -> Any:
-    # CacheType and other str-enums travel as their value.
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
+_plain = plain
 
 
 def build_open_params(
@@ -73,7 +54,7 @@ def build_open_params(
     optimize: Any,
     cache_size_mb: Any,
     strict_sql_validation: Any,
-    v2_mode: Any,
+    options: TableOptions,
     kwargs: Dict[str, Any],
     max_workers: Any = None,
 ) -> Dict[str, Any]:
@@ -83,16 +64,13 @@ def build_open_params(
     params: Dict[str, Any] = {
         "db_path": os.fspath(db_path) if hasattr(db_path, "__fspath__") else db_path,
         "table": table,
-        "bulk_load": bulk_load,
+        "bulk_load": bool(bulk_load) or options.memory_first,  # memory_first loads everything, as NanaSQLite
         "optimize": optimize,
         "cache_size_mb": cache_size_mb,
         "strict_sql_validation": strict_sql_validation,
     }
     if max_workers is not None:
         params["max_workers"] = max_workers
-    if v2_mode or kwargs.get("memory_first"):
-        # memory_first=True forces v2 mode in NanaSQLite; the daemon answers NotSupportedError.
-        params["v2_mode"] = True
     for name in _OPEN_KWARGS:
         if name in kwargs:
             value = _plain(kwargs[name])
@@ -101,6 +79,7 @@ def build_open_params(
             if name in ("allowed_sql_functions", "forbidden_sql_functions") and isinstance(value, (tuple, set, frozenset)):
                 value = list(value)
             params[name] = value
+    params.update(options.open_params())
     return params
 
 
@@ -208,6 +187,8 @@ class Operations:
 
     _hooks: List[Any]
     _table: str
+    _db_path: Any
+    _options: TableOptions
 
     # ---------------------------------------------------------------- hooks
 
@@ -549,51 +530,133 @@ class Operations:
             self._on_write_success(key, value, old)
         return value
 
-    # ---------------------------------------------------------------- v2 mode (not served: no-ops)
+    # ---------------------------------------------------------------- v2 mode (write-behind)
+
+    # The daemon's write-behind engine belongs to the table and is shared by every session
+    # using it (a NanaSQLite engine belongs to one connection and its children). An instance
+    # opened without v2 mode answers here as NanaSQLite does in v1 mode, without asking the
+    # daemon: the table is write-through while it is open (settings are fixed while in use).
+    # Dead letters left from an earlier v2 period are seen by opening it in v2 mode again, or
+    # with `nanactl dlq`.
 
     def _op_flush(self, wait: bool = False) -> Op:
-        """No write-behind buffer (v2 mode is not served): nothing to flush, as NanaSQLite v1."""
+        """Asks the daemon to flush this table's staged writes; with ``wait=True`` returns once
+        everything staged before the call is committed to the file."""
+        if self._options.v2_mode:
+            yield ("flush", {"wait": bool(wait)})
         return None
-        yield  # pragma: no cover
 
     def _op_get_dlq(self) -> Op:
-        """Always ``[]``: no v2 mode, no dead-letter queue (NanaSQLite v1 answers the same)."""
-        return []
-        yield  # pragma: no cover
+        """The table's dead letters in NanaSQLite's shape: ``{"error", "item", "timestamp"}`` with
+        ``item == (('"<table>"', key), {"action": "set", "value": <JSON text>})`` or
+        ``{"action": "delete"}``, oldest first."""
+        if not self._options.v2_mode:
+            return []
+        entries = yield ("get_dlq", {})
+        return [self._dlq_entry(entry) for entry in entries or []]
+
+    def _dlq_entry(self, entry: Any) -> Dict[str, Any]:
+        if not isinstance(entry, dict):
+            return {"error": str(entry), "item": None, "timestamp": None}
+        item = entry.get("item")
+        if isinstance(item, dict) and "key" in item:
+            op: Dict[str, Any] = {"action": item.get("action")}
+            if "value" in item:
+                # NanaSQLite keeps the serialized row value; so does this, as json.dumps writes it.
+                op["value"] = json.dumps(item["value"], ensure_ascii=False)
+            item = ((f'"{self._table}"', item["key"]), op)
+        return {"error": entry.get("error"), "item": item, "timestamp": entry.get("timestamp")}
 
     def _op_retry_dlq(self) -> Op:
+        """Stages the dead letters again (returns ``None`` like NanaSQLite; they are written by
+        the next flush the table's flush mode makes, or by ``flush()``)."""
+        if self._options.v2_mode:
+            yield ("retry_dlq", {})
         return None
-        yield  # pragma: no cover
 
     def _op_clear_dlq(self) -> Op:
+        if self._options.v2_mode:
+            yield ("clear_dlq", {})
         return None
-        yield  # pragma: no cover
 
     def _op_get_dlq_summary(self) -> Op:
-        return []
-        yield  # pragma: no cover
+        """NanaSQLite 1.6.2's payload-free view of the dead letters."""
+        if not self._options.v2_mode:
+            return []
+        entries = yield ("get_dlq", {})
+        return [{"error": "write_failed", "timestamp": e.get("timestamp")} for e in entries or [] if isinstance(e, dict)]
 
     def _op_get_status(self) -> Op:
-        """NanaSQLite's status snapshot for immediate (non-v2) mode: nothing pending, ever."""
+        """NanaSQLite's status snapshot. In v2 mode the counts come from the daemon's
+        statistics of this table (``stats``) and its dead-letter queue; the daemon does not
+        report flush times or queued SQL, so those are ``None``/``0``."""
+        if not self._options.v2_mode:
+            return {
+                "mode": "immediate",
+                "oldest_pending_age_seconds": None,
+                "pending_kvs_count": 0,
+                "flushing_kvs_count": 0,
+                "pending_sql_count": 0,
+                "flush_active": False,
+                "failed_count": 0,
+                "failure_count": 0,
+                "dropped_failure_count": 0,
+                "last_failure_time": None,
+                "last_successful_flush_time": None,
+            }
+        entries = yield ("get_dlq", {})
+        stats = yield ("stats", {})
+        staged = 0
+        table = self._table.strip('"')
+        for database in (stats or {}).get("databases") or []:
+            path = str(database.get("path", ""))
+            if not (path == self._db_path or path.endswith("/" + str(self._db_path).lstrip("./"))):
+                continue
+            for t in database.get("tables") or []:
+                if t.get("name") == table:
+                    staged = int(t.get("v2_staged") or 0)
+        times = [e.get("timestamp") for e in entries or [] if isinstance(e, dict)]
         return {
-            "mode": "immediate",
+            "mode": "write_back",
             "oldest_pending_age_seconds": None,
-            "pending_kvs_count": 0,
+            "pending_kvs_count": staged,
             "flushing_kvs_count": 0,
             "pending_sql_count": 0,
             "flush_active": False,
-            "failed_count": 0,
-            "failure_count": 0,
+            "failed_count": len(times),
+            "failure_count": len(times),
             "dropped_failure_count": 0,
-            "last_failure_time": None,
+            "last_failure_time": max(times) if times else None,
             "last_successful_flush_time": None,
         }
-        yield  # pragma: no cover
 
     def _op_get_v2_metrics(self) -> Op:
-        """Always ``{}`` (NanaSQLite answers ``{}`` when not in v2 mode)."""
-        return {}
-        yield  # pragma: no cover
+        """The table's write-behind metrics with NanaSQLite's names (``flush_count``,
+        ``kvs_items_flushed``, ``strict_tasks_executed``, ``dlq_errors``, ``last_flush_time``,
+        ``total_flush_time_ms``, ``current_staging_count``, ``current_strict_queue_size``);
+        ``{}`` unless the table is in v2 mode with ``v2_enable_metrics``."""
+        if not self._options.v2_mode:
+            return {}
+        return (yield ("get_v2_metrics", {}))
+
+    # ---------------------------------------------------------------- constraints (nanad only)
+
+    def _op_add_constraint(self, constraint: Dict[str, Any]) -> Op:
+        """Declares a constraint the daemon enforces on every write to this table, from every
+        process (not in NanaSQLite; docs/API.md). ``constraint`` is a dict: ``{"type":
+        "unique", "field": f}``, ``{"type": "foreign_key", "field": f, "table": t}``, ``{"type":
+        "check", "field": f, "op": "<", "value": v}`` or ``{"type": "required", "fields": [...]}``,
+        each with optional ``key_prefix`` and ``message``. A violation is a
+        NanaSQLiteValidationError. Returns whether it was added (False: already declared)."""
+        return (yield ("add_constraint", {"constraint": dict(constraint)}))
+
+    def _op_drop_constraint(self, constraint: Dict[str, Any]) -> Op:
+        """Removes a declared constraint; returns whether it was declared."""
+        return (yield ("drop_constraint", {"constraint": dict(constraint)}))
+
+    def _op_list_constraints(self) -> Op:
+        """The constraints declared on this table, as dicts."""
+        return (yield ("list_constraints", {}))
 
     # ---------------------------------------------------------------- transactions
 

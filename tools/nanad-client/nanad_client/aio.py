@@ -7,6 +7,7 @@ from typing import Any, AsyncIterator, Dict, Generator, Optional, Tuple
 
 from ._base import UNSET, Operations, build_open_params, resolve_child_hooks, async_method
 from ._connection import AsyncConnection, StaleGeneration
+from ._options import TableOptions
 from ._wire import socket_path
 from .exceptions import NanaSQLiteConnectionError, NanaSQLiteError, NanaSQLiteTransactionError
 
@@ -25,6 +26,7 @@ ASYNC_METHODS = [
     "export_table_to_dict", "import_from_dict_list",
     "create_table", "create_index", "drop_table", "drop_index", "alter_table_add_column",
     "table_exists", "list_tables", "get_table_schema", "list_indexes",
+    "add_constraint", "drop_constraint", "list_constraints",
     "vacuum", "pragma", "stats",
     "set_model", "get_model",
 ]
@@ -89,8 +91,15 @@ class AsyncNanaSQLite(Operations):
         self._db_path = db_path
         self._table = table
         self._max_workers = max_workers
+        # As in NanaSQLite, errors of the arguments surface at the first await.
+        self._init_error: Optional[BaseException] = None
+        try:
+            self._options = TableOptions.from_constructor(v2_mode, v2_config, kwargs)
+        except Exception as exc:
+            self._init_error = exc
+            self._options = TableOptions()
         self._open_params = build_open_params(
-            db_path, table, bulk_load, optimize, cache_size_mb, strict_sql_validation, v2_mode, kwargs,
+            db_path, table, bulk_load, optimize, cache_size_mb, strict_sql_validation, self._options, kwargs,
             max_workers=max_workers,
         )
         self._init_hooks(kwargs.get("hooks"), validator, coerce)
@@ -155,6 +164,8 @@ class AsyncNanaSQLite(Operations):
             if self._gen == generation:
                 return
             if self is root:
+                if self._init_error is not None:
+                    raise self._init_error
                 reply = await conn.call("open", dict(self._open_params), generation)
             else:
                 # Children are (re)opened from the root: they would inherit its SQL policy anyway.
@@ -225,6 +236,8 @@ class AsyncNanaSQLite(Operations):
         child._db_path = self._db_path
         child._table = table_name
         child._max_workers = self._max_workers
+        child._options = self._options
+        child._init_error = None
         child._open_params = self._open_params
         child._hooks, child._validator, child._coerce = resolve_child_hooks(
             self._hooks, validator, coerce, hooks, self._validator, self._coerce

@@ -65,7 +65,8 @@ class NanaSQLiteProtocolError(NanaSQLiteError):
 
 
 class NanaSQLiteNotSupportedError(NanaSQLiteError):
-    """An option nanad does not serve yet (v2_mode, encryption_key, bounded caches, :memory:)."""
+    """What nanad does not serve (":memory:", encryption_mode "fernet", a unique constraint in v2
+    mode, table() children with settings of their own)."""
 
 
 # Short aliases for the two nanad-only types.

@@ -7,11 +7,11 @@ import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Dict, Generator, Iterator, Optional
 
-from . import _base
 from ._base import UNSET, Operations, build_open_params, resolve_child_hooks, sync_method
 from ._connection import StaleGeneration, SyncConnection
+from ._options import TableOptions
 from ._wire import socket_path
-from .exceptions import NanaSQLiteConnectionError, NanaSQLiteError, NanaSQLiteNotSupportedError, NanaSQLiteTransactionError
+from .exceptions import NanaSQLiteConnectionError, NanaSQLiteError, NanaSQLiteTransactionError
 
 # Seed method name -> operation (nanad_client._base.Operations._op_<name>).
 SYNC_METHODS = [
@@ -26,6 +26,7 @@ SYNC_METHODS = [
     "export_table_to_dict", "import_from_dict_list", "get_by_path",
     "create_table", "create_index", "drop_table", "drop_index", "alter_table_add_column",
     "table_exists", "list_tables", "get_table_schema", "list_indexes",
+    "add_constraint", "drop_constraint", "list_constraints",
     "vacuum", "pragma", "backup", "restore", "stats",
     "set_model", "get_model",
 ]
@@ -83,8 +84,9 @@ class NanaSQLite(Operations, MutableMapping):
     ) -> None:
         self._db_path = db_path
         self._table = table
+        self._options = TableOptions.from_constructor(v2_mode, v2_config, kwargs)
         self._open_params = build_open_params(
-            db_path, table, bulk_load, optimize, cache_size_mb, strict_sql_validation, v2_mode, kwargs
+            db_path, table, bulk_load, optimize, cache_size_mb, strict_sql_validation, self._options, kwargs
         )
         self._init_hooks(kwargs.get("hooks"), validator, coerce)
         self._conn = SyncConnection(socket_path(socket))
@@ -221,18 +223,19 @@ class NanaSQLite(Operations, MutableMapping):
         """Another table of the same file, on the same connection (and in the same transaction).
 
         Unlike NanaSQLite's children, it shares the daemon's one cache of that table, so it never
-        reads stale. ``cache_strategy`` other than ``"unbounded"`` and ``memory_first=True`` are
-        refused with NanaSQLiteNotSupportedError, as the daemon refuses them in ``open``."""
+        reads stale. The daemon opens it with this instance's settings (v2 mode and its
+        config, cache strategy); ``cache_strategy``, ``cache_size``, ``cache_ttl``,
+        ``cache_persistence_ttl``, ``v2_enable_metrics`` and ``memory_first`` may repeat them
+        but not change them (NanaSQLiteNotSupportedError): open the table with
+        ``NanaSQLite(db_path, table=..., ...)`` for other settings."""
         if self._closed or self._root._closed:
             raise self._closed_error()
-        strategy = _base._plain(cache_strategy)
-        if strategy not in (None, "unbounded"):
-            raise NanaSQLiteNotSupportedError(f"cache_strategy '{strategy}' is not supported by nanad yet; only 'unbounded'")
-        if memory_first is True:
-            raise NanaSQLiteNotSupportedError("memory_first (v2 mode) is not supported by nanad yet")
+        self._options.check_child(cache_strategy, cache_size, cache_ttl, cache_persistence_ttl,
+                                  v2_enable_metrics, memory_first, UNSET)
         child = NanaSQLite.__new__(NanaSQLite)
         child._db_path = self._db_path
         child._table = table_name
+        child._options = self._options
         child._open_params = self._open_params
         child_hooks, child_validator, child_coerce = resolve_child_hooks(
             self._hooks, validator, coerce, hooks, self._validator, self._coerce

@@ -136,6 +136,8 @@ def impl(request, tmp_path):
     if request.param == "nanasqlite":
         nanasqlite = __import__("nanasqlite")
         warnings.filterwarnings("ignore", module="nanasqlite")
+        # v2 mode's multi-process warning fires for any process with a parent (pytest's too)
+        request.getfixturevalue("monkeypatch").setenv("NANASQLITE_SUPPRESS_MP_WARNING", "1")
 
         def open_db(name, **kwargs):
             db = nanasqlite.NanaSQLite(str(tmp_path / name), **kwargs)

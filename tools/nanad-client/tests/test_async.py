@@ -187,8 +187,12 @@ def test_lazy_open_and_constructor_errors(nanad, dbfile):
         db = AsyncNanaSQLite(dbfile, table="bad name", socket=nanad.socket)  # nothing sent yet
         with pytest.raises(NanaSQLiteValidationError):
             await db.aget("x")
+        bad_v2 = AsyncNanaSQLite(dbfile, v2_mode=True, flush_mode="sometimes", socket=nanad.socket)  # not yet
+        with pytest.raises(ValueError, match="Invalid flush_mode"):
+            async with bad_v2:
+                pass
         with pytest.raises(NanaSQLiteNotSupportedError):
-            async with AsyncNanaSQLite(dbfile, v2_mode=True, socket=nanad.socket):
+            async with AsyncNanaSQLite(":memory:", socket=nanad.socket):
                 pass
         with pytest.raises(ValueError):
             await AsyncNanaSQLite(dbfile, max_workers=0, socket=nanad.socket).aget("x")

@@ -450,15 +450,15 @@ def test_constructor_errors(nanad, dbfile):
         NanaSQLite(dbfile, table="bad name", socket=nanad.socket)
     with pytest.raises(NanaSQLiteValidationError):
         NanaSQLite("../escape.db", socket=nanad.socket)
-    with pytest.raises(NanaSQLiteNotSupportedError):
-        NanaSQLite(dbfile, v2_mode=True, socket=nanad.socket)
+    with pytest.raises(ValueError, match="Invalid flush_mode"):
+        NanaSQLite(dbfile, v2_mode=True, flush_mode="sometimes", socket=nanad.socket)
     with pytest.raises(NanaSQLiteNotSupportedError):
         NanaSQLite(":memory:", socket=nanad.socket)
     with pytest.raises(ValueError):
         NanaSQLite(dbfile, cache_size_mb=0, socket=nanad.socket)
     with pytest.raises(NanaSQLiteConnectionError):
         NanaSQLite(dbfile, socket=str(nanad.root / "no-such.sock"))
-    # options NanaSQLite has that mean nothing with a daemon-side cache are accepted
+    # options that mean nothing without v2 mode or a TTL cache are ignored, as NanaSQLite does
     db = NanaSQLite(dbfile, socket=nanad.socket, cache_ttl=5, flush_mode="time", lock_timeout=1.0,
                     max_clause_length=None, allowed_sql_functions=("json_extract",), unknown_option=1)
     try:
