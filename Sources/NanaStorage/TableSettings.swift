@@ -183,6 +183,8 @@ extension KeyValueTable {
         database.submitRead(ReadJob(
             run: { connection in
                 do throws(StorageError) {
+                    // Created by an open client transaction: no committed row to look at.
+                    guard try connection.tableExists(self.name) else { return completion(.success(())) }
                     let statement = try connection.cachedStatement("SELECT typeof(value), value FROM \"\(self.name)\" LIMIT 1")
                     try statement.withReset { (s) throws(StorageError) in
                         guard try s.step() else { return }

@@ -15,7 +15,7 @@ import Testing
     /// v2 (manual flushing): what a completed flush covered survives the kill, and what was
     /// acknowledged after the last flush (none in flight) is gone, exactly as documented.
     @Test func writeBehindLosesExactlyWhatItsPolicyAllows() async throws {
-        let run = try await runTool("nanabench", ["crash", "--v2", "--rounds", "3"])
+        let run = try await runTool("nanabench", ["crash", "--v2", "--rounds", "3", "--min-ms", "1200", "--max-ms", "2400"])
         #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
         #expect(run.stdout.contains("rounds: 3"))
         #expect(run.stdout.contains("missing: 0"))
