@@ -10,7 +10,8 @@
 # and NanaSQLite 1.6.2 in a venv under /tmp. Each anchor is run RUNS times too, and a last table
 # puts nanad's medians beside the anchors' with the ratios docs/BENCHMARKS.md reports.
 #
-# Usage: tools/bench.sh [--anchors] [--runs N] [--requests N] [--out DIR] [--no-build]
+# Usage: tools/bench.sh [--anchors] [--runs N] [--requests N] [--only IDS] [--out DIR] [--no-build]
+#   --only IDS: nanabench's workloads, comma-separated (e.g. c,d,j,k); all by default.
 # Everything stays on this machine (Unix sockets only); every server it starts is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ anchors=0
 runs=3
 requests=100000
 out=""
+only=""
 build=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,8 +29,9 @@ while [ $# -gt 0 ]; do
         --runs) runs=$2; shift ;;
         --requests) requests=$2; shift ;;
         --out) out=$2; shift ;;
+        --only) only=$2; shift ;;
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -100,7 +103,7 @@ stop_nanad() {
 for run in $(seq "$runs"); do
     log "nanabench run $run/$runs (requests $requests)"
     start_nanad "$tmp/data-$run"
-    "$bin/nanabench" run --socket "$tmp/nanad.sock" --requests "$requests" --json-file "$out/nanad-run$run.json" \
+    "$bin/nanabench" run --socket "$tmp/nanad.sock" --requests "$requests" ${only:+--only "$only"} --json-file "$out/nanad-run$run.json" \
         | tee "$out/nanad-run$run.txt"
     stop_nanad
 done
@@ -169,7 +172,7 @@ by_id = {}
 for f in files("nanad-run*.json"):
     for w in json.load(open(f))["workloads"]:
         by_id.setdefault(w["id"], []).append(w)
-order = ["a", "b", "ping", "c", "d", "e", "f", "g"]
+order = ["a", "b", "ping", "c", "d", "e", "f", "g", "h", "i", "j", "k"]
 print(f"## nanad through nanabench (NanaClient), median of {runs} runs\n")
 print("| id | workload | rate/s (median) | runs | p50 µs | p99 µs | errors | notes |")
 print("|---|---|---|---|---|---|---|---|")
@@ -187,6 +190,21 @@ for i in order:
     if i in ("a", "d"):
         wpc = [w["notes"].get("writes_per_commit") for w in ws if "writes_per_commit" in w["notes"]]
         if wpc: notes.append(f"writes/commit {med(wpc):.1f}")
+    if i == "j":
+        ff = [w["notes"]["final_flush_ms"] for w in ws if "final_flush_ms" in w["notes"]]
+        sb = [w["notes"].get("staged_before_flush", 0) for w in ws]
+        if ff: notes.append(f"final flush(wait: true) {med(ff):.2f} ms, runs {' / '.join(f'{x:.2f}' for x in ff)} (not in the rate), staged at its start {med(sb):.0f} (max {max(sb):.0f})")
+        rf = [w["notes"]["rate_including_flush"] for w in ws if "rate_including_flush" in w["notes"]]
+        if rf: notes.append(f"{med(rf):,.0f}/s counting the final flush")
+        wpc = [w["notes"].get("writes_per_commit") for w in ws if "writes_per_commit" in w["notes"]]
+        if wpc: notes.append(f"writes/commit {med(wpc):.1f}")
+        dlq = sum(w["notes"].get("dlq", 0) for w in ws)
+        if dlq: notes.append(f"dead letters {dlq:.0f}")
+    if i == "k":
+        hr = [w["notes"]["hit_ratio"] for w in ws if "hit_ratio" in w["notes"]]
+        gc = [w["notes"]["gets_from_cache"] for w in ws if "gets_from_cache" in w["notes"]]
+        if gc: notes.append(f"gets answered from the cache {med(gc)*100:.1f}%")
+        if hr: notes.append(f"daemon's hit ratio (per lookup; a miss is looked up twice) {med(hr)*100:.1f}%")
     if i == "g":
         kept = [w["notes"].get("kept_fraction", 0) for w in ws]
         notes.append(f"kept {min(kept)*100:.0f}% (worst run)")
@@ -258,6 +276,11 @@ for k, vals in ns.items():
 def ratio(a, b):
     return a / b if b and b == b else float("nan")
 
+def paired(x, y):
+    """Median over runs of x's rate / y's rate in the same run (same nanad, minutes apart)."""
+    rs = [a["rate"] / b["rate"] for a, b in zip(nb[x]["ws"], nb[y]["ws"]) if b["rate"]]
+    return f" (same-run ratios {' / '.join(f'{r:.2f}' for r in rs)}; median {med(rs):.2f}x)" if rs else ""
+
 print("\n## nanad against the anchors and the goals\n")
 print("| comparison | nanad | anchor | ratio | goal |")
 print("|---|---|---|---|---|")
@@ -285,6 +308,17 @@ nsset = med(ns.get("set (autocommit each)", [float("nan")]))
 if "d" in nb:
     print(f"| set, 16 connections: nanabench (d) vs goal | {nb['d']['rate']:,.0f}/s | 150,000/s | {ratio(nb['d']['rate'], 150000):.2f}x | ≥ 1.0x |")
     print(f"| set, 16 connections: nanabench (d) vs NanaSQLite set (autocommit) | {nb['d']['rate']:,.0f}/s | {nsset:,.0f}/s | {ratio(nb['d']['rate'], nsset):.2f}x | |")
+rs16 = m(lg_redis.get("redis-set conns=16 P=1", []), 0)
+if "j" in nb:
+    print(f"| set, 16 connections: nanabench write-behind (j) vs goal | {nb['j']['rate']:,.0f}/s | 150,000/s | {ratio(nb['j']['rate'], 150000):.2f}x | ≥ 1.0x |")
+    if "d" in nb:
+        print(f"| set, 16 connections: write-behind (j) vs write-through (d), both nanabench | {nb['j']['rate']:,.0f}/s | {nb['d']['rate']:,.0f}/s | {ratio(nb['j']['rate'], nb['d']['rate']):.2f}x{paired('j', 'd')} | |")
+    print(f"| set, 16 connections: nanabench write-behind (j) vs Redis SET via loadgen | {nb['j']['rate']:,.0f}/s | {rs16:,.0f}/s | {ratio(nb['j']['rate'], rs16):.2f}x | |")
+    print(f"| set, 16 connections: nanabench write-behind (j) vs NanaSQLite set (autocommit) | {nb['j']['rate']:,.0f}/s | {nsset:,.0f}/s | {ratio(nb['j']['rate'], nsset):.2f}x | |")
+if "k" in nb:
+    if "c" in nb:
+        print(f"| get, 16 connections: LRU 1,000 of 10,000 keys (k) vs cache hit (c), both nanabench | {nb['k']['rate']:,.0f}/s | {nb['c']['rate']:,.0f}/s | {ratio(nb['k']['rate'], nb['c']['rate']):.2f}x{paired('k', 'c')} | |")
+    print(f"| get, 16 connections: nanabench LRU-bounded (k) vs Redis GET via loadgen | {nb['k']['rate']:,.0f}/s | {r16:,.0f}/s | {ratio(nb['k']['rate'], r16):.2f}x | |")
 ls16 = m(lg_nanad.get("set conns=16 P=1", []), 0); rs16 = m(lg_redis.get("redis-set conns=16 P=1", []), 0)
 print(f"| set, 16 connections: nanad through loadgen vs goal | {ls16:,.0f}/s | 150,000/s | {ratio(ls16, 150000):.2f}x | ≥ 1.0x |")
 print(f"| set, 16 connections: both through loadgen, nanad vs Redis | {ls16:,.0f}/s | {rs16:,.0f}/s | {ratio(ls16, rs16):.2f}x | |")

@@ -160,6 +160,8 @@ struct Run: AsyncParsableCommand {
                 // Commits and writes of the timed sets and of the final flush together.
                 noteGroupCommit(&r, before: before, after: await writerCounters(staged))
                 r.notes["final_flush_ms"] = flushTime.microseconds / 1000
+                // Sets ÷ (timed part + final flush): the rate at which they became committed.
+                r.notes["rate_including_flush"] = Double(r.count) / (run.wall + flushTime).seconds
                 if let pending { r.notes["staged_before_flush"] = Double(pending) }
                 if let table = await tableCounters(staged) {
                     r.notes["dlq"] = Double(table["dlq"]?.int64Value ?? 0)
