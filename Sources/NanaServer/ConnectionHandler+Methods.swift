@@ -226,7 +226,7 @@ extension ConnectionHandler {
         case .present(let value): reply(msgid, .encoded(value))
         case .absent: reply(msgid, .value(fallback))
         case nil:
-            respondLater(msgid, { table.get(key, owner: owner, completion: $0) }) { value in value.map(Reply.encoded) ?? .value(fallback) }
+            respondLater(msgid, { table.get(key, owner: owner, missed: owner == nil, completion: $0) }) { value in value.map(Reply.encoded) ?? .value(fallback) }
         }
     }
 
@@ -256,7 +256,7 @@ extension ConnectionHandler {
         switch owner == nil ? table.cached(key) : nil {
         case .present: reply(msgid, .value(true))
         case .absent: reply(msgid, .value(false))
-        case nil: respondLater(msgid, { table.contains(key, owner: owner, completion: $0) }) { .value(.bool($0)) }
+        case nil: respondLater(msgid, { table.contains(key, owner: owner, missed: owner == nil, completion: $0) }) { .value(.bool($0)) }
         }
     }
 

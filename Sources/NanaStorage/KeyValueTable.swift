@@ -105,11 +105,13 @@ public final class KeyValueTable: Sendable {
 
     /// The value of `key`, from the cache or else a reader connection; `nil` when missing.
     /// Inside a client transaction (`owner`) it reads on the writer and leaves the cache alone.
-    public func get(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
+    /// - Parameter missed: the caller has just looked `key` up with ``cached(_:)`` and missed;
+    ///   the lookup is not repeated (it would count a second miss).
+    public func get(_ key: String, owner: TransactionToken? = nil, missed: Bool = false, completion: @escaping @Sendable (Result<EncodedValue?, StorageError>) -> Void) {
         let owner = readOwner(owner)
         // Taken before the lookups: a write staged or committed after it stops the fill below.
         let epoch = cache.sequence
-        if owner == nil {
+        if owner == nil, !missed {
             switch cached(key) {
             case .present(let value): return completion(.success(value))
             case .absent: return completion(.success(nil))
@@ -148,10 +150,11 @@ public final class KeyValueTable: Sendable {
     }
 
     /// Whether `key` exists; a miss is remembered as absent.
-    public func contains(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Bool, StorageError>) -> Void) {
+    /// - Parameter missed: as for ``get(_:owner:missed:completion:)``.
+    public func contains(_ key: String, owner: TransactionToken? = nil, missed: Bool = false, completion: @escaping @Sendable (Result<Bool, StorageError>) -> Void) {
         let owner = readOwner(owner)
         let epoch = cache.sequence
-        if owner == nil {
+        if owner == nil, !missed {
             switch cached(key) {
             case .present: return completion(.success(true))
             case .absent: return completion(.success(false))

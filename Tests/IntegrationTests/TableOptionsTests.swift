@@ -13,10 +13,12 @@ import Testing
         try await runShell("sqlite3", [daemon.dataDirectory + "/" + db, query])
     }
 
-    static func cached(_ db: NanaDatabase) async throws -> Int {
+    static func cached(_ db: NanaDatabase) async throws -> Int { try await tableStat(db, "cached") }
+
+    static func tableStat(_ db: NanaDatabase, _ name: String) async throws -> Int {
         let stats = try await db.client.stats()
         let tables = stats["databases"]?.arrayValue?.flatMap { $0["tables"]?.arrayValue ?? [] } ?? []
-        return Int(tables.first { $0["name"] == .string(db.table) }?["cached"]?.int64Value ?? -1)
+        return Int(tables.first { $0["name"] == .string(db.table) }?[name]?.int64Value ?? -1)
     }
 
     // MARK: Cache strategies
@@ -34,7 +36,10 @@ import Testing
         #expect(try await db.isCached("d"))
         #expect(try await Self.cached(db) == 3)
         // Evicted values are still in the file, and scans read the file, not the cache.
+        let missesBefore = try await Self.tableStat(db, "misses")
         #expect(try await db.get("b") == "b")
+        #expect(try await Self.tableStat(db, "misses") == missesBefore + 1)  // one get, one miss
+        #expect(try await Self.tableStat(db, "evictions") >= 2)
         try await db.set("e", "e")
         try await db.loadAll()
         #expect(try await db.toDict() == ["a": "a", "b": "b", "c": "c", "d": "d", "e": "e"])
