@@ -302,7 +302,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                 if let then, let value, let override = then(handler, value) { final = override }
                 handler.completeLater(msgid, final)
             }
-            if loop.inEventLoop { deliver() } else { mailbox.post(deliver) }
+            if mailbox.inEventLoop { deliver() } else { mailbox.post(deliver) }
         }
     }
 
