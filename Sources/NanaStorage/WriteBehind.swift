@@ -146,7 +146,16 @@ final class WriteBehind: Sendable {
         return changed
     }
 
-    private func makeTimer(every interval: Double) -> any DispatchSourceTimer {
+    /// `flush_interval` as a timer period: any positive finite number of seconds is accepted,
+    /// but Dispatch converts the period to UInt64 nanoseconds (trapping past ~584 years, found
+    /// by nanafuzz-dispatch), and a period of nanoseconds would keep a core busy; so the timer
+    /// runs at least every 10⁹ s (never, in practice) and at most every millisecond.
+    static func timerPeriod(_ seconds: Double) -> Double {
+        min(max(seconds, 0.001), 1e9)
+    }
+
+    private func makeTimer(every seconds: Double) -> any DispatchSourceTimer {
+        let interval = Self.timerPeriod(seconds)
         let timer = DispatchSource.makeTimerSource(queue: .global())
         timer.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(10))
         timer.setEventHandler { [weak self] in self?.timerFired() }
@@ -269,7 +278,8 @@ final class WriteBehind: Sendable {
         state.flushing = state.staging
         state.staging = [:]
         state.metrics.currentStagingCount = 0
-        if state.configuration?.flushMode == .time, let interval = state.configuration?.flushInterval {
+        if state.configuration?.flushMode == .time, let seconds = state.configuration?.flushInterval {
+            let interval = Self.timerPeriod(seconds)
             state.timer?.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(10))
         }
         return Array(state.flushing)
