@@ -148,7 +148,7 @@ extension ConnectionHandler {
                 case .success(let database):
                     database.table(named: tableName, owner: owner) { result in
                         guard case .success(let table) = result else { return done(result) }
-                        table.attach(request) { attached in
+                        table.attach(request, owner: owner) { attached in
                             if case .failure(let error) = attached { return done(.failure(error)) }
                             guard bulkLoad else { return done(.success(table)) }
                             table.items(owner: owner) { loaded in
@@ -184,7 +184,7 @@ extension ConnectionHandler {
         respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
             parent.table.database.table(named: name, owner: owner) { result in
                 guard case .success(let table) = result else { return done(result) }
-                table.attach(request) { done($0.map { table }) }
+                table.attach(request, owner: owner) { done($0.map { table }) }
             }
         }, { _ in .value(.nil) }, then: { handler, table in
             guard handler.isConnected, handler.session.handles[root] != nil else {
@@ -600,6 +600,13 @@ extension ConnectionHandler {
             handler.session.transactions[ObjectIdentifier(database)] = nil
             return nil
         })
+    }
+
+    /// Whether the session has a transaction open (or being opened) on `database`, without
+    /// reporting one the daemon ended (as ``transactionOwner(_:)`` does, once).
+    func holdsTransaction(on database: Database) -> Bool {
+        guard let token = session.transactions[ObjectIdentifier(database)] else { return false }
+        return token.currentState == .active || token.currentState == .pending
     }
 
     /// Rolls back every transaction of this session (the connection is gone).

@@ -64,8 +64,16 @@ extension KeyValueTable {
     /// before anything changes, the cache starts empty, and a new key is tried on a stored row
     /// first so that a wrong key fails the open rather than later reads. The request's
     /// constraints are then added. Balance every success with ``detach()``.
-    public func attach(_ request: TableRequest, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        attach(request, verifiedKey: false) { result in
+    ///
+    /// - Parameter owner: the client transaction the caller holds on this file, if any. The
+    ///   writer serves only that transaction until it ends, so an attach that needs the writer
+    ///   outside it (flushing staged rows, switching persistent TTL, adding constraints) would
+    ///   wait for the caller's own COMMIT: it is refused with a transaction error instead.
+    public func attach(_ request: TableRequest, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        if owner != nil, !request.constraints.isEmpty {
+            return completion(.failure(Self.settingsInTransaction(name)))
+        }
+        attach(request, owner: owner, verifiedKey: false) { result in
             guard case .success = result, !request.constraints.isEmpty else { return completion(result) }
             self.addConstraints(request.constraints[...]) { added in
                 if case .failure = added { self.detach() }
@@ -82,7 +90,11 @@ extension KeyValueTable {
         }
     }
 
-    private func attach(_ request: TableRequest, verifiedKey: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+    static func settingsInTransaction(_ table: String) -> StorageError {
+        StorageError(.transaction, "Cannot change the settings of table '\(table)' (write-behind, encryption, persistent TTL, constraints) while a transaction is in progress on its file. Please commit or rollback first.")
+    }
+
+    private func attach(_ request: TableRequest, owner: TransactionToken?, verifiedKey: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         enum Step { case attached, attachedExpiring(Double?), refused(StorageError), drainFirst, verifyKey(ValueCipher) }
         let step: Step = usage.withLock { users in
             let current = settings
@@ -97,6 +109,12 @@ extension KeyValueTable {
             let wanted = TableSettings(writeBehind: request.writeBehind ?? nil, cache: request.cache ?? .default, cipher: request.cipher, persistentTTL: request.persistentTTL ?? false)
             if wanted.writeBehind != nil, constraints.hasUnique { return .refused(Self.uniqueInV2) }
             let cipherChanges = !Self.same(current.cipher, wanted.cipher)
+            if owner != nil {
+                // Flushing staged rows and setting up persistent TTL need the writer, which
+                // the caller's own transaction holds.
+                let drains = (wanted.writeBehind != current.writeBehind || cipherChanges) && !writeBehind.isDrained
+                if drains || wanted.rowLifetime != expiry.ttl { return .refused(Self.settingsInTransaction(name)) }
+            }
             if let cipher = wanted.cipher, cipherChanges, !verifiedKey { return .verifyKey(cipher) }
             if (wanted.writeBehind != current.writeBehind || cipherChanges) && !writeBehind.isDrained { return .drainFirst }
             if wanted.writeBehind != current.writeBehind {
@@ -124,11 +142,11 @@ extension KeyValueTable {
         case .drainFirst:
             // Staged rows must reach the file under the settings they were written with; then
             // try again (another session may have attached meanwhile).
-            writeBehind.flush { self.attach(request, verifiedKey: verifiedKey, completion: completion) }
+            writeBehind.flush { self.attach(request, owner: owner, verifiedKey: verifiedKey, completion: completion) }
         case .verifyKey(let cipher):
             verify(cipher) { result in
                 if case .failure(let error) = result { return completion(.failure(error)) }
-                self.attach(request, verifiedKey: true, completion: completion)
+                self.attach(request, owner: owner, verifiedKey: true, completion: completion)
             }
         }
     }
