@@ -585,7 +585,7 @@ extension ConnectionHandler {
         session.transactions[ObjectIdentifier(database)] = token
         session.transactionDatabases[ObjectIdentifier(token)] = database
         respondLater(msgid, { database.begin(token, completion: $0) }, { _ in .value(.nil) }, then: { handler, _ in
-            if token.currentState != .active { handler.session.transactions[ObjectIdentifier(database)] = nil }
+            if token.currentState != .active { handler.session.forget(token, on: database) }
             return nil
         })
     }
@@ -597,7 +597,7 @@ extension ConnectionHandler {
             throw NanaRemoteError(.transaction, "No transaction in progress. Call begin_transaction() first.")
         }
         respondLater(msgid, { commit ? database.commit(token, completion: $0) : database.rollback(token, completion: $0) }, { _ in .value(.nil) }, then: { handler, _ in
-            handler.session.transactions[ObjectIdentifier(database)] = nil
+            handler.session.forget(token, on: database)
             return nil
         })
     }
