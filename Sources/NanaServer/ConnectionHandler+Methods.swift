@@ -584,10 +584,17 @@ extension ConnectionHandler {
         let token = TransactionToken(timeout: state.configuration.transactionTimeout)
         session.transactions[ObjectIdentifier(database)] = token
         session.transactionDatabases[ObjectIdentifier(token)] = database
-        respondLater(msgid, { database.begin(token, completion: $0) }, { _ in .value(.nil) }, then: { handler, _ in
-            if token.currentState != .active { handler.session.forget(token, on: database) }
-            return nil
-        })
+        startAfterEarlierCalls { [self] in
+            guard isConnected else {
+                // Gone meanwhile: the BEGIN still runs, so that the ROLLBACK the disconnect
+                // queued for this transaction (held by the writer until then) ends it.
+                return database.begin(token) { _ in }
+            }
+            respondLater(msgid, { database.begin(token, completion: $0) }, { _ in .value(.nil) }, then: { handler, _ in
+                if token.currentState != .active { handler.session.forget(token, on: database) }
+                return nil
+            })
+        }
     }
 
     private func endTransaction(_ msgid: UInt32, _ args: Arguments, commit: Bool) throws(NanaRemoteError) {
