@@ -131,6 +131,11 @@ public final class Database: Sendable {
         writeQueue.close()
         closed.wait()
         closed.signal()  // let a second caller through too
+        // Tables point back at their database: forget them so that a closed database is freed
+        // (nanad closes databases only when it stops; the fuzz harness closes one data folder
+        // after another, and leaked them all).
+        tables.withLock { $0.removeAll() }
+        tablesCreatedInTransaction.withLock { $0.removeAll() }
     }
 
     // MARK: Tables
