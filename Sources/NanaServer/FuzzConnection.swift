@@ -37,6 +37,17 @@ package final class FuzzServer {
     /// Connections open now.
     package var connections: Int { state.connections.load(ordering: .relaxed) }
 
+    /// What the storage side is doing, for a hang report: per open file, the writes queued
+    /// and each table's sessions, mode and staged rows.
+    package var diagnostics: String {
+        state.registry.databases.map { db in
+            let tables = db.openTables.map { t in
+                "\(t.name)(sessions \(t.users), \(t.settings.writeBehind == nil ? "write-through" : "v2"), staged \(t.stagedWrites))"
+            }
+            return "\(db.path): write queue \(db.writeQueueDepth), tables \(tables.joined(separator: ", "))"
+        }.joined(separator: "\n")
+    }
+
     /// A new client connection; it must be used (and closed) on the calling thread only.
     package func connect() throws -> FuzzConnection {
         let loop = EmbeddedEventLoop()

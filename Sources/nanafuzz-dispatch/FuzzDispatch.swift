@@ -10,9 +10,10 @@ import NanaWire
 // length, MessagePack body), as PROTOCOL.md §2.2 says. It goes through the pipeline nanad
 // builds for a connection (NanaFrameDecoder, ConnectionHandler) over a ServerState and a
 // DatabaseRegistry on a scratch data folder, with SQLite underneath, on an EmbeddedChannel
-// (FuzzConnection in NanaServer). Frames are handed over one at a time; a notification
-// `[2, "wait", {}]`, which the daemon ignores (§5.1), makes the harness wait for every call
-// in flight first, so that inputs can use the handles their `open`s return.
+// (FuzzConnection in NanaServer). The frames up to a notification `[2, "wait", {}]` (which the
+// daemon ignores, §5.1) are handed over as one read, as a pipelining client's would be; at
+// the notification the harness waits for every call in flight, so that inputs can use the
+// handles their `open`s return.
 //
 // Checked for every input, beyond "no crash":
 // - every frame the daemon wrote decodes (§3.4 limits included) and is a response
@@ -25,7 +26,8 @@ import NanaWire
 //   hung up; the server's in-flight and connection counts come back to zero;
 // - the daemon stays usable: a fresh connection answers `ping`, opens a database the inputs
 //   never name and reads back the row stored there, and opens `fuzz.db` (the file the seeds
-//   use) and `get`s from it with well-formed replies.
+//   use) and `set`s a row in it (so no transaction may still hold its writer), with
+//   well-formed replies.
 //
 // Between inputs the connection is closed (its transactions roll back). The data folder is
 // reused and replaced with a fresh one every NANAFUZZ_RESET_EVERY inputs (default 500), or
@@ -34,7 +36,7 @@ import NanaWire
 /// What a frame does to the connection, decided the way ConnectionHandler decides it.
 enum FrameKind {
     /// A request: exactly one response is due.
-    case request(UInt32)
+    case request(UInt32, String)
     /// A notification: ignored by the daemon.
     case notification(String)
     /// A protocol error: an error response (when the msgid can be read) or notification, then
@@ -59,15 +61,23 @@ struct HarnessSettings {
     var softSeconds = 1.0
     /// A call still not answered this long after the input ended is a hang.
     var hangSeconds = 10.0
+    /// Whether a call not answered within `softSeconds` fails the input (replaying: yes, so
+    /// that a self-deadlock fixed once stays fixed) or is only reported (fuzzing).
+    var slowFails = false
     var logging = false
 
     static func fromEnvironment(replaying: Bool) -> HarnessSettings {
         var s = HarnessSettings()
         let env = ProcessInfo.processInfo.environment
-        if replaying { s.resetEvery = 1 }
+        if replaying {
+            s.resetEvery = 1
+            s.softSeconds = 5
+            s.slowFails = true
+        }
         if let n = env["NANAFUZZ_RESET_EVERY"].flatMap(Int.init), n > 0 { s.resetEvery = n }
         if let n = env["NANAFUZZ_SOFT_SECONDS"].flatMap(Double.init), n > 0 { s.softSeconds = n }
         if let n = env["NANAFUZZ_HANG_SECONDS"].flatMap(Double.init), n > 0 { s.hangSeconds = n }
+        if let flag = env["NANAFUZZ_SLOW_FAILS"] { s.slowFails = flag == "1" }
         s.logging = env["NANAFUZZ_LOG"] != nil
         return s
     }
@@ -122,54 +132,76 @@ final class Harness {
         var expected: [UInt32: Int] = [:]
         var ending = Ending.open
         var offset = 0
-        feeding: while offset < input.count {
+        var waitedOut = false
+        var methods: [UInt32: String] = [:]
+        // Frames up to a "wait" go to the daemon as one read, as a pipelining client's do: it
+        // dispatches all of them before any completion from storage is delivered.
+        var segmentStart = 0
+        var stop = false
+        func feed(upTo end: Int, mustClose: Bool) {
+            guard end > segmentStart else { return }
+            let active = connection.receive(UnsafeRawBufferPointer(rebasing: input[segmentStart..<end]))
+            segmentStart = end
+            if mustClose && active { fail("the connection stayed open after a protocol error", input) }
+            if !mustClose && !active { fail("the daemon closed the connection with no protocol error", input) }
+        }
+        while offset < input.count, !stop {
             let rest = input.count - offset
             let length = rest >= 4 ? Int(input[offset]) << 24 | Int(input[offset + 1]) << 16 | Int(input[offset + 2]) << 8 | Int(input[offset + 3]) : 0
             if rest >= 4 && length > Self.maximumFrameLength {
                 ending = .errorNotification
-                let active = connection.receive(UnsafeRawBufferPointer(rebasing: input[offset...]))
-                if active { fail("the connection stayed open after an oversized frame", input) }
+                feed(upTo: input.count, mustClose: true)
                 break
             }
             guard rest >= 4 + length else {
                 // A partial frame: the daemon waits for the rest, which never comes.
-                if !connection.receive(UnsafeRawBufferPointer(rebasing: input[offset...])) {
-                    fail("the connection closed on a partial frame", input)
-                }
+                feed(upTo: input.count, mustClose: false)
                 break
             }
             let body = UnsafeRawBufferPointer(rebasing: input[(offset + 4)..<(offset + 4 + length)])
-            let kind = classify(body)
-            let active = connection.receive(UnsafeRawBufferPointer(rebasing: input[offset..<(offset + 4 + length)]))
             offset += 4 + length
-            switch kind {
-            case .request(let msgid):
+            switch classify(body) {
+            case .request(let msgid, let method):
                 expected[msgid, default: 0] += 1
-                if !active { fail("the connection closed after a request (msgid \(msgid))", input) }
+                methods[msgid] = method
             case .notification(let method):
-                if !active { fail("the connection closed after a notification", input) }
-                if method == "wait" { _ = connection.settle(until: softDeadline) }
+                if method == "wait" {
+                    feed(upTo: offset, mustClose: false)
+                    if !connection.settle(until: softDeadline) { waitedOut = true }
+                }
             case .fatal(let msgid):
                 ending = msgid.map(Ending.errorResponse) ?? .errorNotification
-                if active { fail("the connection stayed open after a protocol error", input) }
-                break feeding
+                // What follows in the same read is discarded by the daemon; nothing more is sent.
+                feed(upTo: offset, mustClose: true)
+                stop = true
             }
         }
+        if !stop { feed(upTo: offset, mustClose: false) }
         let settled = connection.settle(until: softDeadline)
         let output = connection.takeOutput()
         if settings.logging {
-            FileHandle.standardError.write(Data(("input:\n" + describeFrames(Array(input), limit: 200) + "output:\n" + describeFrames(output, limit: 200)).utf8))
+            FileHandle.standardError.write(Data(("input:\n" + describeFrames(Array(input), limit: 5000) + "output:\n" + describeFrames(output, limit: 5000)).utf8))
         }
         if let problem = checkReplies(output, expected: &expected, ending: ending, closed: !connection.isActive, allAnswered: settled) {
             fail(problem, input, output: output)
         }
         connection.close()
         if !connection.settle(until: NIODeadline.now() + .nanoseconds(Int64(settings.hangSeconds * 1e9))) {
-            fail("hang: \(connection.pendingCalls) calls still not answered \(settings.hangSeconds) s after the input ended", input)
+            let unanswered = expected.filter { $0.value > 0 }.keys.sorted().map { "\($0) (\(methods[$0] ?? "?"))" }
+            fail("hang: \(connection.pendingCalls) calls still not answered \(settings.hangSeconds) s after the input ended; unanswered msgids: \(unanswered.joined(separator: ", "))\n\(server.diagnostics)", input)
         }
-        if !settled {
+        if !settled || waitedOut {
             slowInputs += 1
-            if settings.logging { logger.info("slow input: calls still running after \(settings.softSeconds) s") }
+            let unanswered = expected.filter { $0.value > 0 }.keys.sorted().map { "\($0) (\(methods[$0] ?? "?"))" }
+            let problem = "calls still waiting on storage \(settings.softSeconds) s into the input; unanswered then: \(unanswered.joined(separator: ", "))"
+            if settings.slowFails { fail(problem, input) }
+            if slowInputs <= 20 {
+                // Kept like libFuzzer's artifacts, to replay (a slow input is not a crash, so
+                // libFuzzer keeps nothing of it).
+                let name = "slow-\(String(Array(input).reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }, radix: 16))"
+                FileManager.default.createFile(atPath: name, contents: Data(input))
+                FileHandle.standardError.write(Data("nanafuzz-dispatch: slow input (\(slowInputs), saved as \(name)): \(problem)\n\(describeFrames(Array(input), limit: 60))".utf8))
+            }
         }
         if !connection.takeOutput().isEmpty { fail("the daemon wrote to a closed connection", input) }
         if server.callsInFlight != 0 { fail("the server counts \(server.callsInFlight) calls in flight after every call completed", input) }
@@ -184,14 +216,14 @@ final class Harness {
             return .fatal(msgid: MessagePackReader.peekRequestID(body))
         }
         switch decoded {
-        case .request(let msgid, _, _): return .request(msgid)
+        case .request(let msgid, let method, _): return .request(msgid, method)
         case .other(let value):
             let message: NanaMessage
             do { message = try NanaMessage(value) } catch {
                 return .fatal(msgid: MessagePackReader.peekRequestID(body))
             }
             switch message {
-            case .request(let msgid, _, _): return .request(msgid)
+            case .request(let msgid, let method, _): return .request(msgid, method)
             case .notification(let method, _): return .notification(method)
             case .response: return .fatal(msgid: nil)
             }
@@ -350,11 +382,12 @@ final class Harness {
         guard let fuzzOpened = first[3] else { fail("probe: no reply to the open of \(Self.fuzzPath)", input) }
         var gets = Self.request(4, "get", ["db": .int(handle), "key": "k"])
         if case .int(let fuzzHandle)? = fuzzOpened.result.mapValue?["db"] {
-            gets += Self.request(5, "get", ["db": .int(fuzzHandle), "key": "k"])
+            // A write: it needs the file's writer, which no transaction may still hold.
+            gets += Self.request(5, "set", ["db": .int(fuzzHandle), "key": "probe", "value": 1])
         }
         let second = call(connection, gets, input, "gets")
         guard second[4]?.result == "v" else { fail("probe: get from \(Self.probePath) answered \(String(describing: second[4]))", input) }
-        if fuzzOpened.result.mapValue?["db"] != nil, second[5] == nil { fail("probe: no reply to the get from \(Self.fuzzPath)", input) }
+        if fuzzOpened.result.mapValue?["db"] != nil, second[5] == nil { fail("probe: no reply to the set in \(Self.fuzzPath)", input) }
         connection.close()
         if !connection.settle(until: NIODeadline.now() + .nanoseconds(Int64(settings.hangSeconds * 1e9))) {
             fail("hang: the probe's calls did not complete", input)
@@ -378,9 +411,10 @@ final class Harness {
             try FileManager.default.createDirectory(atPath: folder + "/" + (Self.probePath.split(separator: "/").first.map(String.init) ?? ""), withIntermediateDirectories: true)
             let fresh = try FuzzServer(dataDirectory: folder, logger: logger) { configuration in
                 configuration.maximumFrameLength = Self.maximumFrameLength
-                configuration.transactionTimeout = .seconds(5)
                 configuration.shutdownDrainSeconds = 5
                 configuration.databaseOptions.readerCount = 1
+                // Below the hang limit, so that a runaway query is interrupted, not a hang.
+                configuration.databaseOptions.statementTimeLimitMilliseconds = 2000
             }
             server = fresh
             // The probe's row.
@@ -440,8 +474,9 @@ extension NanaValue {
 
 nonisolated(unsafe) var harness: Harness?
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+/// One input. Exported as `LLVMFuzzerTestOneInput` only in the fuzzing build: the test
+/// bundle links every executable's objects, and nanafuzz exports that symbol too.
+func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if harness == nil {
         let made = Harness(settings: .fromEnvironment(replaying: false))
         harness = made
@@ -452,6 +487,11 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 }
 
 #if FUZZING
+@_cdecl("LLVMFuzzerTestOneInput")
+public func llvmFuzzerTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    fuzzOneInput(data, size)
+}
+
 // SwiftPM links an executable's entry point as `<target>_main`; hand control to libFuzzer's
 // driver from there (libFuzzer's own `main` is then not linked in).
 @_silgen_name("LLVMFuzzerRunDriver")

@@ -87,7 +87,7 @@ enum FrameMutator {
             switch rng.below(6) {
             case 0: return .int(i &+ 1)
             case 1: return .int(i &- 1)
-            case 2: return .int(-i)
+            case 2: return .int(0 &- i)
             case 3: return .int(Int64(rng.below(10)))
             default: return scalar(&rng)
             }
