@@ -112,11 +112,11 @@ extension KeyValueTable {
             if owner != nil {
                 // Flushing staged rows and setting up persistent TTL need the writer, which
                 // the caller's own transaction holds.
-                let drains = (wanted.writeBehind != current.writeBehind || cipherChanges) && !writeBehind.isDrained
+                let drains = (wanted.writeBehind != current.writeBehind || cipherChanges) && writeBehind.hasRows
                 if drains || wanted.rowLifetime != expiry.ttl { return .refused(Self.settingsInTransaction(name)) }
             }
             if let cipher = wanted.cipher, cipherChanges, !verifiedKey { return .verifyKey(cipher) }
-            if (wanted.writeBehind != current.writeBehind || cipherChanges) && !writeBehind.isDrained { return .drainFirst }
+            if (wanted.writeBehind != current.writeBehind || cipherChanges) && writeBehind.hasRows { return .drainFirst }
             if wanted.writeBehind != current.writeBehind {
                 guard writeBehind.configure(wanted.writeBehind) else { return .drainFirst }
             }
@@ -231,7 +231,7 @@ extension KeyValueTable {
     /// Asks for a flush of everything staged; `completion` (if any) runs once it is committed.
     /// Immediate on a write-through table.
     public func flush(completion: (@Sendable () -> Void)?) {
-        guard writeBehind.isActive || !writeBehind.isDrained else { completion?(); return }
+        guard writeBehind.isActive || writeBehind.hasRows else { completion?(); return }
         writeBehind.flush(completion: completion)
     }
 

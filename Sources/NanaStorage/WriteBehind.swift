@@ -129,11 +129,17 @@ final class WriteBehind: Sendable {
     /// Whether nothing is staged or being flushed.
     var isDrained: Bool { state.withLock { $0.staging.isEmpty && $0.flushing.isEmpty && !$0.flushRunning } }
 
+    /// Whether rows are staged or being written. Unlike ``isDrained`` it ignores a flush cycle
+    /// with no rows: two opens switching a table's settings each waited for the other's empty
+    /// cycle, each completion starting the next one inline, until the stack overflowed (found
+    /// by nanafuzz-dispatch).
+    var hasRows: Bool { state.withLock { !$0.staging.isEmpty || !$0.flushing.isEmpty } }
+
     /// Turns write-behind on, changes its settings or (with `nil`) turns it off. Turning it off
     /// requires an empty buffer (flush first); returns false when rows are still staged.
     func configure(_ configuration: WriteBehindConfiguration?) -> Bool {
         let changed: Bool = state.withLock { state in
-            if configuration == nil, !(state.staging.isEmpty && state.flushing.isEmpty && !state.flushRunning) { return false }
+            if configuration == nil, !(state.staging.isEmpty && state.flushing.isEmpty) { return false }
             state.configuration = configuration
             state.timer?.cancel()
             state.timer = nil
