@@ -99,6 +99,8 @@ final class Harness {
     private let reader = MessagePackReader()
     private let replyReader = MessagePackReader()
     private(set) var inputs = 0
+    /// NANAFUZZ_CURRENT_INPUT: a file each input is written to before it runs.
+    private let currentInputPath = ProcessInfo.processInfo.environment["NANAFUZZ_CURRENT_INPUT"]
     private(set) var slowInputs = 0
 
     init(settings: HarnessSettings) {
@@ -125,6 +127,11 @@ final class Harness {
 
     func run(_ input: UnsafeRawBufferPointer) {
         inputs += 1
+        if let path = currentInputPath {
+            // For a crash libFuzzer cannot report (a fault on a storage thread's exhausted stack
+            // kills the process before its handler runs): the input is on disk first.
+            FileManager.default.createFile(atPath: path, contents: Data(input))
+        }
         let server = prepare()
         let connection: FuzzConnection
         do { connection = try server.connect() } catch { fail("cannot connect: \(error)", input) }
