@@ -360,7 +360,7 @@ final class Harness {
     private func call(_ connection: FuzzConnection, _ requests: [UInt8], _ input: UnsafeRawBufferPointer, _ what: String) -> [UInt32: (error: NanaValue, result: NanaValue)] {
         _ = requests.withUnsafeBytes { connection.receive($0) }
         guard connection.settle(until: NIODeadline.now() + .nanoseconds(Int64(settings.hangSeconds * 1e9))) else {
-            fail("hang: the probe's \(what) was not answered within \(settings.hangSeconds) s", input)
+            fail("hang: the probe's \(what) was not answered within \(settings.hangSeconds) s\n\(server?.diagnostics ?? "")", input)
         }
         let output = connection.takeOutput()
         var replies: [UInt32: (error: NanaValue, result: NanaValue)] = [:]
