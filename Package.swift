@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "nanactl", targets: ["nanactl"]),
         .executable(name: "nanabench", targets: ["nanabench"]),
         .executable(name: "nanafuzz", targets: ["nanafuzz"]),
+        .executable(name: "nanafuzz-dispatch", targets: ["nanafuzz-dispatch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -60,6 +61,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // EmbeddedChannel, for the fuzz harness's connection (FuzzConnection.swift).
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -107,6 +110,17 @@ let package = Package(
 
         // libFuzzer target (tools/fuzz/README.md); a plain build replays inputs.
         .executableTarget(name: "nanafuzz", dependencies: ["NanaWire"], swiftSettings: swiftSettings),
+        // The second target: request sequences through the dispatcher, with real databases.
+        .executableTarget(
+            name: "nanafuzz-dispatch",
+            dependencies: [
+                "NanaServer", "NanaWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         .testTarget(name: "NanaWireTests", dependencies: ["NanaWire", .product(name: "OrderedCollections", package: "swift-collections")], swiftSettings: swiftSettings),
         .testTarget(
@@ -118,7 +132,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             // The executables are dependencies so that `swift test` builds them: the tests start them.
-            dependencies: ["NanaClient", "NanaWire", "nanad", "nanactl", "nanabench", "nanafuzz", .product(name: "OrderedCollections", package: "swift-collections")],
+            dependencies: ["NanaClient", "NanaWire", "nanad", "nanactl", "nanabench", "nanafuzz", "nanafuzz-dispatch", .product(name: "OrderedCollections", package: "swift-collections")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -148,7 +148,7 @@ extension ConnectionHandler {
                 case .success(let database):
                     database.table(named: tableName, owner: owner) { result in
                         guard case .success(let table) = result else { return done(result) }
-                        table.attach(request) { attached in
+                        table.attach(request, owner: owner) { attached in
                             if case .failure(let error) = attached { return done(.failure(error)) }
                             guard bulkLoad else { return done(.success(table)) }
                             table.items(owner: owner) { loaded in
@@ -189,7 +189,7 @@ extension ConnectionHandler {
         respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
             parent.table.database.table(named: name, owner: owner) { result in
                 guard case .success(let table) = result else { return done(result) }
-                table.attach(request) { done($0.map { table }) }
+                table.attach(request, owner: owner) { done($0.map { table }) }
             }
         }, { _ in .value(.nil) }, then: { handler, table in
             guard handler.isConnected, handler.session.handles[root] != nil else {
@@ -598,10 +598,17 @@ extension ConnectionHandler {
         let token = TransactionToken(timeout: state.configuration.transactionTimeout)
         session.transactions[ObjectIdentifier(database)] = token
         session.transactionDatabases[ObjectIdentifier(token)] = database
-        respondLater(msgid, { database.begin(token, completion: $0) }, { _ in .value(.nil) }, then: { handler, _ in
-            if token.currentState != .active { handler.session.transactions[ObjectIdentifier(database)] = nil }
-            return nil
-        })
+        startAfterEarlierCalls { [self] in
+            guard isConnected else {
+                // Gone meanwhile: the BEGIN still runs, so that the ROLLBACK the disconnect
+                // queued for this transaction (held by the writer until then) ends it.
+                return database.begin(token) { _ in }
+            }
+            respondLater(msgid, { database.begin(token, completion: $0) }, { _ in .value(.nil) }, then: { handler, _ in
+                if token.currentState != .active { handler.session.forget(token, on: database) }
+                return nil
+            })
+        }
     }
 
     private func endTransaction(_ msgid: UInt32, _ args: Arguments, commit: Bool) throws(NanaRemoteError) {
@@ -611,9 +618,16 @@ extension ConnectionHandler {
             throw NanaRemoteError(.transaction, "No transaction in progress. Call begin_transaction() first.")
         }
         respondLater(msgid, { commit ? database.commit(token, completion: $0) : database.rollback(token, completion: $0) }, { _ in .value(.nil) }, then: { handler, _ in
-            handler.session.transactions[ObjectIdentifier(database)] = nil
+            handler.session.forget(token, on: database)
             return nil
         })
+    }
+
+    /// Whether the session has a transaction open (or being opened) on `database`, without
+    /// reporting one the daemon ended (as ``transactionOwner(_:)`` does, once).
+    func holdsTransaction(on database: Database) -> Bool {
+        guard let token = session.transactions[ObjectIdentifier(database)] else { return false }
+        return token.currentState == .active || token.currentState == .pending
     }
 
     /// Rolls back every transaction of this session (the connection is gone).

@@ -417,6 +417,10 @@ extension ConnectionHandler {
         guard !state.registry.databases.contains(where: { $0.path == destination }) else {
             throw NanaRemoteError(.validation, "dest_path names a database this nanad is serving; back up to a new file")
         }
+        // Staged v2 rows are flushed first, unless the session's own transaction holds the
+        // writer: the flush would wait for its COMMIT (found by nanafuzz-dispatch). The copy
+        // is of committed data either way.
+        let flushFirst = flush && !holdsTransaction(on: database)
         respondLater(msgid, { (done: @escaping @Sendable (Result<Void, StorageError>) -> Void) in
             let copy: @Sendable () -> Void = {
                 // A failed write-behind row was acknowledged but is not in the file (spec §3.7).
@@ -425,7 +429,7 @@ extension ConnectionHandler {
                 }
                 database.backup(to: destination, verify: verify, completion: done)
             }
-            if flush { database.afterStagedWrites(copy) } else { copy() }
+            if flushFirst { database.afterStagedWrites(copy) } else { copy() }
         }) { _ in .value(.nil) }
     }
 

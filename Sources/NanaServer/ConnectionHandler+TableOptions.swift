@@ -173,6 +173,11 @@ extension ConnectionHandler {
             try args.only(["db", "constraint"])
             let table = try table(args)
             let constraint = try Self.constraint(try args.value("constraint"))
+            // The change runs on the writer outside any client transaction: inside the
+            // session's own it would wait for its COMMIT (found by nanafuzz-dispatch).
+            if try transactionOwner(table.database) != nil {
+                throw NanaRemoteError(.transaction, "Cannot change constraints while a transaction is in progress. Please commit or rollback first.")
+            }
             let add = method == "add_constraint"
             respondLater(msgid, { add ? table.addConstraint(constraint, completion: $0) : table.dropConstraint(constraint, completion: $0) }) { .value(.bool($0)) }
         case "list_constraints":

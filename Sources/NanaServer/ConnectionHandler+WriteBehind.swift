@@ -39,6 +39,11 @@ extension ConnectionHandler {
             table.flush(completion: nil)
             return reply(msgid, .value(.nil))
         }
+        // The flusher writes outside client transactions: inside the session's own, waiting
+        // for it would wait for the session's COMMIT (found by nanafuzz-dispatch).
+        if try transactionOwner(table.database) != nil, table.settings.writeBehind != nil || table.stagedWrites > 0 {
+            throw NanaRemoteError(.transaction, "flush(wait=True) cannot finish while a transaction is in progress on this file: staged rows are written outside it. Please commit or rollback first.")
+        }
         respondLater(msgid, { (done: @escaping @Sendable (Result<Void, StorageError>) -> Void) in
             table.flush { done(.success(())) }
         }) { _ in .value(.nil) }

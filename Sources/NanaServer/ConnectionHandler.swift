@@ -20,8 +20,24 @@ final class ServerState: Sendable {
     let callCounts = Mutex<[String: Int]>([:])
     let errorCounts = Mutex<[String: Int]>([:])
 
+    /// Most method names counted one by one; calls of names first seen after that many (unknown
+    /// methods, say) are counted together under "(other)". Without the bound, a client sending
+    /// ever-new method names grew the daemon's memory (and `stats`) without end; noticed while
+    /// looking into nanafuzz-dispatch's memory.
+    static let maximumCountedMethods = 512
+
     func merge(calls: inout [String: Int], errors: inout [String: Int]) {
-        if !calls.isEmpty { callCounts.withLock { total in for (k, v) in calls { total[k, default: 0] += v } } }
+        if !calls.isEmpty {
+            callCounts.withLock { total in
+                for (k, v) in calls {
+                    if total[k] != nil || total.count < Self.maximumCountedMethods {
+                        total[k, default: 0] += v
+                    } else {
+                        total["(other)", default: 0] += v
+                    }
+                }
+            }
+        }
         if !errors.isEmpty { errorCounts.withLock { total in for (k, v) in errors { total[k, default: 0] += v } } }
         calls.removeAll(keepingCapacity: true)
         errors.removeAll(keepingCapacity: true)
@@ -67,6 +83,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     var peer: PeerCredentials?
     /// Calls of this connection waiting on storage.
     private(set) var pendingCalls = 0
+    /// The calls waiting on storage, by the order they started in, and the `begin_transaction`s
+    /// waiting for every call started before them (see ``startAfterEarlierCalls(_:)``).
+    private var nextCallNumber: UInt64 = 0
+    private var callsWaiting = Set<UInt64>()
+    private var waitingForEarlierCalls: [(after: UInt64, start: () -> Void)] = []
 
     private let mailbox: LoopMailbox
 
@@ -273,6 +294,9 @@ final class ConnectionHandler: ChannelInboundHandler {
     ) {
         guard let context else { return }
         pendingCalls += 1
+        let number = nextCallNumber
+        nextCallNumber += 1
+        callsWaiting.insert(number)
         state.inFlight.wrappingAdd(1, ordering: .relaxed)
         if pendingCalls == state.configuration.maximumCallsInFlight {
             // Backpressure: stop reading this client until its calls drain.
@@ -300,9 +324,9 @@ final class ConnectionHandler: ChannelInboundHandler {
                 let handler = bound.value
                 var final = reply
                 if let then, let value, let override = then(handler, value) { final = override }
-                handler.completeLater(msgid, final)
+                handler.completeLater(msgid, final, number: number)
             }
-            if loop.inEventLoop { deliver() } else { mailbox.post(deliver) }
+            if mailbox.inEventLoop { deliver() } else { mailbox.post(deliver) }
         }
     }
 
@@ -315,8 +339,34 @@ final class ConnectionHandler: ChannelInboundHandler {
         scheduleFlush()
     }
 
-    private func completeLater(_ msgid: UInt32, _ reply: Reply) {
+    /// Runs `start` once every call this connection started so far has completed, at once if
+    /// none is waiting. `begin_transaction` goes through here: a call received before it may
+    /// still have writer work to queue in a later step (an `open` creating its table, then
+    /// adding constraints; a scan waiting for staged v2 rows), which queued after the BEGIN
+    /// would wait for the session's own COMMIT (found by nanafuzz-dispatch). The session's calls
+    /// received after it are queued meanwhile; the writer holds them until the BEGIN runs.
+    func startAfterEarlierCalls(_ start: @escaping () -> Void) {
+        let after = nextCallNumber
+        if callsWaiting.contains(where: { $0 < after }) {
+            waitingForEarlierCalls.append((after, start))
+        } else {
+            start()
+        }
+    }
+
+    private func startWhatEarlierCallsHeld() {
+        guard !waitingForEarlierCalls.isEmpty else { return }
+        let oldest = callsWaiting.min() ?? .max
+        while let first = waitingForEarlierCalls.first, first.after <= oldest {
+            waitingForEarlierCalls.removeFirst()
+            first.start()
+        }
+    }
+
+    private func completeLater(_ msgid: UInt32, _ reply: Reply, number: UInt64) {
         pendingCalls -= 1
+        callsWaiting.remove(number)
+        defer { startWhatEarlierCallsHeld() }
         state.inFlight.wrappingSubtract(1, ordering: .relaxed)
         requestTimers.removeValue(forKey: msgid)?.cancel()
         if timedOutCalls.remove(msgid) != nil { return }  // already answered with the timeout

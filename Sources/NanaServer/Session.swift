@@ -24,6 +24,16 @@ struct Session {
     /// Why each closed handle is closed, in NanaSQLite's words.
     private var closed: [Int64: String] = [:]
 
+    /// Forgets `token` as the session's transaction on `database`, unless another one has
+    /// taken its place. (A reply to `commit`/`rollback`, or to a failed `begin_transaction`,
+    /// can arrive after a pipelined `begin_transaction` opened the next transaction on the file;
+    /// forgetting by file alone lost that one, which then held the writer until its timeout,
+    /// even after the client disconnected. Found by nanafuzz-dispatch.)
+    mutating func forget(_ token: TransactionToken, on database: Database) {
+        let key = ObjectIdentifier(database)
+        if transactions[key] === token { transactions[key] = nil }
+    }
+
     /// Records a table the session attached to (``KeyValueTable/attach(_:completion:)``); the
     /// session detaches when the handle closes.
     mutating func add(_ table: KeyValueTable, root: Int64?, policy: SQLFunctionPolicy, access: AccessRule?, request: TableRequest) -> Int64 {

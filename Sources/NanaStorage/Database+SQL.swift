@@ -30,12 +30,14 @@ extension Database {
                 // call changed nothing, as DB-API cursors say.
                 var result = SQLResult(changes: -1)
                 let rowidBefore = connection.lastInsertRowID
-                for statement in statements {
-                    try statement.withReset { (s) throws(StorageError) in
-                        if statements.count == 1 { try s.bind(parameters) }
-                        try Self.collect(s, into: &result)
+                try connection.withTimeLimit(milliseconds: self.options.statementTimeLimitMilliseconds) { () throws(StorageError) in
+                    for statement in statements {
+                        try statement.withReset { (s) throws(StorageError) in
+                            if statements.count == 1 { try s.bind(parameters) }
+                            try Self.collect(s, into: &result)
+                        }
+                        if !statement.isReadOnly { result.changes = connection.changes }
                     }
-                    if !statement.isReadOnly { result.changes = connection.changes }
                 }
                 result.lastInsertRowID = connection.lastInsertRowID == rowidBefore ? 0 : connection.lastInsertRowID
                 let done = UncheckedSendable(result)
@@ -56,12 +58,14 @@ extension Database {
                 }
                 var result = SQLResult()
                 let rowidBefore = connection.lastInsertRowID
-                for parameters in parametersList {
-                    try statement.withReset { (s) throws(StorageError) in
-                        try s.bind(parameters)
-                        try s.run()
+                try connection.withTimeLimit(milliseconds: self.options.statementTimeLimitMilliseconds) { () throws(StorageError) in
+                    for parameters in parametersList {
+                        try statement.withReset { (s) throws(StorageError) in
+                            try s.bind(parameters)
+                            try s.run()
+                        }
+                        if !statement.isReadOnly { result.changes += connection.changes }
                     }
-                    if !statement.isReadOnly { result.changes += connection.changes }
                 }
                 result.lastInsertRowID = connection.lastInsertRowID == rowidBefore ? 0 : connection.lastInsertRowID
                 let done = UncheckedSendable(result)
@@ -90,10 +94,12 @@ extension Database {
                     // One snapshot for every statement of the call.
                     try connection.execute("BEGIN")
                     defer { try? connection.execute("COMMIT") }
-                    for statement in statements {
-                        try statement.withReset { (s) throws(StorageError) in
-                            if statements.count == 1 { try s.bind(parameters) }
-                            try Self.collect(s, into: &result)
+                    try connection.withTimeLimit(milliseconds: self.options.statementTimeLimitMilliseconds) { () throws(StorageError) in
+                        for statement in statements {
+                            try statement.withReset { (s) throws(StorageError) in
+                                if statements.count == 1 { try s.bind(parameters) }
+                                try Self.collect(s, into: &result)
+                            }
                         }
                     }
                     completion(.success(result))

@@ -53,8 +53,14 @@ final class ClientTransaction {
 
 extension Database {
     /// Opens `token`'s transaction (BEGIN IMMEDIATE) once the writer is free.
+    ///
+    /// Rows staged by v2 tables of the file before it are flushed first. Without that, a call
+    /// received before `begin_transaction` that waits for such rows (a scan, raw SQL) was
+    /// queued only once they were flushed, and so behind the transaction: it waited for the
+    /// client's COMMIT (found by nanafuzz-dispatch). The session's calls that arrive while the
+    /// BEGIN waits are parked by the writer until it runs (``park(_:)``).
     public func begin(_ token: TransactionToken, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        submitControl(.begin, token, completion)
+        afterStagedWrites { self.submitControl(.begin, token, completion) }
     }
 
     /// Commits `token`'s transaction and publishes its writes to the shared caches.
@@ -69,6 +75,21 @@ extension Database {
 
     private func submitControl(_ mode: WriteJob.Mode, _ token: TransactionToken, _ completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         submit(WriteJob(mode: mode, owner: token, run: { _ in WriteOutcome { completion(.success(())) } }, fail: { completion(.failure($0)) }))
+    }
+
+    /// Sets aside a job of a transaction whose BEGIN is not queued yet (it waits for staged
+    /// rows to be flushed); writer thread only.
+    func park(_ job: WriteJob) {
+        parkedJobs.withLock { $0.append(job) }
+    }
+
+    /// The parked jobs of `token`, in the order they arrived.
+    func unpark(_ token: TransactionToken) -> [WriteJob] {
+        parkedJobs.withLock { parked in
+            let mine = parked.filter { $0.owner === token }
+            parked.removeAll { $0.owner === token }
+            return mine
+        }
     }
 
     /// Runs a BEGIN job; returns the transaction it opened.

@@ -19,6 +19,11 @@ public struct DatabaseOptions: Sendable, Hashable {
     public var checkpointWhenIdlePages: Int32 = 1000
     /// WAL size (pages) at which the writer checkpoints even with work waiting.
     public var checkpointForcedPages: Int32 = 10000
+    /// Longest one call of clients' SQL (`execute`, `execute_many`, `fetch_*`, the SQL helpers)
+    /// may run before SQLite interrupts it; 0: no limit. On the writer such a call holds every
+    /// client's writes to the file: a recursive query that never ends held them forever (found
+    /// by nanafuzz-dispatch).
+    public var statementTimeLimitMilliseconds: Int64 = 30_000
 
     public init() {}
 }
@@ -70,6 +75,8 @@ public final class Database: Sendable {
     /// Tables the open client transaction created; published at COMMIT, forgotten otherwise.
     let tablesCreatedInTransaction = Mutex<[String: KeyValueTable]>([:])
     let statistics = Mutex(WriterStatistics())
+    /// Jobs of client transactions whose BEGIN has not reached the writer yet (writer thread).
+    let parkedJobs = Mutex<[WriteJob]>([])
     private let closed = DispatchSemaphore(value: 0)
     private let isClosing = Atomic<Bool>(false)
 
@@ -131,6 +138,11 @@ public final class Database: Sendable {
         writeQueue.close()
         closed.wait()
         closed.signal()  // let a second caller through too
+        // Tables point back at their database: forget them so that a closed database is freed
+        // (nanad closes databases only when it stops; the fuzz harness closes one data folder
+        // after another, and leaked them all).
+        tables.withLock { $0.removeAll() }
+        tablesCreatedInTransaction.withLock { $0.removeAll() }
     }
 
     // MARK: Tables
@@ -279,6 +291,11 @@ public final class Database: Sendable {
             transaction = process(batch, on: connection)
             if transaction == nil { checkpointIfDue(wal, on: connection) }
         }
+        let stranded = parkedJobs.withLock { parked in
+            defer { parked.removeAll() }
+            return parked
+        }
+        stranded.forEach { $0.fail(StorageError(.closed, "Database connection is closed (\(path)).")) }
         readQueue.close()
         readersDone.wait()
         wal.detach()
@@ -293,6 +310,12 @@ public final class Database: Sendable {
         var start = 0
         while start < batch.count {
             let job = batch[start]
+            if job.mode != .begin, let owner = job.owner, owner.currentState == .pending {
+                // Its BEGIN is still waiting for staged rows to be flushed: keep it for then.
+                park(job)
+                start += 1
+                continue
+            }
             switch job.mode {
             case .exclusive:
                 runExclusive(job, on: connection)
@@ -300,7 +323,10 @@ public final class Database: Sendable {
                 continue
             case .begin:
                 let opened = begin(job, on: connection)
-                writeQueue.pushFront(Array(batch[(start + 1)...]))
+                // The transaction's jobs that arrived before its BEGIN run first (inside it, or
+                // failing as after a failed BEGIN).
+                let parked = job.owner.map(unpark) ?? []
+                writeQueue.pushFront(parked + Array(batch[(start + 1)...]))
                 if opened != nil { return opened }
                 return nil
             case .commit, .rollback:

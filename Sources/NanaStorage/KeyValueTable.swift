@@ -175,7 +175,7 @@ public final class KeyValueTable: Sendable {
     /// Number of rows (`SELECT COUNT(*)`).
     public func count(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Int, StorageError>) -> Void) {
         if writeBehind.isActive, owner != nil { return itemsWithStagedWrites { completion($0.map(\.count)) } }
-        afterStagedWrites { self.read(owner, completion) { connection throws(StorageError) in
+        afterStagedWrites(owner) { self.read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.count)
             return try statement.withReset { (s) throws(StorageError) -> Int in
                 _ = try s.step()
@@ -187,7 +187,7 @@ public final class KeyValueTable: Sendable {
     /// Every key, in SQLite's order.
     public func keys(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[String], StorageError>) -> Void) {
         if writeBehind.isActive, owner != nil { return itemsWithStagedWrites { completion($0.map { $0.map(\.0) }) } }
-        afterStagedWrites { self.read(owner, completion) { connection throws(StorageError) in
+        afterStagedWrites(owner) { self.read(owner, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.keys)
             return try statement.withReset { (s) throws(StorageError) -> [String] in
                 var keys: [String] = []
@@ -201,7 +201,7 @@ public final class KeyValueTable: Sendable {
     /// cache holds; the rows also fill the cache (NanaSQLite's `load_all`).
     public func items(owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
         if writeBehind.isActive, owner != nil { return itemsWithStagedWrites(completion) }
-        afterStagedWrites { self.readItems(owner: owner, completion: completion) }
+        afterStagedWrites(owner) { self.readItems(owner: owner, completion: completion) }
     }
 
     private func readItems(owner: TransactionToken?, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
@@ -613,8 +613,12 @@ public final class KeyValueTable: Sendable {
 
     /// Runs `body` once every write staged so far is in the file (at once outside v2): full
     /// scans and counts then read SQLite alone and still see every acknowledged write.
-    private func afterStagedWrites(_ body: @escaping @Sendable () -> Void) {
-        guard writeBehind.isActive, !writeBehind.isDrained else { return body() }
+    /// Inside a client transaction (`owner`) it runs at once: the flush would need the writer,
+    /// which the transaction holds until its owner ends it (found by nanafuzz-dispatch: the
+    /// call waited for the transaction timeout). Such a read sees the file as the transaction
+    /// does; rows staged by v2 writes are flushed after the transaction ends.
+    private func afterStagedWrites(_ owner: TransactionToken?, _ body: @escaping @Sendable () -> Void) {
+        guard owner == nil, writeBehind.isActive, !writeBehind.isDrained else { return body() }
         writeBehind.flush(completion: body)
     }
 

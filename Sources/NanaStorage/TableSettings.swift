@@ -64,8 +64,16 @@ extension KeyValueTable {
     /// before anything changes, the cache starts empty, and a new key is tried on a stored row
     /// first so that a wrong key fails the open rather than later reads. The request's
     /// constraints are then added. Balance every success with ``detach()``.
-    public func attach(_ request: TableRequest, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        attach(request, probed: false) { result in
+    ///
+    /// - Parameter owner: the client transaction the caller holds on this file, if any. The
+    ///   writer serves only that transaction until it ends, so an attach that needs the writer
+    ///   outside it (flushing staged rows, switching persistent TTL, adding constraints) would
+    ///   wait for the caller's own COMMIT: it is refused with a transaction error instead.
+    public func attach(_ request: TableRequest, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        if owner != nil, !request.constraints.isEmpty {
+            return completion(.failure(Self.settingsInTransaction(name)))
+        }
+        attach(request, owner: owner, probed: false) { result in
             guard case .success = result, !request.constraints.isEmpty else { return completion(result) }
             self.addConstraints(request.constraints[...]) { added in
                 if case .failure = added { self.detach() }
@@ -82,7 +90,11 @@ extension KeyValueTable {
         }
     }
 
-    private func attach(_ request: TableRequest, probed: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+    static func settingsInTransaction(_ table: String) -> StorageError {
+        StorageError(.transaction, "Cannot change the settings of table '\(table)' (write-behind, encryption, persistent TTL, constraints) while a transaction is in progress on its file. Please commit or rollback first.")
+    }
+
+    private func attach(_ request: TableRequest, owner: TransactionToken?, probed: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         enum Step { case attached, attachedExpiring(Double?), refused(StorageError), drainFirst, probe(ValueCipher?) }
         let step: Step = usage.withLock { users in
             let current = settings
@@ -108,7 +120,13 @@ extension KeyValueTable {
             if cipherChanges, writeBehind.deadLetterCount > 0 {
                 return .refused(StorageError(.database, "table '\(name)' has rows in its dead-letter queue written under another encryption setting; open it as before and retry or clear them first"))
             }
-            if (wanted.writeBehind != current.writeBehind || cipherChanges) && !writeBehind.isDrained { return .drainFirst }
+            if owner != nil {
+                // Flushing staged rows and setting up persistent TTL need the writer, which
+                // the caller's own transaction holds.
+                let drains = (wanted.writeBehind != current.writeBehind || cipherChanges) && writeBehind.hasRows
+                if drains || wanted.rowLifetime != expiry.ttl { return .refused(Self.settingsInTransaction(name)) }
+            }
+            if (wanted.writeBehind != current.writeBehind || cipherChanges) && writeBehind.hasRows { return .drainFirst }
             if wanted.writeBehind != current.writeBehind {
                 guard writeBehind.configure(wanted.writeBehind) else { return .drainFirst }
             }
@@ -134,11 +152,11 @@ extension KeyValueTable {
         case .drainFirst:
             // Staged rows must reach the file under the settings they were written with; then
             // try again (another session may have attached meanwhile).
-            writeBehind.flush { self.attach(request, probed: probed, completion: completion) }
+            writeBehind.flush { self.attach(request, owner: owner, probed: probed, completion: completion) }
         case .probe(let cipher):
             probe(with: cipher) { result in
                 if case .failure(let error) = result { return completion(.failure(error)) }
-                self.attach(request, probed: true, completion: completion)
+                self.attach(request, owner: owner, probed: true, completion: completion)
             }
         }
     }
@@ -241,7 +259,7 @@ extension KeyValueTable {
     /// Asks for a flush of everything staged; `completion` (if any) runs once it is committed.
     /// Immediate on a write-through table.
     public func flush(completion: (@Sendable () -> Void)?) {
-        guard writeBehind.isActive || !writeBehind.isDrained else { completion?(); return }
+        guard writeBehind.isActive || writeBehind.hasRows else { completion?(); return }
         writeBehind.flush(completion: completion)
     }
 

@@ -133,11 +133,17 @@ final class WriteBehind: Sendable {
     /// Whether nothing is staged or being flushed.
     var isDrained: Bool { state.withLock { $0.staging.isEmpty && $0.flushing.isEmpty && !$0.flushRunning } }
 
+    /// Whether rows are staged or being written. Unlike ``isDrained`` it ignores a flush cycle
+    /// with no rows: two opens switching a table's settings each waited for the other's empty
+    /// cycle, each completion starting the next one inline, until the stack overflowed (found
+    /// by nanafuzz-dispatch).
+    var hasRows: Bool { state.withLock { !$0.staging.isEmpty || !$0.flushing.isEmpty } }
+
     /// Turns write-behind on, changes its settings or (with `nil`) turns it off. Turning it off
     /// requires an empty buffer (flush first); returns false when rows are still staged.
     func configure(_ configuration: WriteBehindConfiguration?) -> Bool {
         let changed: Bool = state.withLock { state in
-            if configuration == nil, !(state.staging.isEmpty && state.flushing.isEmpty && !state.flushRunning) { return false }
+            if configuration == nil, !(state.staging.isEmpty && state.flushing.isEmpty) { return false }
             state.configuration = configuration
             state.timer?.cancel()
             state.timer = nil
@@ -150,7 +156,16 @@ final class WriteBehind: Sendable {
         return changed
     }
 
-    private func makeTimer(every interval: Double) -> any DispatchSourceTimer {
+    /// `flush_interval` as a timer period: any positive finite number of seconds is accepted,
+    /// but Dispatch converts the period to UInt64 nanoseconds (trapping past ~584 years, found
+    /// by nanafuzz-dispatch), and a period of nanoseconds would keep a core busy; so the timer
+    /// runs at least every 10⁹ s (never, in practice) and at most every millisecond.
+    static func timerPeriod(_ seconds: Double) -> Double {
+        min(max(seconds, 0.001), 1e9)
+    }
+
+    private func makeTimer(every seconds: Double) -> any DispatchSourceTimer {
+        let interval = Self.timerPeriod(seconds)
         let timer = DispatchSource.makeTimerSource(queue: .global())
         timer.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(10))
         timer.setEventHandler { [weak self] in self?.timerFired() }
@@ -279,7 +294,8 @@ final class WriteBehind: Sendable {
         state.flushing = state.staging
         state.staging = [:]
         state.metrics.currentStagingCount = 0
-        if state.configuration?.flushMode == .time, let interval = state.configuration?.flushInterval {
+        if state.configuration?.flushMode == .time, let seconds = state.configuration?.flushInterval {
+            let interval = Self.timerPeriod(seconds)
             state.timer?.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(10))
         }
         return Array(state.flushing)

@@ -55,6 +55,9 @@ struct Nanad: AsyncParsableCommand {
     @Option(name: .customLong("transaction-timeout"), help: "Seconds a client transaction may hold a database's writer before it is rolled back. [default: 30]")
     var transactionTimeout: Double?
 
+    @Option(name: .customLong("statement-timeout"), help: "Seconds one call of clients' SQL (execute, fetch, the SQL helpers) may run before it is interrupted; 0: no limit. [default: 30]")
+    var statementTimeout: Double?
+
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds shutdown waits for calls in flight and then for databases to close before exiting non-zero. [default: 10]")
     var shutdownTimeout: Double?
 
@@ -89,6 +92,7 @@ struct Nanad: AsyncParsableCommand {
         var readers: Int?
         var external_checkpoints: Bool?
         var transaction_timeout: Double?
+        var statement_timeout: Double?
         var shutdown_timeout: Double?
         var max_connections: Int?
         var max_in_flight: Int?
@@ -125,6 +129,7 @@ struct Nanad: AsyncParsableCommand {
         c.databaseOptions.readerCount = readers ?? file.readers ?? c.databaseOptions.readerCount
         if externalCheckpoints || file.external_checkpoints == true { c.databaseOptions.checkpointWhenIdlePages = 0 }
         let transaction = transactionTimeout ?? file.transaction_timeout ?? 30
+        let statement = statementTimeout ?? file.statement_timeout ?? 30
         let shutdown = shutdownTimeout ?? file.shutdown_timeout ?? 10
         let idle = idleTimeout ?? file.idle_timeout ?? 0
         let request = requestTimeout ?? file.request_timeout ?? 0
@@ -144,6 +149,8 @@ struct Nanad: AsyncParsableCommand {
             throw ValidationError("\(name) must be a positive number of seconds")
         }
         guard idle >= 0, idle.isFinite else { throw ValidationError("idle timeout must be ≥ 0") }
+        guard statement >= 0, statement.isFinite, statement < 1e9 else { throw ValidationError("statement timeout must be ≥ 0 (0: no limit)") }
+        c.databaseOptions.statementTimeLimitMilliseconds = Int64(statement * 1000)
         c.transactionTimeout = .milliseconds(Int64(transaction * 1000))
         c.shutdownDrainSeconds = shutdown
         if idle > 0 { c.idleTimeout = .milliseconds(Int64(idle * 1000)) }

@@ -24,8 +24,9 @@ import Testing
     }
 }
 
-/// The fuzz corpus and every reproducer kept in tools/fuzz/regressions go through the fuzz
-/// target's function on every test run (tools/fuzz/README.md).
+/// The fuzz corpora and every reproducer kept in tools/fuzz/regressions and
+/// tools/fuzz/regressions-dispatch go through the fuzz targets' functions on every test run
+/// (tools/fuzz/README.md).
 @Suite struct FuzzRegressionTests {
     @Test func corpusAndRegressionsReplayWithoutCrashing() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -36,6 +37,36 @@ import Testing
         }
         #expect(files > 100)
         #expect(run.stdout.contains("replayed \(files) inputs"))
+    }
+
+    /// The second target (request sequences through the dispatcher, with databases): its seed
+    /// corpus and every reproducer in tools/fuzz/regressions-dispatch replay with every
+    /// invariant holding, each input in a fresh data folder.
+    @Test func dispatcherCorpusAndRegressionsReplayWithInvariantsHolding() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let folders = ["tools/fuzz/corpus-dispatch", "tools/fuzz/regressions-dispatch"]
+        let run = try await runTool("nanafuzz-dispatch", folders.map { root.appendingPathComponent($0).path })
+        #expect(run.status == 0, "\(run.stderr.suffix(8000))")
+        let files = try folders.reduce(0) { count, folder in
+            count + (try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent(folder).path).count)
+        }
+        #expect(files > 27)
+        #expect(run.stdout.contains("replayed \(files) inputs"), "\(run.stdout)")
+    }
+
+    /// The committed seed corpus is what the generator writes (`nanafuzz-dispatch --write-seeds`).
+    @Test func dispatcherSeedCorpusMatchesItsGenerator() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nanafuzz-seeds-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = try await runTool("nanafuzz-dispatch", ["--write-seeds", scratch.path])
+        #expect(run.status == 0, "\(run.stderr)")
+        let written = try FileManager.default.contentsOfDirectory(atPath: scratch.path).sorted()
+        #expect(written.count >= 27)
+        for name in written {
+            let committed = FileManager.default.contents(atPath: root.appendingPathComponent("tools/fuzz/corpus-dispatch/\(name)").path)
+            #expect(committed == FileManager.default.contents(atPath: scratch.appendingPathComponent(name).path), "corpus-dispatch/\(name) differs from the generator's")
+        }
     }
 }
 

@@ -1,4 +1,10 @@
 import CSQLite
+import Dispatch
+
+/// The deadline the progress handler checks (uptime nanoseconds; 0: none).
+private final class ProgressDeadline {
+    var nanoseconds: UInt64 = 0
+}
 
 /// One SQLite connection, used by exactly one thread at a time (the writer's or a reader's).
 ///
@@ -7,6 +13,7 @@ import CSQLite
 final class SQLiteConnection {
     let handle: OpaquePointer
     let path: String
+    private let deadline = ProgressDeadline()
     private var statements: [String: Statement] = [:]
     /// The authorizer rule for clients' SQL on this connection (created on first use).
     private var userSQLPolicy: UserSQLPolicy?
@@ -33,6 +40,29 @@ final class SQLiteConnection {
         self.path = path
         sqlite3_extended_result_codes(db, 1)
         sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
+        // Every 10,000 virtual-machine steps: past the deadline, interrupt (see withTimeLimit).
+        sqlite3_progress_handler(db, 10_000, { context in
+            guard let context else { return 0 }
+            let deadline = Unmanaged<ProgressDeadline>.fromOpaque(context).takeUnretainedValue().nanoseconds
+            return deadline != 0 && DispatchTime.now().uptimeNanoseconds > deadline ? 1 : 0
+        }, Unmanaged.passUnretained(deadline).toOpaque())
+    }
+
+    /// Runs `body` (clients' SQL) with SQLite interrupting it once `milliseconds` have passed
+    /// (0: no limit); the interruption is reported as such.
+    func withTimeLimit<T>(milliseconds: Int64, _ body: () throws(StorageError) -> T) throws(StorageError) -> T {
+        guard milliseconds > 0 else { return try body() }
+        deadline.nanoseconds = DispatchTime.now().uptimeNanoseconds &+ UInt64(milliseconds) &* 1_000_000
+        defer { deadline.nanoseconds = 0 }
+        do {
+            return try body()
+        } catch {
+            if let code = error.sqliteCode, code & 0xff == SQLITE_INTERRUPT {
+                let seconds = Double(milliseconds) / 1000
+                throw StorageError(.database, "Failed to execute SQL: interrupted: the statement ran longer than nanad's statement time limit (\(seconds) s)", sqliteCode: code)
+            }
+            throw error
+        }
     }
 
     private var isClosed = false
