@@ -52,10 +52,10 @@ import Testing
         let daemon = try await Daemon.start()
         defer { daemon.removeFolder() }
         let client = try await daemon.connect()
-        let ttl = try await client.open("ttl.db", options: NanaOpenOptions(cache: .ttl(seconds: 0.3)))
+        let ttl = try await client.open("ttl.db", options: NanaOpenOptions(cache: .ttl(seconds: 2)))
         try await ttl.set("k", "v")
         #expect(try await ttl.isCached("k"))
-        try await Task.sleep(for: .milliseconds(500))
+        try await Task.sleep(for: .milliseconds(2500))
         #expect(try await ttl.isCached("k") == false)  // NanaSQLite still says true here
         #expect(try await ttl.get("k") == "v")  // the row stays; only the cache entry expired
 
