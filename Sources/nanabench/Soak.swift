@@ -4,8 +4,10 @@ import NanaClient
 import NanaWire
 
 /// The soak (issue #6): many connections doing mixed gets, sets, batch calls and queries for a
-/// while; every interval prints the p99 latency and the daemon's resident memory. Any error or
-/// lost connection makes it exit non-zero.
+/// while; every interval prints the p99 latency, the calls and errors of the interval, the
+/// connections lost in it, and the daemon's open connections and resident memory. Any error or
+/// lost connection makes it exit non-zero. A lane whose connection is lost stops (its calls
+/// would all fail at once) and is counted once as lost.
 struct Soak: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Mixed load from many connections for a while; p99 and daemon RSS per interval.")
 
@@ -32,9 +34,12 @@ struct Soak: AsyncParsableCommand {
             while ContinuousClock.now < end {
                 try? await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
                 minute += 1
-                let (count, p99, errors) = await recorder.drain()
-                let rss = (try? await monitor.stats())?["server"]?["resident_bytes"]?.int64Value ?? 0
-                let row = "interval \(minute): calls \(count), p99 \(p99) µs, errors \(errors), daemon rss \(rss / 1_048_576) MiB"
+                let (count, p99, errors, lost) = await recorder.drain()
+                let server = (try? await monitor.stats())?["server"]
+                let rss = server?["resident_bytes"]?.int64Value ?? 0
+                // The daemon's view: connections open now (the lanes still running plus this monitor).
+                let open = server?["connections"]?.int64Value ?? -1
+                let row = "interval \(minute): calls \(count), p99 \(p99) µs, errors \(errors), lost connections \(lost), daemon connections \(open), daemon rss \(rss / 1_048_576) MiB"
                 print(row)
                 rows.append(row)
             }
@@ -60,6 +65,10 @@ struct Soak: AsyncParsableCommand {
                             errors += 1
                             await recorder.fail()
                             FileHandle.standardError.write(Data("lane \(lane): \(error)\n".utf8))
+                            if let failure = error as? NanaClientError, failure.code == .connectionClosed {
+                                await recorder.lose()
+                                break
+                            }
                         }
                         n += 1
                     }
@@ -70,10 +79,11 @@ struct Soak: AsyncParsableCommand {
         }
         _ = await reporter.value
         let total = await recorder.total
-        print("soak: \(connections) connections, \(total) calls, \(errors) errors")
+        let lost = await recorder.totalLost
+        print("soak: \(connections) connections, \(total) calls, \(errors) errors, \(lost) lost connections")
         for database in all { await database.client.close() }
         await monitor.close()
-        if errors > 0 || total == 0 { throw ExitCode.failure }
+        if errors > 0 || lost > 0 || total == 0 { throw ExitCode.failure }
     }
 }
 
@@ -81,7 +91,9 @@ struct Soak: AsyncParsableCommand {
 actor LatencyRecorder {
     private var micros: [Double] = []
     private var errors = 0
+    private var lost = 0
     private(set) var total = 0
+    private(set) var totalLost = 0
 
     func record(_ duration: Duration) {
         micros.append(Double(duration.components.seconds) * 1e6 + Double(duration.components.attoseconds) / 1e12)
@@ -90,10 +102,17 @@ actor LatencyRecorder {
 
     func fail() { errors += 1 }
 
-    func drain() -> (Int, Int, Int) {
+    /// A lane's connection was lost (counted once per lane).
+    func lose() {
+        lost += 1
+        totalLost += 1
+    }
+
+    /// Calls, p99 in µs, errors and lost connections of the interval; starts the next one.
+    func drain() -> (Int, Int, Int, Int) {
         let sorted = micros.sorted()
         let p99 = sorted.isEmpty ? 0 : Int(sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.99))])
-        defer { micros.removeAll(keepingCapacity: true); errors = 0 }
-        return (sorted.count, p99, errors)
+        defer { micros.removeAll(keepingCapacity: true); errors = 0; lost = 0 }
+        return (sorted.count, p99, errors, lost)
     }
 }
