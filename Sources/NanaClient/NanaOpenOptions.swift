@@ -26,8 +26,7 @@ public struct NanaOpenOptions: Sendable, Hashable {
         self.constraints = constraints
     }
 
-    /// States no settings: shares whatever the table uses now, or takes the defaults when no
-    /// one uses it. For tools (nanactl) that look at a table without deciding how it behaves.
+    /// States no settings: shares whatever the table uses now (or used last), and no key. For tools (nanactl) that look at a table without deciding how it behaves.
     public static let current: NanaOpenOptions = {
         var options = NanaOpenOptions()
         options.statesSettings = false

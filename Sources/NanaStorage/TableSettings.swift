@@ -60,9 +60,10 @@ extension KeyValueTable {
     /// While other sessions use the table, its settings stay as they are: a request that
     /// states different ones is refused with a `ValueError` naming the setting, so no client
     /// gets write-behind, a cache or an encryption it did not ask for. When nobody uses it, the
-    /// request decides (unstated settings take their defaults): staged writes are flushed
-    /// before anything changes, the cache starts empty, and a new key is tried on a stored row
-    /// first so that a wrong key fails the open rather than later reads. The request's
+    /// request decides (unstated settings stay as they were; the key is never assumed), after
+    /// one stored row has been read to check the key or its absence: staged writes are flushed
+    /// before anything changes, and the cache starts empty when the key or strategy changes,
+    /// so a wrong or missing key fails the open rather than later reads. The request's
     /// constraints are then added. Balance every success with ``detach()``.
     ///
     /// - Parameter owner: the client transaction the caller holds on this file, if any. The
