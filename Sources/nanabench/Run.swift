@@ -12,6 +12,7 @@ import NanaWire
 ///   ping  ping, sequential, one connection (the protocol's bare round trip)
 ///   c  get, 16 connections (16 clients, one task each doing sequential calls), cache hit
 ///   d  set, 16 connections (fresh keys), group-committed by the daemon's writer
+///      (c and d: `--connections N` gives them N connections instead of 16; j and k keep 16)
 ///   e  get, one connection with 64 calls in flight (64 tasks on one client), cache hit
 ///   f  batch_update of 10,000 items, repeated, median items/s
 ///   g  4 `nanabench worker` processes writing 3,000 keys each to one fresh file at once
@@ -27,13 +28,15 @@ struct Run: AsyncParsableCommand {
 
     @Option(help: "nanad's socket.") var socket: String = NanaClient.defaultSocketPath
     @Option(help: "Database file inside nanad's data folder (workload g uses a fresh file beside it).") var db = "bench.db"
-    @Option(help: "Base number of calls; each workload scales it: set 1 conn N/5, get and ping 1 conn N/2, get 16 conns 2N, set 16 conns N, 64 in flight 2N.")
+    @Option(help: "Base number of calls; each workload scales it: set 1 conn N/5, get and ping 1 conn N/2, get 16 (--connections) conns 2N, set 16 (--connections) conns N, 64 in flight 2N.")
     var requests = 100_000
     @Flag(help: "Also print a JSON summary (one line, after the table).") var json = false
     @Option(name: .customLong("json-file"), help: "Also write the JSON summary to this file.") var jsonFile: String?
     @Option(help: "Workloads to run, comma-separated ids (a,b,ping,c,d,e,f,g,h,i,j,k); all by default.") var only: String?
     @Option(name: .customLong("batch-repeats"), help: "Timed batch_update calls (workload f).") var batchRepeats = 10
     @Option(name: .customLong("batch-items"), help: "Items per batch_update call (workload f).") var batchItems = 10_000
+    @Option(help: "Connections of workloads c and d (each one client with one task doing sequential calls); j and k keep 16.")
+    var connections = Run.connections
     @Option(help: "Writer processes in workload g.") var processes = 4
     @Option(name: .customLong("per-process"), help: "Keys each process writes in workload g.") var perProcess = 3000
 
@@ -49,8 +52,8 @@ struct Run: AsyncParsableCommand {
 
     func validate() throws {
         guard requests >= 1000 else { throw ValidationError("--requests must be at least 1000") }
-        guard batchRepeats >= 1, batchItems >= 1, processes >= 1, perProcess >= 1 else {
-            throw ValidationError("--batch-repeats, --batch-items, --processes and --per-process must be positive")
+        guard batchRepeats >= 1, batchItems >= 1, processes >= 1, perProcess >= 1, connections >= 1 else {
+            throw ValidationError("--batch-repeats, --batch-items, --processes, --per-process and --connections must be positive")
         }
     }
 
@@ -108,10 +111,12 @@ struct Run: AsyncParsableCommand {
             report(summarize(id: "ping", name: "ping_sequential", title: "ping, sequential, 1 connection", lanes: run.lanes, wall: run.wall))
         }
 
-        // (c), (d), (j) and (k): 16 connections, one task each.
+        // (c), (d), (j) and (k): one task per connection; c and d on the first `--connections`
+        // connections, j and k on the first 16.
         if !selected.isDisjoint(with: ["c", "d", "j", "k"]) {
+            let opening = selected.isDisjoint(with: ["j", "k"]) ? connections : max(connections, Self.connections)
             var lanes: [NanaDatabase] = []
-            for c in 0..<Self.connections {
+            for c in 0..<opening {
                 let other = try await NanaClient.connect(socketPath: socket, clientName: "nanabench-\(c)")
                 lanes.append(try await other.open(db))
             }
@@ -119,22 +124,22 @@ struct Run: AsyncParsableCommand {
             let count = Self.connections
 
             if selected.contains("c") {
-                let perLane = requests * 2 / count
-                await warmUp(count, perLane: perLane / 10) { l, i in _ = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace]) }
-                let run = await runLanes(count, perLane: perLane) { l, i in
+                let perLane = requests * 2 / connections
+                await warmUp(connections, perLane: perLane / 10) { l, i in _ = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace]) }
+                let run = await runLanes(connections, perLane: perLane) { l, i in
                     let v = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace])
                     if v.isNil { throw BenchError("get returned nil") }
                 }
-                report(summarize(id: "c", name: "get_16_connections", title: "get (cache hit), 16 connections", lanes: run.lanes, wall: run.wall))
+                report(summarize(id: "c", name: "get_\(connections)_connections", title: "get (cache hit), \(connections) connection\(connections == 1 ? "" : "s")", lanes: run.lanes, wall: run.wall))
             }
 
             if selected.contains("d") {
-                let perLane = requests / count
-                let setKeys = (0..<count).map { l in (0..<perLane).map { "d-\(tag)-\(l)-\($0)" } }
-                await warmUp(count, perLane: max(1, perLane / 10)) { l, i in try await conns[l].set("dw-\(tag)-\(l)-\(i)", values[i % Self.keyspace]) }
+                let perLane = requests / connections
+                let setKeys = (0..<connections).map { l in (0..<perLane).map { "d-\(tag)-\(l)-\($0)" } }
+                await warmUp(connections, perLane: max(1, perLane / 10)) { l, i in try await conns[l].set("dw-\(tag)-\(l)-\(i)", values[i % Self.keyspace]) }
                 let before = await writerCounters(database)
-                let run = await runLanes(count, perLane: perLane) { l, i in try await conns[l].set(setKeys[l][i], values[i % Self.keyspace]) }
-                var r = summarize(id: "d", name: "set_16_connections", title: "set, 16 connections (group commit)", lanes: run.lanes, wall: run.wall)
+                let run = await runLanes(connections, perLane: perLane) { l, i in try await conns[l].set(setKeys[l][i], values[i % Self.keyspace]) }
+                var r = summarize(id: "d", name: "set_\(connections)_connections", title: "set, \(connections) connection\(connections == 1 ? "" : "s") (group commit)", lanes: run.lanes, wall: run.wall)
                 noteGroupCommit(&r, before: before, after: await writerCounters(database))
                 report(r)
             }
