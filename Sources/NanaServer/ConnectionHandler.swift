@@ -52,12 +52,14 @@ final class ServerState: Sendable {
 
 /// One client connection: decodes frames, runs calls, writes replies.
 ///
-/// Everything here runs on the connection's event loop. Cache hits are answered right away in
-/// `channelRead`; other calls go to the storage threads and their replies come back with
+/// Everything here runs on the connection's event loop. It splits the byte stream into frames
+/// itself (``NanaFrame/next(from:maximumLength:)``) rather than behind a `ByteToMessageHandler`:
+/// one pipeline step less per read, which showed in a cache-hit `get`'s profile. Cache hits are
+/// answered right away in `channelRead`; other calls go to the storage threads and their replies come back with
 /// `eventLoop.execute`. Replies are gathered in one buffer and flushed once per read burst
 /// (`channelReadComplete`) or once per batch of storage completions.
 final class ConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = InboundFrame
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     let state: ServerState
@@ -66,6 +68,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     let writer = MessagePackWriter()
     private var context: ChannelHandlerContext?
     private var out = FrameOutbox()
+    /// Bytes received that do not make a whole frame yet.
+    private var partialFrame = ByteBuffer()
     private var closing = false
     /// Whether the channel is still open (a late storage callback may find it gone).
     var isConnected: Bool { context != nil }
@@ -83,11 +87,12 @@ final class ConnectionHandler: ChannelInboundHandler {
     var peer: PeerCredentials?
     /// Calls of this connection waiting on storage.
     private(set) var pendingCalls = 0
-    /// The calls waiting on storage, by the order they started in, and the `begin_transaction`s
-    /// waiting for every call started before them (see ``startAfterEarlierCalls(_:)``).
+    /// Numbers the calls that wait on storage in the order they started, so that a
+    /// `begin_transaction` can wait for exactly the calls started before it (see
+    /// ``startAfterEarlierCalls(_:)``): each waiting start counts those still pending. A counter
+    /// rather than a set of pending numbers keeps the common case (nothing waiting) free.
     private var nextCallNumber: UInt64 = 0
-    private var callsWaiting = Set<UInt64>()
-    private var waitingForEarlierCalls: [(after: UInt64, start: () -> Void)] = []
+    private var waitingForEarlierCalls: [(after: UInt64, remaining: Int, start: () -> Void)] = []
 
     private let mailbox: LoopMailbox
 
@@ -149,11 +154,31 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
-        switch unwrapInboundIn(data) {
-        case .oversized(let length):
-            fail(msgid: nil, NanaRemoteError(.protocolError, "frame of \(length) bytes is over the maximum of \(state.configuration.maximumFrameLength) bytes"))
-        case .frame(let frame):
-            handle(frame)
+        var bytes = unwrapInboundIn(data)
+        if partialFrame.readableBytes > 0 {
+            partialFrame.writeBuffer(&bytes)
+            swap(&bytes, &partialFrame)
+        }
+        let maximumLength = state.configuration.maximumFrameLength
+        splitting: while !closing {
+            switch NanaFrame.next(from: &bytes, maximumLength: maximumLength) {
+            case .frame(let frame):
+                handle(frame)
+            case .needMoreData:
+                break splitting
+            case .oversized(let length):
+                // The stream cannot be resynchronised: answer and close.
+                return fail(msgid: nil, NanaRemoteError(.protocolError, "frame of \(length) bytes is over the maximum of \(maximumLength) bytes"))
+            }
+        }
+        if bytes.readableBytes > 0 && !closing {
+            // The start of a frame: kept, moved to the front so that the buffer does not grow
+            // by the frames already read each time more bytes are appended.
+            bytes.discardReadBytes()
+            partialFrame = bytes
+        } else {
+            // Keeping no reference to a fully read buffer lets NIO reuse its receive buffer.
+            partialFrame = ByteBuffer()
         }
     }
 
@@ -237,7 +262,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         closing = true
         guard let context else { return }
         let channel = context.channel
-        out.flush(context).whenComplete { _ in channel.close(promise: nil) }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        out.flush(context, promise: written)
     }
 
     private func count(_ method: String) {
@@ -296,7 +323,6 @@ final class ConnectionHandler: ChannelInboundHandler {
         pendingCalls += 1
         let number = nextCallNumber
         nextCallNumber += 1
-        callsWaiting.insert(number)
         state.inFlight.wrappingAdd(1, ordering: .relaxed)
         if pendingCalls == state.configuration.maximumCallsInFlight {
             // Backpressure: stop reading this client until its calls drain.
@@ -346,18 +372,23 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// would wait for the session's own COMMIT (found by nanafuzz-dispatch). The session's calls
     /// received after it are queued meanwhile; the writer holds them until the BEGIN runs.
     func startAfterEarlierCalls(_ start: @escaping () -> Void) {
-        let after = nextCallNumber
-        if callsWaiting.contains(where: { $0 < after }) {
-            waitingForEarlierCalls.append((after, start))
+        // Every pending call started before this one (numbers are handed out in order).
+        if pendingCalls > 0 {
+            waitingForEarlierCalls.append((nextCallNumber, pendingCalls, start))
         } else {
             start()
         }
     }
 
-    private func startWhatEarlierCallsHeld() {
+    /// Call `number` completed: counts it off the starts waiting for it and runs, in order,
+    /// those with nothing left to wait for.
+    private func startWhatEarlierCallsHeld(completed number: UInt64) {
         guard !waitingForEarlierCalls.isEmpty else { return }
-        let oldest = callsWaiting.min() ?? .max
-        while let first = waitingForEarlierCalls.first, first.after <= oldest {
+        for i in waitingForEarlierCalls.indices where number < waitingForEarlierCalls[i].after {
+            waitingForEarlierCalls[i].remaining -= 1
+        }
+        // A later start waits for everything an earlier one waits for, so they finish in order.
+        while let first = waitingForEarlierCalls.first, first.remaining == 0 {
             waitingForEarlierCalls.removeFirst()
             first.start()
         }
@@ -365,8 +396,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private func completeLater(_ msgid: UInt32, _ reply: Reply, number: UInt64) {
         pendingCalls -= 1
-        callsWaiting.remove(number)
-        defer { startWhatEarlierCallsHeld() }
+        defer { startWhatEarlierCallsHeld(completed: number) }
         state.inFlight.wrappingSubtract(1, ordering: .relaxed)
         requestTimers.removeValue(forKey: msgid)?.cancel()
         if timedOutCalls.remove(msgid) != nil { return }  // already answered with the timeout

@@ -7,7 +7,7 @@ import NanaWire
 
 // The daemon's request path without a socket, for the dispatcher fuzz target
 // (`nanafuzz-dispatch`, tools/fuzz/README.md): the same pipeline `NanadServer` builds for a
-// connection (NanaFrameDecoder, then ConnectionHandler) over a real ServerState and
+// connection (ConnectionHandler, which splits frames itself) over a real ServerState and
 // DatabaseRegistry, on an EmbeddedChannel driven by the calling thread.
 
 /// A daemon's shared state over a data folder, with no socket and no event-loop threads.
@@ -75,7 +75,6 @@ package final class FuzzConnection {
         mailbox = LoopMailbox(drainedOnCurrentThread: loop)
         handler = ConnectionHandler(state: state, mailbox: mailbox)
         channel = EmbeddedChannel(loop: loop)
-        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NanaFrameDecoder(maximumLength: state.configuration.maximumFrameLength)))
         try channel.pipeline.syncOperations.addHandler(handler)
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/nanafuzz")).wait()
     }

@@ -59,7 +59,6 @@ public final class NanadServer: Service, Sendable {
                         if let idle = configuration.idleTimeout {
                             try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .nanoseconds(Int64(idle.components.seconds) * 1_000_000_000 + idle.components.attoseconds / 1_000_000_000)))
                         }
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NanaFrameDecoder(maximumLength: maximumFrameLength)))
                         let mailbox = mailboxByLoop[ObjectIdentifier(channel.eventLoop)] ?? LoopMailbox(eventLoop: channel.eventLoop)
                         try channel.pipeline.syncOperations.addHandler(ConnectionHandler(state: state, mailbox: mailbox))
                     }

@@ -16,6 +16,33 @@ public enum NanaFrame {
     }
 }
 
+/// What ``NanaFrame/next(from:maximumLength:)`` found at the front of a buffer.
+public enum FrameSplit {
+    /// A whole frame body, taken off the buffer.
+    case frame(ByteBuffer)
+    /// No whole frame yet; the buffer is untouched.
+    case needMoreData
+    /// A length prefix over the maximum; the buffer is untouched. The stream cannot be
+    /// resynchronised after it.
+    case oversized(length: UInt32)
+}
+
+extension NanaFrame {
+    /// Takes the next whole frame's body off the front of `buffer`, refusing a length over
+    /// `maximumLength` before reading any of it. The one place frames are split: the daemon's
+    /// connection handler calls it directly, ``NanaFrameDecoder`` wraps it for pipelines.
+    @inlinable
+    public static func next(from buffer: inout ByteBuffer, maximumLength: Int) -> FrameSplit {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self) else {
+            return .needMoreData
+        }
+        if Int(length) > maximumLength { return .oversized(length: length) }
+        guard buffer.readableBytes >= headerLength + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: headerLength)
+        return .frame(buffer.readSlice(length: Int(length))!)
+    }
+}
+
 /// What the frame decoder passes on.
 public enum InboundFrame {
     /// A whole frame body.
@@ -43,20 +70,18 @@ public struct NanaFrameDecoder: ByteToMessageDecoder {
             buffer.moveReaderIndex(to: buffer.writerIndex)
             return .needMoreData
         }
-        guard let length = buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self) else {
+        switch NanaFrame.next(from: &buffer, maximumLength: maximumLength) {
+        case .frame(let body):
+            context.fireChannelRead(wrapInboundOut(.frame(body)))
+            return .continue
+        case .needMoreData:
             return .needMoreData
-        }
-        if Int(length) > maximumLength {
+        case .oversized(let length):
             poisoned = true
             buffer.moveReaderIndex(to: buffer.writerIndex)
             context.fireChannelRead(wrapInboundOut(.oversized(length: length)))
             return .needMoreData
         }
-        guard buffer.readableBytes >= NanaFrame.headerLength + Int(length) else { return .needMoreData }
-        buffer.moveReaderIndex(forwardBy: NanaFrame.headerLength)
-        let body = buffer.readSlice(length: Int(length))!
-        context.fireChannelRead(wrapInboundOut(.frame(body)))
-        return .continue
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
