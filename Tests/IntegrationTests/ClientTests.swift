@@ -201,6 +201,70 @@ import Testing
         try await daemon.stop()
     }
 
+    /// The daemon splits frames itself: a frame may arrive a byte at a time, several may arrive
+    /// in one read, and a read may end inside a frame's length prefix or body.
+    @Test func framesSplitAnyhowAcrossReadsAreAnsweredInOrder() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let raw = try RawSocket(path: daemon.socketPath)
+        let writer = MessagePackWriter()
+        func framed(_ msgid: UInt32, _ method: String, _ params: NanaParams) -> [UInt8] {
+            writer.reset()
+            writer.writeRequest(msgid: msgid, method: method, params: params)
+            let body = writer.bytes
+            let n = UInt32(body.count)
+            return [UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)] + body
+        }
+        func result(of frame: [UInt8]?) throws -> (UInt32, NanaValue?) {
+            let message = try NanaMessage(try MessagePackReader.decode(try #require(frame)))
+            guard case .response(let msgid, .success(let value)) = message else {
+                Issue.record("not a successful response: \(message)")
+                return (0, nil)
+            }
+            return (msgid, value)
+        }
+
+        // One frame a byte at a time, each byte its own read.
+        for byte in framed(1, "hello", ["protocol": 1]) {
+            raw.send([byte])
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        #expect(try result(of: raw.readFrame()).0 == 1)
+        raw.send(framed(2, "open", ["db_path": "split.db"]))
+        let (_, handle) = try result(of: raw.readFrame())
+        let db = try #require(handle?["db"])
+
+        // 200 sets as one stream, the first 700 bytes sent in pieces of 7 (cutting length
+        // prefixes and bodies everywhere), the rest in reads of many frames each.
+        var stream: [UInt8] = []
+        for i in 0..<200 { stream += framed(UInt32(10 + i), "set", ["db": db, "key": .string("k\(i)"), "value": .int(Int64(i))]) }
+        var offset = 0
+        while offset < stream.count {
+            let piece = offset < 700 ? 7 : 5000
+            raw.send(Array(stream[offset..<min(offset + piece, stream.count)]))
+            offset += piece
+            if offset < 700 { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        var msgids: [UInt32] = []
+        for _ in 0..<200 { msgids.append(try result(of: raw.readFrame()).0) }
+        #expect(msgids.sorted() == (10..<210).map { UInt32($0) })  // pipelined calls may complete in any order
+
+        // A read ending inside a length prefix, the next one inside the body.
+        let get = framed(999, "get", ["db": db, "key": "k199"])
+        raw.send(Array(get[0..<2]))
+        try await Task.sleep(for: .milliseconds(5))
+        raw.send(Array(get[2..<9]))
+        try await Task.sleep(for: .milliseconds(5))
+        raw.send(Array(get[9...]))
+        let (msgid, value) = try result(of: raw.readFrame())
+        #expect(msgid == 999 && value == .int(199))
+
+        let client = try await daemon.connect()
+        #expect(try await client.open("split.db").count() == 200)
+        await client.close()
+        try await daemon.stop()
+    }
+
     @Test func manyConcurrentCallsShareOneConnection() async throws {
         let daemon = try await Daemon.start()
         defer { daemon.removeFolder() }
