@@ -14,7 +14,7 @@ final class CallState: Sendable {
 /// Lives on the channel's event loop; the continuation table is touched only there, and
 /// whoever removes an entry resumes it, exactly once.
 final class ClientChannelHandler: ChannelInboundHandler {
-    typealias InboundIn = InboundFrame
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private var pending: [UInt32: CheckedContinuation<NanaValue, any Error>] = [:]
@@ -23,6 +23,12 @@ final class ClientChannelHandler: ChannelInboundHandler {
     private let reader = MessagePackReader()
     private let writer = MessagePackWriter()
     private var out = FrameOutbox()
+    private var frames = FrameAccumulator()
+    private let maximumFrameLength: Int
+
+    init(maximumFrameLength: Int) {
+        self.maximumFrameLength = maximumFrameLength
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -44,34 +50,42 @@ final class ClientChannelHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .oversized(let length):
-            failAll(NanaClientError(.protocolViolation, "the daemon sent a frame of \(length) bytes, over this client's maximum"))
-            context.close(promise: nil)
-        case .frame(let frame):
-            let decoded = frame.withUnsafeReadableBytes { bytes in
-                Result { () throws(MessagePackError) in try reader.decode(bytes) }
-            }
-            guard case .success(let value) = decoded, let message = try? NanaMessage(value) else {
-                failAll(NanaClientError(.protocolViolation, "the daemon sent a malformed frame"))
-                context.close(promise: nil)
-                return
-            }
-            switch message {
-            case .response(let msgid, let result):
-                guard let continuation = pending.removeValue(forKey: msgid) else { return }
-                switch result {
-                case .success(let value): continuation.resume(returning: value)
-                case .failure(let error): continuation.resume(throwing: error)
-                }
-            case .notification(let method, let params) where method == "error":
-                // The daemon's last word before it closes the connection.
-                let error = NanaRemoteError(wireValue: .map(params))
-                failure = NanaClientError(.connectionClosed, "the daemon closed the connection: \(error)")
-            case .notification, .request:
-                break
-            }
+        var broken = false
+        let oversized = frames.receive(unwrapInboundIn(data), maximumLength: maximumFrameLength) { frame in
+            broken = !receive(frame)
+            return !broken
         }
+        if let length = oversized {
+            failAll(NanaClientError(.protocolViolation, "the daemon sent a frame of \(length) bytes, over this client's maximum"))
+            broken = true
+        }
+        if broken { context.close(promise: nil) }
+    }
+
+    /// Handles one frame from the daemon; false when it was malformed (the connection is done).
+    private func receive(_ frame: ByteBuffer) -> Bool {
+        let decoded = frame.withUnsafeReadableBytes { bytes in
+            Result { () throws(MessagePackError) in try reader.decode(bytes) }
+        }
+        guard case .success(let value) = decoded, let message = try? NanaMessage(value) else {
+            failAll(NanaClientError(.protocolViolation, "the daemon sent a malformed frame"))
+            return false
+        }
+        switch message {
+        case .response(let msgid, let result):
+            guard let continuation = pending.removeValue(forKey: msgid) else { return true }
+            switch result {
+            case .success(let value): continuation.resume(returning: value)
+            case .failure(let error): continuation.resume(throwing: error)
+            }
+        case .notification(let method, let params) where method == "error":
+            // The daemon's last word before it closes the connection.
+            let error = NanaRemoteError(wireValue: .map(params))
+            failure = NanaClientError(.connectionClosed, "the daemon closed the connection: \(error)")
+        case .notification, .request:
+            break
+        }
+        return true
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -56,8 +56,7 @@ public final class NanaClient: Sendable {
             let connected = try await ClientBootstrap(group: eventLoopGroup)
                 .connect(unixDomainSocketPath: path) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let handler = ClientChannelHandler()
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NanaFrameDecoder(maximumLength: maximumFrameLength)))
+                        let handler = ClientChannelHandler(maximumFrameLength: maximumFrameLength)
                         try channel.pipeline.syncOperations.addHandler(handler)
                         return (channel, NIOLoopBound(handler, eventLoop: channel.eventLoop))
                     }

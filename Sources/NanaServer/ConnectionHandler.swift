@@ -53,9 +53,7 @@ final class ServerState: Sendable {
 /// One client connection: decodes frames, runs calls, writes replies.
 ///
 /// Everything here runs on the connection's event loop. It splits the byte stream into frames
-/// itself (``NanaFrame/next(from:maximumLength:)``) rather than behind a `ByteToMessageHandler`:
-/// one pipeline step less per read, which showed in a cache-hit `get`'s profile. Cache hits are
-/// answered right away in `channelRead`; other calls go to the storage threads and their replies come back with
+/// itself (``FrameAccumulator``). Cache hits are answered right away in `channelRead`; other calls go to the storage threads and their replies come back with
 /// `eventLoop.execute`. Replies are gathered in one buffer and flushed once per read burst
 /// (`channelReadComplete`) or once per batch of storage completions.
 final class ConnectionHandler: ChannelInboundHandler {
@@ -68,8 +66,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     let writer = MessagePackWriter()
     private var context: ChannelHandlerContext?
     private var out = FrameOutbox()
-    /// Bytes received that do not make a whole frame yet.
-    private var partialFrame = ByteBuffer()
+    private var frames = FrameAccumulator()
     private var closing = false
     /// Whether the channel is still open (a late storage callback may find it gone).
     var isConnected: Bool { context != nil }
@@ -154,31 +151,13 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
-        var bytes = unwrapInboundIn(data)
-        if partialFrame.readableBytes > 0 {
-            partialFrame.writeBuffer(&bytes)
-            swap(&bytes, &partialFrame)
-        }
         let maximumLength = state.configuration.maximumFrameLength
-        splitting: while !closing {
-            switch NanaFrame.next(from: &bytes, maximumLength: maximumLength) {
-            case .frame(let frame):
-                handle(frame)
-            case .needMoreData:
-                break splitting
-            case .oversized(let length):
-                // The stream cannot be resynchronised: answer and close.
-                return fail(msgid: nil, NanaRemoteError(.protocolError, "frame of \(length) bytes is over the maximum of \(maximumLength) bytes"))
-            }
+        let oversized = frames.receive(unwrapInboundIn(data), maximumLength: maximumLength) { frame in
+            handle(frame)
+            return !closing
         }
-        if bytes.readableBytes > 0 && !closing {
-            // The start of a frame: kept, moved to the front so that the buffer does not grow
-            // by the frames already read each time more bytes are appended.
-            bytes.discardReadBytes()
-            partialFrame = bytes
-        } else {
-            // Keeping no reference to a fully read buffer lets NIO reuse its receive buffer.
-            partialFrame = ByteBuffer()
+        if let length = oversized {
+            fail(msgid: nil, NanaRemoteError(.protocolError, "frame of \(length) bytes is over the maximum of \(maximumLength) bytes"))
         }
     }
 

@@ -44,7 +44,7 @@ package final class FuzzServer {
             let tables = db.openTables.map { t in
                 "\(t.name)(sessions \(t.users), \(t.settings.writeBehind == nil ? "write-through" : "v2"), staged \(t.stagedWrites))"
             }
-            return "\(db.path): write queue \(db.writeQueueDepth), tables \(tables.joined(separator: ", "))"
+            return "\(db.path): write queue \(db.writeQueueDepth), \(db.writerDiagnostics), tables \(tables.joined(separator: ", "))"
         }.joined(separator: "\n")
     }
 

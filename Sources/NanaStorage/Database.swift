@@ -77,6 +77,8 @@ public final class Database: Sendable {
     let statistics = Mutex(WriterStatistics())
     /// Jobs of client transactions whose BEGIN has not reached the writer yet (writer thread).
     let parkedJobs = Mutex<[WriteJob]>([])
+    /// The client transaction the writer serves, if any (read only by ``writerDiagnostics``).
+    let servedTransaction = Mutex<TransactionToken?>(nil)
     private let closed = DispatchSemaphore(value: 0)
     private let isClosing = Atomic<Bool>(false)
 
@@ -112,6 +114,14 @@ public final class Database: Sendable {
 
     /// Write requests waiting for the writer.
     public var writeQueueDepth: Int { writeQueue.count }
+
+    /// What the writer is doing, for hang reports (nanafuzz-dispatch): whether a client
+    /// transaction holds it and in what state, and how many jobs wait for a BEGIN.
+    public var writerDiagnostics: String {
+        let held = servedTransaction.withLock { $0 }
+        let parked = parkedJobs.withLock { $0.count }
+        return "client transaction \(held.map { "held (\($0.currentState))" } ?? "none"), parked jobs \(parked)"
+    }
 
     /// The tables opened so far.
     public var openTables: [KeyValueTable] { tables.withLock { Array($0.values) } }
@@ -277,6 +287,7 @@ public final class Database: Sendable {
                 // A client holds the writer: only its jobs run; everyone else's wait in the queue.
                 transaction = serveTransaction(open, on: connection)
                 if transaction == nil {
+                    servedTransaction.withLock { $0 = nil }
                     let held = Double(DispatchTime.now().uptimeNanoseconds - open.started.uptimeNanoseconds) / 1e6
                     let waiting = writeQueue.count
                     statistics.withLock {
@@ -289,6 +300,7 @@ public final class Database: Sendable {
             }
             guard let batch = writeQueue.takeBatch(limit: options.maximumBatchSize) else { break }
             transaction = process(batch, on: connection)
+            if let transaction { servedTransaction.withLock { $0 = transaction.token } }
             if transaction == nil { checkpointIfDue(wal, on: connection) }
         }
         let stranded = parkedJobs.withLock { parked in

@@ -43,6 +43,51 @@ extension NanaFrame {
     }
 }
 
+/// Splits the byte stream a channel handler receives into frames, keeping the start of a frame
+/// that has not fully arrived until the next read.
+///
+/// Both ends' channel handlers use it directly instead of a `ByteToMessageHandler` in front of
+/// them: one pipeline step and one `NIOAny` per frame less, which showed in a cache-hit `get`'s
+/// profile (about a quarter of nanad's CPU per pipelined request, session 3).
+public struct FrameAccumulator {
+    private var partial = ByteBuffer()
+
+    public init() {}
+
+    /// Adds `bytes` after what was kept and calls `onFrame` with each whole frame body in
+    /// order, while it returns true. Returns the length of a frame over `maximumLength` if one
+    /// came (nothing after it is read: the stream cannot be resynchronised).
+    public mutating func receive(_ bytes: ByteBuffer, maximumLength: Int, onFrame: (ByteBuffer) -> Bool) -> UInt32? {
+        var bytes = bytes
+        if partial.readableBytes > 0 {
+            partial.writeBuffer(&bytes)
+            swap(&bytes, &partial)
+        }
+        var oversized: UInt32?
+        splitting: while true {
+            switch NanaFrame.next(from: &bytes, maximumLength: maximumLength) {
+            case .frame(let frame):
+                if !onFrame(frame) { break splitting }
+            case .needMoreData:
+                break splitting
+            case .oversized(let length):
+                oversized = length
+                break splitting
+            }
+        }
+        if bytes.readableBytes > 0 && oversized == nil {
+            // The start of a frame: moved to the front, so that the buffer does not keep the
+            // frames already read while more bytes are appended.
+            bytes.discardReadBytes()
+            partial = bytes
+        } else {
+            // Keeping no reference to a fully read buffer lets NIO reuse its receive buffer.
+            partial = ByteBuffer()
+        }
+        return oversized
+    }
+}
+
 /// What the frame decoder passes on.
 public enum InboundFrame {
     /// A whole frame body.
