@@ -120,7 +120,13 @@ public final class Database: Sendable {
     public var writerDiagnostics: String {
         let held = servedTransaction.withLock { $0 }
         let parked = parkedJobs.withLock { $0.count }
-        return "client transaction \(held.map { "held (\($0.currentState))" } ?? "none"), parked jobs \(parked)"
+        var queued: [String: Int] = [:]
+        for job in writeQueue.snapshot {
+            let owner = job.owner.map { $0 === held ? "the held transaction's" : "another transaction's (\($0.currentState))" } ?? "no transaction's"
+            queued["\(job.mode) of \(owner)", default: 0] += 1
+        }
+        let summary = queued.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+        return "client transaction \(held.map { "held (\($0.currentState))" } ?? "none"), parked jobs \(parked), queued: [\(summary)]"
     }
 
     /// The tables opened so far.

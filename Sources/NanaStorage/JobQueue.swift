@@ -84,6 +84,13 @@ final class JobQueue<Job: Sendable>: @unchecked Sendable {
         return jobs.isEmpty
     }
 
+    /// The jobs waiting, in order (diagnostics).
+    var snapshot: [Job] {
+        condition.lock()
+        defer { condition.unlock() }
+        return Array(jobs)
+    }
+
     var count: Int {
         condition.lock()
         defer { condition.unlock() }
