@@ -16,8 +16,8 @@ import NanaWire
 /// With `--v2`, the writers use a write-behind table in `manual` flush mode and one of them
 /// calls `flush(wait: true)` every few milliseconds. A SIGKILL may then lose exactly what the
 /// policy allows, and the check is both ways: every write acknowledged before a flush that
-/// completed is in the file, and when no flush was in progress at the kill, no write
-/// acknowledged after the last one is (nothing else flushes in manual mode). Times come from
+/// completed began is in the file, and when no flush was in progress at the kill, no write
+/// sent after the last one completed is (nothing else flushes in manual mode). Times come from
 /// CLOCK_MONOTONIC, which every process on the machine shares.
 struct Crash: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -46,7 +46,7 @@ struct Crash: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let socket = base + "/nanad.sock"
         var acknowledged: [String: Int64] = [:]
-        /// v2: keys that must never be in the file (acknowledged after the last completed flush).
+        /// v2: keys that must never be in the file (sent after the last completed flush).
         var forbidden: Set<String> = []
         var missing = 0
 
@@ -87,18 +87,21 @@ struct Crash: AsyncParsableCommand {
 
             // The file as SQLite sees it with nobody writing: intact?
             let integrity = try Self.shell(["sqlite3", data + "/crash.db", "PRAGMA integrity_check"])
-            var acks: [(key: String, value: Int64, time: UInt64)] = []
+            var acks: [(key: String, value: Int64, sent: UInt64, acked: UInt64)] = []
             var flushes: [(started: UInt64, done: UInt64?)] = []
             for p in 0..<processes {
                 let log = (try? String(contentsOfFile: base + "/ack-r\(round)p\(p).log", encoding: .utf8)) ?? ""
                 for line in log.split(separator: "\n") {
                     let parts = line.split(separator: " ")
                     if parts.count == 2, let value = Int64(parts[1]) { acknowledged[String(parts[0])] = value }
+                    if parts.count == 4, let value = Int64(parts[1]), let sent = UInt64(parts[2]), let acked = UInt64(parts[3]) {
+                        acks.append((String(parts[0]), value, sent, acked))
+                        continue
+                    }
                     guard parts.count == 3, let t = UInt64(parts[2]) else { continue }
                     // A flush the flusher began after the kill never reached nanad.
                     if parts[0] == "S" { if t < killedAt { flushes.append((t, nil)) } }
                     else if parts[0] == "D" { if !flushes.isEmpty, flushes[flushes.count - 1].started < t { flushes[flushes.count - 1].done = t } }
-                    else if let value = Int64(parts[1]) { acks.append((String(parts[0]), value, t)) }
                 }
             }
             var durable = 0, undecided = 0
@@ -108,10 +111,15 @@ struct Crash: AsyncParsableCommand {
                 let inFlight = flushes.last.map { $0.done == nil } ?? false
                 let lastDone = flushes.last?.done
                 for ack in acks {
-                    if ack.time < lastCompletedStart {
+                    // Durable: its reply came before a completed flush began, so it was staged
+                    // before. Must be absent: it was sent after the last flush completed (and none
+                    // was in flight at the kill). A reply read after the last flush says nothing
+                    // by itself: the write may have been staged before that flush began (seen in
+                    // CI, with the writing task descheduled between reply and log line).
+                    if ack.acked < lastCompletedStart {
                         acknowledged[ack.key] = ack.value
                         durable += 1
-                    } else if !inFlight, let lastDone, ack.time > lastDone {
+                    } else if !inFlight, let lastDone, ack.sent > lastDone {
                         forbidden.insert(ack.key)
                     } else {
                         undecided += 1
@@ -224,9 +232,11 @@ struct CrashWorker: AsyncParsableCommand {
                     var n: Int64 = 0
                     while true {
                         let key = "\(prefix)-\(lane)-\(n)"
+                        let sent = Self.monotonicNanoseconds()
                         do { try await database.set(key, .int(n)) } catch { return }
-                        // Only after the reply: this write was acknowledged.
-                        log.write(Data((v2 ? "\(key) \(n) \(Self.monotonicNanoseconds())\n" : "\(key) \(n)\n").utf8))
+                        // Only after the reply: this write was acknowledged (v2: with the times it
+                        // was sent and acknowledged, to place it against the flushes).
+                        log.write(Data((v2 ? "\(key) \(n) \(sent) \(Self.monotonicNanoseconds())\n" : "\(key) \(n)\n").utf8))
                         n += 1
                     }
                 }
