@@ -95,6 +95,13 @@ extension Database {
     /// Runs a BEGIN job; returns the transaction it opened.
     func begin(_ job: WriteJob, on connection: SQLiteConnection) -> ClientTransaction? {
         guard let token = job.owner else { return nil }
+        guard token.currentState == .pending else {
+            // A token is begun once. Opening it again after its ROLLBACK would leave a
+            // transaction nobody will end holding the writer until its timeout (the shape of
+            // the hang nanafuzz-dispatch reports, tools/fuzz/README.md "Open").
+            job.fail(StorageError(.transaction, "This transaction already ended; begin a new one."))
+            return nil
+        }
         do {
             try connection.execute("BEGIN IMMEDIATE")
             token.set(.active)
