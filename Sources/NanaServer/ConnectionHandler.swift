@@ -53,8 +53,8 @@ final class ServerState: Sendable {
 /// One client connection: decodes frames, runs calls, writes replies.
 ///
 /// Everything here runs on the connection's event loop. It splits the byte stream into frames
-/// itself (``FrameAccumulator``). Cache hits are answered right away in `channelRead`; other calls go to the storage threads and their replies come back with
-/// `eventLoop.execute`. Replies are gathered in one buffer and flushed once per read burst
+/// itself (``FrameAccumulator``). Cache hits are answered right away in `channelRead`; other
+/// calls go to the storage threads and their replies come back with `eventLoop.execute`. Replies are gathered in one buffer and flushed once per read burst
 /// (`channelReadComplete`) or once per batch of storage completions.
 final class ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
