@@ -29,8 +29,8 @@ public enum FrameSplit {
 
 extension NanaFrame {
     /// Takes the next whole frame's body off the front of `buffer`, refusing a length over
-    /// `maximumLength` before reading any of it. The one place frames are split: the daemon's
-    /// connection handler calls it directly, ``NanaFrameDecoder`` wraps it for pipelines.
+    /// `maximumLength` before reading any of it. The one place frames are split
+    /// (``FrameAccumulator`` calls it for both ends' channel handlers).
     @inlinable
     public static func next(from buffer: inout ByteBuffer, maximumLength: Int) -> FrameSplit {
         guard let length = buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self) else {
@@ -85,53 +85,5 @@ public struct FrameAccumulator {
             partial = ByteBuffer()
         }
         return oversized
-    }
-}
-
-/// What the frame decoder passes on.
-public enum InboundFrame {
-    /// A whole frame body.
-    case frame(ByteBuffer)
-    /// A length prefix over the maximum: nothing of it was read, and the decoder has stopped.
-    case oversized(length: UInt32)
-}
-
-/// Splits a byte stream into frames, refusing a length over the maximum before reading it.
-///
-/// After an oversized length the stream cannot be resynchronised, so the decoder reports it
-/// once and discards everything that follows; the handler answers and closes the connection.
-public struct NanaFrameDecoder: ByteToMessageDecoder {
-    public typealias InboundOut = InboundFrame
-
-    public let maximumLength: Int
-    private var poisoned = false
-
-    public init(maximumLength: Int = NanaFrame.defaultMaximumLength) {
-        self.maximumLength = maximumLength
-    }
-
-    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        if poisoned {
-            buffer.moveReaderIndex(to: buffer.writerIndex)
-            return .needMoreData
-        }
-        switch NanaFrame.next(from: &buffer, maximumLength: maximumLength) {
-        case .frame(let body):
-            context.fireChannelRead(wrapInboundOut(.frame(body)))
-            return .continue
-        case .needMoreData:
-            return .needMoreData
-        case .oversized(let length):
-            poisoned = true
-            buffer.moveReaderIndex(to: buffer.writerIndex)
-            context.fireChannelRead(wrapInboundOut(.oversized(length: length)))
-            return .needMoreData
-        }
-    }
-
-    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        while try decode(context: context, buffer: &buffer) == .continue {}
-        buffer.moveReaderIndex(to: buffer.writerIndex)  // a partial frame at EOF is dropped
-        return .needMoreData
     }
 }

@@ -8,7 +8,7 @@ import NanaWire
 //
 // An input is the byte stream one client sends on one connection: frames (4-byte big-endian
 // length, MessagePack body), as PROTOCOL.md §2.2 says. It goes through the pipeline nanad
-// builds for a connection (NanaFrameDecoder, ConnectionHandler) over a ServerState and a
+// builds for a connection (ConnectionHandler, which splits frames itself) over a ServerState and a
 // DatabaseRegistry on a scratch data folder, with SQLite underneath, on an EmbeddedChannel
 // (FuzzConnection in NanaServer). The frames up to a notification `[2, "wait", {}]` (which the
 // daemon ignores, §5.1) are handed over as one read, as a pipelining client's would be; at
