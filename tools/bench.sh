@@ -77,32 +77,12 @@ fi
 } | tee "$out/machine.txt"
 
 # --- nanad -----------------------------------------------------------------------------------
-start_nanad() {  # $1: data folder
-    local sock="$tmp/nanad.sock"
-    rm -f "$sock"
-    "$bin/nanad" --socket "$sock" --data-dir "$1" --log-level warning 2>>"$out/nanad.log" &
-    nanad_pid=$!
-    for _ in $(seq 100); do
-        [ -S "$sock" ] && return 0
-        kill -0 "$nanad_pid" 2>/dev/null || { echo "nanad exited at start (see $out/nanad.log)" >&2; exit 1; }
-        sleep 0.1
-    done
-    echo "nanad did not create $sock within 10 s" >&2
-    exit 1
-}
-
-stop_nanad() {
-    [ -n "$nanad_pid" ] || return 0
-    kill -TERM "$nanad_pid" 2>/dev/null || true
-    local status=0
-    wait "$nanad_pid" || status=$?
-    [ "$status" = 0 ] || echo "warning: nanad exited with status $status after SIGTERM" >&2
-    nanad_pid=""
-}
+# start_nanad / stop_nanad
+source "$repo/tools/lib/nanad.sh"
 
 for run in $(seq "$runs"); do
     log "nanabench run $run/$runs (requests $requests)"
-    start_nanad "$tmp/data-$run"
+    start_nanad "$bin/nanad" "$tmp/nanad.sock" "$tmp/data-$run" "$out/nanad.log"
     "$bin/nanabench" run --socket "$tmp/nanad.sock" --requests "$requests" ${only:+--only "$only"} --json-file "$out/nanad-run$run.json" \
         | tee "$out/nanad-run$run.txt"
     stop_nanad
@@ -140,7 +120,7 @@ if [ "$anchors" = 1 ]; then
         bash "$shared/redis_anchor.sh" 200000 2>&1 | tee "$out/redis-run$run.txt" || echo "redis anchor failed" >&2
 
         # nanad through the same loadgen, same totals and keyspace as redis_anchor.sh.
-        start_nanad "$tmp/lg-data-$run"
+        start_nanad "$bin/nanad" "$tmp/nanad.sock" "$tmp/lg-data-$run" "$out/nanad.log"
         {
             "$lg" "$tmp/nanad.sock" lg.db set 16 1 100000 10000
             "$lg" "$tmp/nanad.sock" lg.db get 1 1 25000 10000

@@ -70,27 +70,8 @@ lg="$tmp/loadgen"
     echo "rounds: $rounds, requests: $requests, counts: $counts"
 } | tee "$out/machine.txt"
 
-start_nanad() {  # $1: data folder
-    local sock="$tmp/nanad.sock"
-    rm -f "$sock"
-    "$bin/nanad" --socket "$sock" --data-dir "$1" --log-level warning 2>>"$out/nanad.log" &
-    nanad_pid=$!
-    for _ in $(seq 100); do
-        [ -S "$sock" ] && return 0
-        kill -0 "$nanad_pid" 2>/dev/null || { echo "nanad exited at start (see $out/nanad.log)" >&2; exit 1; }
-        sleep 0.1
-    done
-    echo "nanad did not create $sock within 10 s" >&2
-    exit 1
-}
-
-stop_nanad() {
-    kill -TERM "$nanad_pid" 2>/dev/null || true
-    local status=0
-    wait "$nanad_pid" || status=$?
-    [ "$status" = 0 ] || echo "warning: nanad exited with status $status after SIGTERM" >&2
-    nanad_pid=""
-}
+# start_nanad / stop_nanad
+source "$repo/tools/lib/nanad.sh"
 
 for round in $(seq "$rounds"); do
     rm -f "$redis_sock"
@@ -99,7 +80,7 @@ for round in $(seq "$rounds"); do
     for _ in $(seq 50); do [ -S "$redis_sock" ] && break; sleep 0.1; done
     for n in $counts; do
         log "round $round/$rounds, $n connections"
-        start_nanad "$tmp/data-$round-$n"
+        start_nanad "$bin/nanad" "$tmp/nanad.sock" "$tmp/data-$round-$n" "$out/nanad.log"
         "$bin/nanabench" run --socket "$tmp/nanad.sock" --only c,d --connections "$n" --requests "$requests" \
             --json-file "$out/nanabench-r$round-n$n.json" >"$out/nanabench-r$round-n$n.txt"
         {

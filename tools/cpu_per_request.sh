@@ -11,15 +11,15 @@ cd "$(dirname "$0")/.."
 shared="${NANAD_SHARED_BENCH:-$(pwd)/../shared/bench}"
 [ $# -ge 1 ] || { sed -n '2,8p' "$0"; exit 2; }
 tmp=$(mktemp -d /tmp/nanad-cpu.XXXXXX)
-trap 'kill -TERM $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
+source tools/lib/nanad.sh
+trap 'stop_nanad; rm -rf "$tmp"' EXIT
 cc -O2 "$shared/loadgen.c" -o "$tmp/loadgen" -lmsgpackc
 tick=$(getconf CLK_TCK)
 for bin in "$@"; do
     echo "== $bin"
     rm -rf "$tmp/data" "$tmp/n.sock"
-    "$bin" --socket "$tmp/n.sock" --data-dir "$tmp/data" --log-level warning & pid=$!
-    for _ in $(seq 100); do [ -S "$tmp/n.sock" ] && break; sleep 0.1; done
-    cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+    start_nanad "$bin" "$tmp/n.sock" "$tmp/data" "$tmp/nanad.log"
+    cpu() { awk '{print $14 + $15}' "/proc/$nanad_pid/stat"; }
     run() {  # op conns depth requests keyspace
         local before after out
         before=$(cpu); out=$("$tmp/loadgen" "$tmp/n.sock" lg.db "$@"); after=$(cpu)
@@ -29,5 +29,5 @@ for bin in "$@"; do
     run get 1 1 30000 10000
     run get 16 1 400000 10000
     run get 16 16 1000000 10000
-    kill -TERM $pid; wait $pid || true
+    stop_nanad
 done

@@ -205,7 +205,7 @@ extension ConnectionHandler {
         try args.only(.handleOnly)
         let id = try args.int("db")
         if case .success(let handle) = session.table(id), let token = session.transactions[ObjectIdentifier(handle.table.database)] {
-            if token.currentState == .active || token.currentState == .pending {
+            if token.isOpen {
                 throw NanaRemoteError(.transaction, "Cannot close connection while transaction is in progress. Please commit or rollback first.")
             }
             session.transactions[ObjectIdentifier(handle.table.database)] = nil  // it ended on its own
@@ -598,7 +598,9 @@ extension ConnectionHandler {
         let token = TransactionToken(timeout: state.configuration.transactionTimeout)
         session.transactions[ObjectIdentifier(database)] = token
         session.transactionDatabases[ObjectIdentifier(token)] = database
+        token.trace("begin_transaction msgid \(msgid) on \(logger[metadataKey: "nana.conn.id"] ?? "?"), \(pendingCalls) calls pending")
         startAfterEarlierCalls { [self] in
+            token.trace("earlier calls done; connected \(isConnected)")
             guard isConnected else {
                 // Gone meanwhile: the BEGIN still runs, so that the ROLLBACK the disconnect
                 // queued for this transaction (held by the writer until then) ends it.
@@ -627,12 +629,13 @@ extension ConnectionHandler {
     /// reporting one the daemon ended (as ``transactionOwner(_:)`` does, once).
     func holdsTransaction(on database: Database) -> Bool {
         guard let token = session.transactions[ObjectIdentifier(database)] else { return false }
-        return token.currentState == .active || token.currentState == .pending
+        return token.isOpen
     }
 
     /// Rolls back every transaction of this session (the connection is gone).
     func abandonTransactions() {
-        for token in session.transactions.values where token.currentState == .active || token.currentState == .pending {
+        for token in session.transactions.values where token.isOpen {
+            token.trace("abandoned by its session")
             session.transactionDatabases[ObjectIdentifier(token)]?.rollback(token) { _ in }
         }
         session.transactions.removeAll()

@@ -31,7 +31,10 @@ struct Session {
     /// even after the client disconnected. Found by nanafuzz-dispatch.)
     mutating func forget(_ token: TransactionToken, on database: Database) {
         let key = ObjectIdentifier(database)
-        if transactions[key] === token { transactions[key] = nil }
+        if transactions[key] === token {
+            token.trace("forgotten by its session")
+            transactions[key] = nil
+        }
     }
 
     /// Records a table the session attached to (``KeyValueTable/attach(_:completion:)``); the

@@ -23,7 +23,37 @@ public final class TransactionToken: Sendable {
 
     public var currentState: State { state.withLock { $0 } }
 
-    func set(_ new: State) { state.withLock { $0 = new } }
+    /// Whether the transaction is being opened or is open (one read of the state: testing
+    /// `currentState` against `.pending` and then `.active` can see neither while the writer's
+    /// BEGIN moves it from one to the other, and a disconnect then skipped its rollback, which
+    /// left it holding the writer until its timeout; found by nanafuzz-dispatch, run 14).
+    public var isOpen: Bool {
+        state.withLock { $0 == .pending || $0 == .active }
+    }
+
+    func set(_ new: State) {
+        state.withLock { $0 = new }
+        trace("state \(new)")
+    }
+
+    #if FUZZING
+    /// What happened to the token, in order (fuzz builds only: printed in hang reports).
+    private let events = Mutex<[String]>([])
+    private static let clock = ContinuousClock()
+    private static let epoch = clock.now
+
+    /// Records a step of the token's life (fuzz builds only; a no-op otherwise).
+    public func trace(_ event: String) {
+        let at = Self.epoch.duration(to: Self.clock.now)
+        events.withLock { $0.append("\(at) [\(Thread.current.name ?? "?")] \(event)") }
+    }
+
+    /// The steps recorded by ``trace(_:)``.
+    public var history: [String] { events.withLock { $0 } }
+    #else
+    @inline(__always) public func trace(_ event: @autoclosure () -> String) {}
+    public var history: [String] { [] }
+    #endif
 
     /// Why a job of an ended transaction cannot run.
     public var endedError: StorageError {
@@ -60,16 +90,22 @@ extension Database {
     /// client's COMMIT (found by nanafuzz-dispatch). The session's calls that arrive while the
     /// BEGIN waits are parked by the writer until it runs (``park(_:)``).
     public func begin(_ token: TransactionToken, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        afterStagedWrites { self.submitControl(.begin, token, completion) }
+        token.trace("BEGIN asked for")
+        afterStagedWrites {
+            token.trace("BEGIN queued")
+            self.submitControl(.begin, token, completion)
+        }
     }
 
     /// Commits `token`'s transaction and publishes its writes to the shared caches.
     public func commit(_ token: TransactionToken, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        token.trace("COMMIT queued")
         submitControl(.commit, token, completion)
     }
 
     /// Rolls `token`'s transaction back; its writes never reach the shared caches.
     public func rollback(_ token: TransactionToken, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        token.trace("ROLLBACK queued")
         submitControl(.rollback, token, completion)
     }
 
@@ -80,6 +116,7 @@ extension Database {
     /// Sets aside a job of a transaction whose BEGIN is not queued yet (it waits for staged
     /// rows to be flushed); writer thread only.
     func park(_ job: WriteJob) {
+        job.owner?.trace("\(job.mode) parked")
         parkedJobs.withLock { $0.append(job) }
     }
 
@@ -88,6 +125,7 @@ extension Database {
         parkedJobs.withLock { parked in
             let mine = parked.filter { $0.owner === token }
             parked.removeAll { $0.owner === token }
+            token.trace("unparked \(mine.map { "\($0.mode)" })")
             return mine
         }
     }
@@ -95,6 +133,7 @@ extension Database {
     /// Runs a BEGIN job; returns the transaction it opened.
     func begin(_ job: WriteJob, on connection: SQLiteConnection) -> ClientTransaction? {
         guard let token = job.owner else { return nil }
+        token.trace("BEGIN runs")
         guard token.currentState == .pending else {
             // A token is begun once. Opening it again after its ROLLBACK would leave a
             // transaction nobody will end holding the writer until its timeout (the shape of
@@ -134,6 +173,7 @@ extension Database {
         for (index, job) in jobs.enumerated() {
             switch job.mode {
             case .begin:
+                token.trace("BEGIN refused inside the transaction")
                 job.fail(StorageError(.transaction, "Transaction already in progress. SQLite does not support nested transactions."))
             case .commit:
                 do {

@@ -126,7 +126,11 @@ public final class Database: Sendable {
             queued["\(job.mode) of \(owner)", default: 0] += 1
         }
         let summary = queued.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
-        return "client transaction \(held.map { "held (\($0.currentState))" } ?? "none"), parked jobs \(parked), queued: [\(summary)]"
+        var report = "client transaction \(held.map { "held (\($0.currentState))" } ?? "none"), parked jobs \(parked), queued: [\(summary)]"
+        if let held, !held.history.isEmpty {
+            report += "\n  the held transaction's history:\n    " + held.history.joined(separator: "\n    ")
+        }
+        return report
     }
 
     /// The tables opened so far.
@@ -241,6 +245,7 @@ public final class Database: Sendable {
 
     func submit(_ job: WriteJob) {
         if !writeQueue.push(job) {
+            job.owner?.trace("\(job.mode) refused: the queue is closed")
             job.fail(StorageError(.closed, "Database connection is closed (\(path))."))
         }
     }
@@ -313,6 +318,7 @@ public final class Database: Sendable {
             defer { parked.removeAll() }
             return parked
         }
+        stranded.forEach { $0.owner?.trace("\($0.mode) stranded at close") }
         stranded.forEach { $0.fail(StorageError(.closed, "Database connection is closed (\(path)).")) }
         readQueue.close()
         readersDone.wait()
@@ -348,6 +354,7 @@ public final class Database: Sendable {
                 if opened != nil { return opened }
                 return nil
             case .commit, .rollback:
+                job.owner?.trace("\(job.mode) found no transaction (\(job.owner.map { "\($0.currentState)" } ?? "no owner"))")
                 job.fail(StorageError(.transaction, "No transaction in progress."))
                 start += 1
                 continue
