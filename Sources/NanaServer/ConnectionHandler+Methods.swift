@@ -598,7 +598,7 @@ extension ConnectionHandler {
         let token = TransactionToken(timeout: state.configuration.transactionTimeout)
         session.transactions[ObjectIdentifier(database)] = token
         session.transactionDatabases[ObjectIdentifier(token)] = database
-        token.trace("begin_transaction msgid \(msgid) on \(logger[metadataKey: "nana.conn.id"] ?? "?"), \(pendingCalls) calls pending")
+        token.trace("begin_transaction msgid \(msgid) on connection \(connectionID), \(pendingCalls) calls pending")
         startAfterEarlierCalls { [self] in
             token.trace("earlier calls done; connected \(isConnected)")
             guard isConnected else {

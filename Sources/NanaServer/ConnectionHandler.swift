@@ -92,12 +92,15 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var waitingForEarlierCalls: [(after: UInt64, remaining: Int, start: () -> Void)] = []
 
     private let mailbox: LoopMailbox
+    /// Numbers connections in the order the daemon accepted them, for logs and traces.
+    let connectionID: Int
 
     init(state: ServerState, mailbox: LoopMailbox) {
         self.state = state
         self.mailbox = mailbox
+        connectionID = state.nextConnectionID.wrappingAdd(1, ordering: .relaxed).newValue
         var logger = state.logger
-        logger[metadataKey: "nana.conn.id"] = "\(state.nextConnectionID.wrappingAdd(1, ordering: .relaxed).newValue)"
+        logger[metadataKey: "nana.conn.id"] = "\(connectionID)"
         self.logger = logger
     }
 

@@ -32,7 +32,6 @@ public final class NanadServer: Service, Sendable {
         if activated == nil { try Self.prepareSocketPath(configuration.socketPath) }
         let notifier = SystemdNotifier()
 
-        let maximumFrameLength = configuration.maximumFrameLength
         let configuration = self.configuration
         let childChannels = ChannelCollector()
         var mailboxes: [ObjectIdentifier: LoopMailbox] = [:]
@@ -159,18 +158,8 @@ public final class NanadServer: Service, Sendable {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        return rc == 0
+        guard let address = try? SocketAddress(unixDomainSocketPath: path) else { return false }
+        return address.withSockAddr { connect(fd, $0, socklen_t($1)) } == 0
     }
 }
 

@@ -318,8 +318,10 @@ public final class Database: Sendable {
             defer { parked.removeAll() }
             return parked
         }
-        stranded.forEach { $0.owner?.trace("\($0.mode) stranded at close") }
-        stranded.forEach { $0.fail(StorageError(.closed, "Database connection is closed (\(path)).")) }
+        for job in stranded {
+            job.owner?.trace("\(job.mode) stranded at close")
+            job.fail(StorageError(.closed, "Database connection is closed (\(path))."))
+        }
         readQueue.close()
         readersDone.wait()
         wal.detach()

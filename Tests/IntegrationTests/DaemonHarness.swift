@@ -122,24 +122,43 @@ func blocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
     }
 }
 
+/// A Unix socket of `type` (`SOCK_STREAM`, `SOCK_DGRAM`) that `operation` (`connect`, `bind`)
+/// has attached to `path`.
+func unixSocket(
+    _ type: __socket_type, path: String, _ name: String,
+    _ operation: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Int32
+) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(type.rawValue), 0)
+    guard fd >= 0 else { throw HarnessError(description: "socket failed: \(errno)") }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        close(fd)
+        throw HarnessError(description: "socket path too long: \(path)")
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { operation(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard rc == 0 else {
+        let error = errno
+        close(fd)
+        throw HarnessError(description: "\(name) \(path) failed: \(error)")
+    }
+    return fd
+}
+
 /// A raw Unix-socket connection for sending bytes no client library would send.
 /// `@unchecked Sendable`: it only wraps a descriptor; one thread writes while another reads, as sockets allow.
 final class RawSocket: @unchecked Sendable {
     let fd: Int32
 
     init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard rc == 0 else { throw HarnessError(description: "connect failed: \(errno)") }
+        fd = try unixSocket(SOCK_STREAM, path: path, "connect", Glibc.connect)
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }

@@ -171,7 +171,7 @@ import Testing
         // Nor can a plaintext table be opened with a key (its rows could not be read).
         let plainTable = try await late.open("enc.db", table: "notes")
         try await plainTable.set("n", 1)
-        try await plainTable.client.call("close", ["db": .int(plainTable.handle)])
+        _ = try await plainTable.client.call("close", ["db": .int(plainTable.handle)])
         await #expect(throws: NanaRemoteError.self) { _ = try await late.open("enc.db", table: "notes", options: NanaOpenOptions(encryption: key)) }
         await late.close()
         #expect(try await daemon.stop() == 0)
