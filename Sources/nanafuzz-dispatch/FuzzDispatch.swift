@@ -130,7 +130,7 @@ final class Harness {
         if let path = currentInputPath {
             // For a crash libFuzzer cannot report (a fault on a storage thread's exhausted stack
             // kills the process before its handler runs): the input is on disk first.
-            FileManager.default.createFile(atPath: path, contents: Data(input))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(input))
         }
         let server = prepare()
         let connection: FuzzConnection
@@ -206,7 +206,7 @@ final class Harness {
                 // Kept like libFuzzer's artifacts, to replay (a slow input is not a crash, so
                 // libFuzzer keeps nothing of it).
                 let name = "slow-\(String(Array(input).reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }, radix: 16))"
-                FileManager.default.createFile(atPath: name, contents: Data(input))
+                _ = FileManager.default.createFile(atPath: name, contents: Data(input))
                 FileHandle.standardError.write(Data("nanafuzz-dispatch: slow input (\(slowInputs), saved as \(name)): \(problem)\n\(describeFrames(Array(input), limit: 60))".utf8))
             }
         }
