@@ -24,11 +24,15 @@ public final class NanaClient: Sendable {
     private let nextMsgid = Atomic<UInt32>(0)
     /// What the daemon said about itself in `hello`.
     public let serverInfo: NanaValue
+    /// The connection's event loop as a task executor: sequential calls from a task that
+    /// prefers it (`withTaskExecutorPreference`) skip two thread hops. See ``ConnectionExecutor``.
+    public let executor: ConnectionExecutor
 
     private init(channel: any Channel, handler: NIOLoopBound<ClientChannelHandler>, serverInfo: NanaValue) {
         self.channel = channel
         self.handler = handler
         self.serverInfo = serverInfo
+        executor = ConnectionExecutor(eventLoop: channel.eventLoop)
     }
 
     /// The socket a client uses when none is named: `$NANAD_SOCKET`, else nanad's default.
@@ -88,8 +92,13 @@ public final class NanaClient: Sendable {
         let loop = channel.eventLoop
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                loop.execute {
+                // Already on the loop (a task preferring ``executor``): send now, no hop.
+                if loop.inEventLoop {
                     handler.value.send(msgid: msgid, method: method, params: params, state: state, continuation: continuation)
+                } else {
+                    loop.execute {
+                        handler.value.send(msgid: msgid, method: method, params: params, state: state, continuation: continuation)
+                    }
                 }
             }
         } onCancel: {

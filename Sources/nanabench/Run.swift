@@ -10,6 +10,8 @@ import NanaWire
 ///   a  set, sequential, one connection (fresh keys: inserts)
 ///   b  get, sequential, one connection, cache hit
 ///   ping  ping, sequential, one connection (the protocol's bare round trip)
+///   b-loop, ping-loop  b and ping from a task that prefers the connection's event loop
+///      (`withTaskExecutorPreference(client.executor)`): no thread hops in the client
 ///   c  get, 16 connections (16 clients, one task each doing sequential calls), cache hit
 ///   d  set, 16 connections (fresh keys), group-committed by the daemon's writer
 ///      (c and d: `--connections N` gives them N connections instead of 16; j and k keep 16)
@@ -32,7 +34,7 @@ struct Run: AsyncParsableCommand {
     var requests = 100_000
     @Flag(help: "Also print a JSON summary (one line, after the table).") var json = false
     @Option(name: .customLong("json-file"), help: "Also write the JSON summary to this file.") var jsonFile: String?
-    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,c,d,e,f,g,h,i,j,k); all by default.") var only: String?
+    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,b-loop,ping-loop,c,d,e,f,g,h,i,j,k); all by default.") var only: String?
     @Option(name: .customLong("batch-repeats"), help: "Timed batch_update calls (workload f).") var batchRepeats = 10
     @Option(name: .customLong("batch-items"), help: "Items per batch_update call (workload f).") var batchItems = 10_000
     @Option(help: "Connections of workloads c and d (each one client with one task doing sequential calls); j and k keep 16.")
@@ -58,7 +60,7 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let selected = Set((only ?? "a,b,ping,c,d,e,f,g,h,i,j,k").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        let selected = Set((only ?? "a,b,ping,b-loop,ping-loop,c,d,e,f,g,h,i,j,k").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
         // Distinct per run, so that set workloads insert new rows even when --db is reused.
         let tag = String(Int(Date().timeIntervalSince1970 * 1000) % 100_000_000, radix: 36) + "-\(getpid())"
 
@@ -109,6 +111,27 @@ struct Run: AsyncParsableCommand {
             await warmUp(1, perLane: 2000) { _, _ in try await client.ping() }
             let run = await runLanes(1, perLane: n) { _, _ in try await client.ping() }
             report(summarize(id: "ping", name: "ping_sequential", title: "ping, sequential, 1 connection", lanes: run.lanes, wall: run.wall))
+        }
+
+        // b and ping again, from a task running on the connection's event loop.
+        if selected.contains("b-loop") {
+            let n = requests / 2
+            await withTaskExecutorPreference(client.executor) {
+                await warmUp(1, perLane: 2000) { _, i in _ = try await database.get(keys[i % Self.keyspace]) }
+                let run = await runLanes(1, perLane: n) { _, i in
+                    let v = try await database.get(keys[i % Self.keyspace])
+                    if v.isNil { throw BenchError("get \(keys[i % Self.keyspace]) returned nil") }
+                }
+                report(summarize(id: "b-loop", name: "get_sequential_on_loop", title: "get (cache hit), sequential, on the connection's loop", lanes: run.lanes, wall: run.wall))
+            }
+        }
+        if selected.contains("ping-loop") {
+            let n = requests / 2
+            await withTaskExecutorPreference(client.executor) {
+                await warmUp(1, perLane: 2000) { _, _ in try await client.ping() }
+                let run = await runLanes(1, perLane: n) { _, _ in try await client.ping() }
+                report(summarize(id: "ping-loop", name: "ping_sequential_on_loop", title: "ping, sequential, on the connection's loop", lanes: run.lanes, wall: run.wall))
+            }
         }
 
         // (c), (d), (j) and (k): one task per connection; c and d on the first `--connections`

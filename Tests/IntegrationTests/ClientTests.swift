@@ -315,6 +315,44 @@ import Testing
         try await daemon.stop()
     }
 
+    @Test func callsFromATaskOnTheConnectionsLoop() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("loop.db")
+        #expect(!client.executor.isCurrent)
+        try await withTaskExecutorPreference(client.executor) {
+            #expect(client.executor.isCurrent)
+            for i in 0..<500 {
+                try await db.set("k\(i)", .int(Int64(i)))
+                #expect(try await db.get("k\(i)") == .int(Int64(i)))
+                #expect(client.executor.isCurrent)  // resumed on the loop, not the global executor
+            }
+            // Child tasks inherit the preference; their calls are multiplexed as from anywhere.
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for i in 0..<200 {
+                    group.addTask {
+                        let onLoop = client.executor.isCurrent
+                        return try await db.get("k\(i)") == .int(Int64(i)) && onLoop && client.executor.isCurrent
+                    }
+                }
+                for try await ok in group { #expect(ok) }
+            }
+            // A daemon error arrives as a thrown error here too.
+            await #expect(throws: NanaRemoteError.self) { _ = try await client.call("no_such_method") }
+        }
+        // Cancelling a call waiting on the loop.
+        var big = NanaParams()
+        for i in 0..<100_000 { big["key-\(i)"] = .int(Int64(i)) }
+        let slow = Task(executorPreference: client.executor) { try await db.batchUpdate(big) }
+        try await Task.sleep(for: .milliseconds(20))
+        slow.cancel()
+        await #expect(throws: CancellationError.self) { try await slow.value }
+        #expect(try await db.count() >= 500)
+        await client.close()
+        try await daemon.stop()
+    }
+
     @Test func lostConnectionFailsCallsInFlightAndLaterCallsFast() async throws {
         let daemon = try await Daemon.start()
         defer { daemon.removeFolder() }

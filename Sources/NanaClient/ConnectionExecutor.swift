@@ -1,0 +1,40 @@
+import NIOCore
+
+/// A client connection's event loop as a `TaskExecutor`, so that a task can run on the thread
+/// that does the connection's I/O.
+///
+/// A call made from another thread hands its request to the loop, and its reply wakes the
+/// calling task on Swift's global executor: two thread wake-ups per round trip on top of the
+/// socket's. A task that prefers this executor makes both on its own thread. Measured with
+/// `nanabench` (workloads `b-loop` and `ping-loop` against `b` and `ping`), a sequential call's
+/// p50 falls from about 76 µs to about 62 µs on a 2-core machine.
+///
+/// ```swift
+/// let client = try await NanaClient.connect()
+/// let db = try await client.open("app.db")
+/// try await withTaskExecutorPreference(client.executor) {
+///     for key in keys { _ = try await db.get(key) }
+/// }
+/// ```
+///
+/// Code that runs there holds up the connection's I/O (and that of every other connection on
+/// the same loop) while it computes or blocks, so keep it to calls and light work.
+///
+/// Written here because SwiftNIO 2.101 makes an event loop a `SerialExecutor` (for actors) but
+/// not a `TaskExecutor`.
+public final class ConnectionExecutor: TaskExecutor, Sendable {
+    private let eventLoop: any EventLoop
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    /// Whether the caller is running on this executor's thread.
+    public var isCurrent: Bool { eventLoop.inEventLoop }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        eventLoop.execute { job.runSynchronously(on: executor) }
+    }
+}
