@@ -6,8 +6,8 @@ import NIOCore
 /// A call made from another thread hands its request to the loop, and its reply wakes the
 /// calling task on Swift's global executor: two thread wake-ups per round trip on top of the
 /// socket's. A task that prefers this executor makes both on its own thread. Measured with
-/// `nanabench` (workloads `b-loop` and `ping-loop` against `b` and `ping`), a sequential call's
-/// p50 falls from about 76 µs to about 62 µs on a 2-core machine.
+/// `nanabench` (workloads `b-loop` and `ping-loop` against `b` and `ping`, docs/BENCHMARKS.md),
+/// a sequential get's p50 fell from 78 to 66 µs and a ping's from 73 to 61 µs.
 ///
 /// ```swift
 /// let client = try await NanaClient.connect()
