@@ -17,6 +17,7 @@ Needs the Python client (tools/nanad-client) importable, e.g. the venv run_tests
 import argparse
 import multiprocessing
 import os
+import queue
 import sys
 import time
 
@@ -54,15 +55,19 @@ def worker(index, socket, seconds, results):
         except Exception as error:  # counted, and the loop goes on: a churn run reports, not stops
             errors += 1
             print("worker %d round %d: %r" % (index, rounds, error), file=sys.stderr)
+            time.sleep(0.1)  # not a busy loop of errors when the daemon is down
         rounds += 1
     results.put((rounds, errors, committed, abandoned))
 
 
 def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    try:
+        with open("/proc/%d/status" % pid) as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:  # nanad is gone; the workers' errors will say so
+        pass
     return 0
 
 
@@ -84,9 +89,16 @@ def main():
         time.sleep(5)
         if results.qsize() == len(workers):
             break
-    outcomes = [results.get() for _ in workers]
+    try:
+        outcomes = [results.get(timeout=60) for _ in workers]
+    except queue.Empty:
+        outcomes = None
     for process in workers:
-        process.join()
+        process.join(timeout=10)
+    died = [process.exitcode for process in workers if process.exitcode != 0]
+    if outcomes is None or died:
+        print("a worker died without reporting (exit codes %s)" % died, file=sys.stderr)
+        sys.exit(1)
 
     rounds = sum(o[0] for o in outcomes)
     errors = sum(o[1] for o in outcomes)

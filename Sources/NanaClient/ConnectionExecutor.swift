@@ -18,7 +18,9 @@ import NIOCore
 /// ```
 ///
 /// Code that runs there holds up the connection's I/O (and that of every other connection on
-/// the same loop) while it computes or blocks, so keep it to calls and light work.
+/// the same loop) while it computes or blocks, so keep it to calls and light work. With an
+/// `eventLoopGroup` of your own (not the default singleton), shut the group down only after
+/// every task preferring this executor has ended: a shut-down loop drops the jobs it is given.
 ///
 /// Written here because SwiftNIO 2.101 makes an event loop a `SerialExecutor` (for actors) but
 /// not a `TaskExecutor`.

@@ -141,25 +141,39 @@ public final class NanadServer: Service, Sendable {
 
     /// Refuses to start if a live daemon answers on `path`; removes a stale socket file.
     static func prepareSocketPath(_ path: String) throws {
+        // Checked first: a path NIO cannot bind must not get a live socket unlinked below.
+        let address: SocketAddress
+        do {
+            address = try SocketAddress(unixDomainSocketPath: path)
+        } catch SocketAddressError.unixDomainSocketPathTooLong {
+            throw NanadError("cannot use \(path) as the socket: it is \(path.utf8.count) bytes long, and a Unix socket path may have at most 103")
+        } catch {
+            throw NanadError("cannot use \(path) as the socket: \(error)")
+        }
         var status = stat()
         guard lstat(path, &status) == 0 else { return }  // nothing there
         guard (status.st_mode & S_IFMT) == S_IFSOCK else {
             throw NanadError("\(path) exists and is not a socket; refusing to replace it")
         }
-        if socketAcceptsConnections(path) {
+        switch probe(address) {
+        case 0:
             throw NanadError("another nanad is already serving on \(path)")
+        case ECONNREFUSED:
+            break  // nobody listens: a socket file left by a process that died
+        case let error:
+            throw NanadError("cannot tell whether \(path) is in use: \(String(cString: strerror(error)))")
         }
         guard unlink(path) == 0 else {
             throw NanadError("cannot remove stale socket \(path): \(String(cString: strerror(errno)))")
         }
     }
 
-    private static func socketAcceptsConnections(_ path: String) -> Bool {
+    /// Connects to `address` and hangs up: 0 when something accepted, else the `errno`.
+    private static func probe(_ address: SocketAddress) -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return errno }
         defer { close(fd) }
-        guard let address = try? SocketAddress(unixDomainSocketPath: path) else { return false }
-        return address.withSockAddr { connect(fd, $0, socklen_t($1)) } == 0
+        return address.withSockAddr { connect(fd, $0, socklen_t($1)) } == 0 ? 0 : errno
     }
 }
 

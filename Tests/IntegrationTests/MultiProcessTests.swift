@@ -110,6 +110,26 @@ import Testing
         await client.close()
         #expect(try await third.stop() == 0)
     }
+
+    @Test func aSocketPathTooLongForNIOIsRefusedWithoutTouchingWhatIsThere() async throws {
+        // Linux takes Unix socket paths up to 107 bytes, NIO up to 103: another program may
+        // listen on a path nanad cannot bind, and nanad must neither unlink it nor start.
+        let folder = NSTemporaryDirectory() + "nanad-it-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/" + String(repeating: "s", count: 105 - folder.utf8.count - 1)
+        #expect(path.utf8.count == 105)
+        let listener = try unixSocket(SOCK_STREAM, path: path, "bind", Glibc.bind)
+        defer { close(listener) }
+        #expect(listen(listener, 4) == 0)
+
+        let run = try await runTool("nanad", ["--socket", path, "--data-dir", folder + "/data"])
+        #expect(run.status != 0)
+        #expect((run.stdout + run.stderr).contains("cannot use \(path) as the socket"), "\(run.stdout)\(run.stderr)")
+        // The other program's socket is still there and still answers.
+        let client = try unixSocket(SOCK_STREAM, path: path, "connect", Glibc.connect)
+        close(client)
+    }
 }
 
 func runShell(_ tool: String, _ arguments: [String]) async throws -> String {
