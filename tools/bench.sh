@@ -152,7 +152,7 @@ by_id = {}
 for f in files("nanad-run*.json"):
     for w in json.load(open(f))["workloads"]:
         by_id.setdefault(w["id"], []).append(w)
-order = ["a", "b", "ping", "b-loop", "ping-loop", "c", "d", "e", "f", "g", "h", "i", "j", "k"]
+order = ["a", "b", "ping", "b-loop", "ping-loop", "c", "c-loop", "d", "e", "f", "g", "h", "i", "j", "k"]
 print(f"## nanad through nanabench (NanaClient), median of {runs} runs\n")
 print("| id | workload | rate/s (median) | runs | p50 µs | p99 µs | errors | notes |")
 print("|---|---|---|---|---|---|---|---|")
@@ -267,6 +267,10 @@ print("|---|---|---|---|---|")
 r16 = m(lg_redis.get("redis-get conns=16 P=1", []), 0)
 if "c" in nb:
     print(f"| get, 16 connections: nanabench (c) vs Redis GET via loadgen | {nb['c']['rate']:,.0f}/s | {r16:,.0f}/s | {ratio(nb['c']['rate'], r16):.2f}x | ≥ 1.0x |")
+if "c-loop" in nb:
+    print(f"| get, 16 connections, each task on its connection's loop: nanabench (c-loop) vs Redis GET via loadgen | {nb['c-loop']['rate']:,.0f}/s | {r16:,.0f}/s | {ratio(nb['c-loop']['rate'], r16):.2f}x | ≥ 1.0x |")
+    if "c" in nb:
+        print(f"| get, 16 connections: on the loops (c-loop) vs from the global executor (c), both nanabench | {nb['c-loop']['rate']:,.0f}/s | {nb['c']['rate']:,.0f}/s | {ratio(nb['c-loop']['rate'], nb['c']['rate']):.2f}x{paired('c-loop', 'c')} | |")
 n16 = m(lg_nanad.get("get conns=16 P=1", []), 0)
 print(f"| get, 16 connections: both through loadgen | {n16:,.0f}/s | {r16:,.0f}/s | {ratio(n16, r16):.2f}x | ≥ 1.0x |")
 n1616 = m(lg_nanad.get("get conns=16 P=16", []), 0); r1616 = m(lg_redis.get("redis-get conns=16 P=16", []), 0)

@@ -71,16 +71,18 @@ func median(_ values: [Double]) -> Double {
 }
 
 /// Runs `lanes` tasks at once, lane `l` making `perLane` sequential calls `body(l, i)`, and
-/// returns every lane's samples with the wall-clock time of the whole run.
+/// returns every lane's samples with the wall-clock time of the whole run. `executor(l)`, when
+/// given, is the executor lane `l`'s task prefers (its client's event loop).
 func runLanes(
     _ lanes: Int,
     perLane: Int,
+    executor: (@Sendable (_ lane: Int) -> (any TaskExecutor)?)? = nil,
     _ body: @escaping @Sendable (_ lane: Int, _ i: Int) async throws -> Void
 ) async -> (lanes: [Lane], wall: Duration) {
     let start = ContinuousClock.now
     let results = await withTaskGroup(of: Lane.self) { group in
         for lane in 0..<lanes {
-            group.addTask {
+            group.addTask(executorPreference: executor?(lane)) {
                 var record = Lane(capacity: perLane)
                 for i in 0..<perLane {
                     await record.time { try await body(lane, i) }
@@ -96,9 +98,13 @@ func runLanes(
 }
 
 /// Runs `body` for `count` calls without timing them (warm-up).
-func warmUp(_ lanes: Int, perLane: Int, _ body: @escaping @Sendable (_ lane: Int, _ i: Int) async throws -> Void) async {
+func warmUp(
+    _ lanes: Int, perLane: Int,
+    executor: (@Sendable (_ lane: Int) -> (any TaskExecutor)?)? = nil,
+    _ body: @escaping @Sendable (_ lane: Int, _ i: Int) async throws -> Void
+) async {
     guard perLane > 0 else { return }
-    _ = await runLanes(lanes, perLane: perLane, body)
+    _ = await runLanes(lanes, perLane: perLane, executor: executor, body)
 }
 
 /// Folds the lanes of one run into a result.

@@ -10,8 +10,8 @@ import NanaWire
 ///   a  set, sequential, one connection (fresh keys: inserts)
 ///   b  get, sequential, one connection, cache hit
 ///   ping  ping, sequential, one connection (the protocol's bare round trip)
-///   b-loop, ping-loop  b and ping from a task that prefers the connection's event loop
-///      (`withTaskExecutorPreference(client.executor)`): no thread hops in the client
+///   b-loop, ping-loop, c-loop  b, ping and c from tasks that prefer their connection's event
+///      loop (`withTaskExecutorPreference(client.executor)`): no thread hops in the client
 ///   c  get, 16 connections (16 clients, one task each doing sequential calls), cache hit
 ///   d  set, 16 connections (fresh keys), group-committed by the daemon's writer
 ///      (c and d: `--connections N` gives them N connections instead of 16; j and k keep 16)
@@ -34,7 +34,7 @@ struct Run: AsyncParsableCommand {
     var requests = 100_000
     @Flag(help: "Also print a JSON summary (one line, after the table).") var json = false
     @Option(name: .customLong("json-file"), help: "Also write the JSON summary to this file.") var jsonFile: String?
-    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,b-loop,ping-loop,c,d,e,f,g,h,i,j,k); all by default.") var only: String?
+    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,b-loop,ping-loop,c,c-loop,d,e,f,g,h,i,j,k); all by default.") var only: String?
     @Option(name: .customLong("batch-repeats"), help: "Timed batch_update calls (workload f).") var batchRepeats = 10
     @Option(name: .customLong("batch-items"), help: "Items per batch_update call (workload f).") var batchItems = 10_000
     @Option(help: "Connections of workloads c and d (each one client with one task doing sequential calls); j and k keep 16.")
@@ -60,7 +60,7 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let selected = Set((only ?? "a,b,ping,b-loop,ping-loop,c,d,e,f,g,h,i,j,k").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        let selected = Set((only ?? "a,b,ping,b-loop,ping-loop,c,c-loop,d,e,f,g,h,i,j,k").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
         // Distinct per run, so that set workloads insert new rows even when --db is reused.
         let tag = String(Int(Date().timeIntervalSince1970 * 1000) % 100_000_000, radix: 36) + "-\(getpid())"
 
@@ -154,6 +154,18 @@ struct Run: AsyncParsableCommand {
                     if v.isNil { throw BenchError("get returned nil") }
                 }
                 report(summarize(id: "c", name: "get_\(connections)_connections", title: "get (cache hit), \(connections) connection\(connections == 1 ? "" : "s")", lanes: run.lanes, wall: run.wall))
+            }
+
+            // c again, each lane's task on its own connection's event loop.
+            if selected.contains("c-loop") {
+                let perLane = requests * 2 / connections
+                let onItsLoop: @Sendable (Int) -> (any TaskExecutor)? = { l in conns[l].client.executor }
+                await warmUp(connections, perLane: perLane / 10, executor: onItsLoop) { l, i in _ = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace]) }
+                let run = await runLanes(connections, perLane: perLane, executor: onItsLoop) { l, i in
+                    let v = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace])
+                    if v.isNil { throw BenchError("get returned nil") }
+                }
+                report(summarize(id: "c-loop", name: "get_\(connections)_connections_on_loops", title: "get (cache hit), \(connections) connection\(connections == 1 ? "" : "s"), each task on its connection's loop", lanes: run.lanes, wall: run.wall))
             }
 
             if selected.contains("d") {
