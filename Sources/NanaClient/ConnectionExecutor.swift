@@ -17,6 +17,9 @@ import NIOCore
 /// }
 /// ```
 ///
+/// Child tasks made with a plain `addTask` inherit the preference; with Swift 6.3,
+/// `addTask(executorPreference: nil)` does not.
+///
 /// Code that runs there holds up the connection's I/O (and that of every other connection on
 /// the same loop) while it computes or blocks, so keep it to calls and light work. With an
 /// `eventLoopGroup` of your own (not the default singleton), shut the group down only after

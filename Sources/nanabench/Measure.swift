@@ -82,12 +82,19 @@ func runLanes(
     let start = ContinuousClock.now
     let results = await withTaskGroup(of: Lane.self) { group in
         for lane in 0..<lanes {
-            group.addTask(executorPreference: executor?(lane)) {
+            let run: @Sendable () async -> Lane = {
                 var record = Lane(capacity: perLane)
                 for i in 0..<perLane {
                     await record.time { try await body(lane, i) }
                 }
                 return record
+            }
+            // `addTask(executorPreference: nil)` does not inherit the caller's preference (seen
+            // with Swift 6.3: b-loop's lanes ran on the global executor); plain `addTask` does.
+            if let preferred = executor?(lane) {
+                group.addTask(executorPreference: preferred, operation: run)
+            } else {
+                group.addTask(operation: run)
             }
         }
         var all: [Lane] = []

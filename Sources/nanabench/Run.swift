@@ -119,6 +119,7 @@ struct Run: AsyncParsableCommand {
             await withTaskExecutorPreference(client.executor) {
                 await warmUp(1, perLane: 2000) { _, i in _ = try await database.get(keys[i % Self.keyspace]) }
                 let run = await runLanes(1, perLane: n) { _, i in
+                    guard client.executor.isCurrent else { throw BenchError("not on the connection's loop") }
                     let v = try await database.get(keys[i % Self.keyspace])
                     if v.isNil { throw BenchError("get \(keys[i % Self.keyspace]) returned nil") }
                 }
@@ -129,7 +130,10 @@ struct Run: AsyncParsableCommand {
             let n = requests / 2
             await withTaskExecutorPreference(client.executor) {
                 await warmUp(1, perLane: 2000) { _, _ in try await client.ping() }
-                let run = await runLanes(1, perLane: n) { _, _ in try await client.ping() }
+                let run = await runLanes(1, perLane: n) { _, _ in
+                    guard client.executor.isCurrent else { throw BenchError("not on the connection's loop") }
+                    try await client.ping()
+                }
                 report(summarize(id: "ping-loop", name: "ping_sequential_on_loop", title: "ping, sequential, on the connection's loop", lanes: run.lanes, wall: run.wall))
             }
         }
@@ -162,6 +166,7 @@ struct Run: AsyncParsableCommand {
                 let onItsLoop: @Sendable (Int) -> (any TaskExecutor)? = { l in conns[l].client.executor }
                 await warmUp(connections, perLane: perLane / 10, executor: onItsLoop) { l, i in _ = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace]) }
                 let run = await runLanes(connections, perLane: perLane, executor: onItsLoop) { l, i in
+                    guard conns[l].client.executor.isCurrent else { throw BenchError("not on the connection's loop") }
                     let v = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace])
                     if v.isNil { throw BenchError("get returned nil") }
                 }
