@@ -71,27 +71,31 @@ func median(_ values: [Double]) -> Double {
 }
 
 /// Runs `lanes` tasks at once, lane `l` making `perLane` sequential calls `body(l, i)`, and
-/// returns every lane's samples with the wall-clock time of the whole run. `executor(l)`, when
-/// given, is the executor lane `l`'s task prefers (its client's event loop).
+/// returns every lane's samples with the wall-clock time of the whole run. With `executors`,
+/// lane `l`'s task prefers `executors[l]` (its client's event loop), and a call it makes off
+/// that loop counts as an error, so that a run which lost the preference cannot pass for one
+/// that had it.
 func runLanes(
     _ lanes: Int,
     perLane: Int,
-    executor: (@Sendable (_ lane: Int) -> (any TaskExecutor)?)? = nil,
+    executors: [ConnectionExecutor]? = nil,
     _ body: @escaping @Sendable (_ lane: Int, _ i: Int) async throws -> Void
 ) async -> (lanes: [Lane], wall: Duration) {
     let start = ContinuousClock.now
     let results = await withTaskGroup(of: Lane.self) { group in
         for lane in 0..<lanes {
+            let preferred = executors?[lane]
             let run: @Sendable () async -> Lane = {
                 var record = Lane(capacity: perLane)
                 for i in 0..<perLane {
-                    await record.time { try await body(lane, i) }
+                    await record.time {
+                        if let preferred, !preferred.isCurrent { throw BenchError("not on the connection's loop") }
+                        try await body(lane, i)
+                    }
                 }
                 return record
             }
-            // `addTask(executorPreference: nil)` does not inherit the caller's preference (seen
-            // with Swift 6.3: b-loop's lanes ran on the global executor); plain `addTask` does.
-            if let preferred = executor?(lane) {
+            if let preferred {
                 group.addTask(executorPreference: preferred, operation: run)
             } else {
                 group.addTask(operation: run)
@@ -106,12 +110,11 @@ func runLanes(
 
 /// Runs `body` for `count` calls without timing them (warm-up).
 func warmUp(
-    _ lanes: Int, perLane: Int,
-    executor: (@Sendable (_ lane: Int) -> (any TaskExecutor)?)? = nil,
+    _ lanes: Int, perLane: Int, executors: [ConnectionExecutor]? = nil,
     _ body: @escaping @Sendable (_ lane: Int, _ i: Int) async throws -> Void
 ) async {
     guard perLane > 0 else { return }
-    _ = await runLanes(lanes, perLane: perLane, executor: executor, body)
+    _ = await runLanes(lanes, perLane: perLane, executors: executors, body)
 }
 
 /// Folds the lanes of one run into a result.

@@ -94,48 +94,24 @@ struct Run: AsyncParsableCommand {
             report(r)
         }
 
-        // (b) sequential get, one client, cache hit.
-        if selected.contains("b") {
-            let n = requests / 2
-            await warmUp(1, perLane: 2000) { _, i in _ = try await database.get(keys[i % Self.keyspace]) }
-            let run = await runLanes(1, perLane: n) { _, i in
-                let v = try await database.get(keys[i % Self.keyspace])
-                if v.isNil { throw BenchError("get \(keys[i % Self.keyspace]) returned nil") }
-            }
-            report(summarize(id: "b", name: "get_sequential", title: "get (cache hit), sequential, 1 connection", lanes: run.lanes, wall: run.wall))
+        // (b) sequential get, one client, cache hit; ping, the bare protocol round trip, no
+        // table involved. b-loop and ping-loop: the same from a task on the connection's loop.
+        let sequentialGet: @Sendable (Int, Int) async throws -> Void = { _, i in
+            let v = try await database.get(keys[i % Self.keyspace])
+            if v.isNil { throw BenchError("get \(keys[i % Self.keyspace]) returned nil") }
         }
-
-        // ping: the bare protocol round trip, no table involved.
-        if selected.contains("ping") {
-            let n = requests / 2
-            await warmUp(1, perLane: 2000) { _, _ in try await client.ping() }
-            let run = await runLanes(1, perLane: n) { _, _ in try await client.ping() }
-            report(summarize(id: "ping", name: "ping_sequential", title: "ping, sequential, 1 connection", lanes: run.lanes, wall: run.wall))
-        }
-
-        // b and ping again, from a task running on the connection's event loop.
-        if selected.contains("b-loop") {
-            let n = requests / 2
-            await withTaskExecutorPreference(client.executor) {
-                await warmUp(1, perLane: 2000) { _, i in _ = try await database.get(keys[i % Self.keyspace]) }
-                let run = await runLanes(1, perLane: n) { _, i in
-                    guard client.executor.isCurrent else { throw BenchError("not on the connection's loop") }
-                    let v = try await database.get(keys[i % Self.keyspace])
-                    if v.isNil { throw BenchError("get \(keys[i % Self.keyspace]) returned nil") }
-                }
-                report(summarize(id: "b-loop", name: "get_sequential_on_loop", title: "get (cache hit), sequential, on the connection's loop", lanes: run.lanes, wall: run.wall))
-            }
-        }
-        if selected.contains("ping-loop") {
-            let n = requests / 2
-            await withTaskExecutorPreference(client.executor) {
-                await warmUp(1, perLane: 2000) { _, _ in try await client.ping() }
-                let run = await runLanes(1, perLane: n) { _, _ in
-                    guard client.executor.isCurrent else { throw BenchError("not on the connection's loop") }
-                    try await client.ping()
-                }
-                report(summarize(id: "ping-loop", name: "ping_sequential_on_loop", title: "ping, sequential, on the connection's loop", lanes: run.lanes, wall: run.wall))
-            }
+        let sequentialPing: @Sendable (Int, Int) async throws -> Void = { _, _ in try await client.ping() }
+        let sequential: [(id: String, name: String, title: String, onLoop: Bool, body: @Sendable (Int, Int) async throws -> Void)] = [
+            ("b", "get_sequential", "get (cache hit), sequential, 1 connection", false, sequentialGet),
+            ("ping", "ping_sequential", "ping, sequential, 1 connection", false, sequentialPing),
+            ("b-loop", "get_sequential_on_loop", "get (cache hit), sequential, on the connection's loop", true, sequentialGet),
+            ("ping-loop", "ping_sequential_on_loop", "ping, sequential, on the connection's loop", true, sequentialPing),
+        ]
+        for workload in sequential where selected.contains(workload.id) {
+            let executors = workload.onLoop ? [client.executor] : nil
+            await warmUp(1, perLane: 2000, executors: executors, workload.body)
+            let run = await runLanes(1, perLane: requests / 2, executors: executors, workload.body)
+            report(summarize(id: workload.id, name: workload.name, title: workload.title, lanes: run.lanes, wall: run.wall))
         }
 
         // (c), (d), (j) and (k): one task per connection; c and d on the first `--connections`
@@ -163,10 +139,9 @@ struct Run: AsyncParsableCommand {
             // c again, each lane's task on its own connection's event loop.
             if selected.contains("c-loop") {
                 let perLane = requests * 2 / connections
-                let onItsLoop: @Sendable (Int) -> (any TaskExecutor)? = { l in conns[l].client.executor }
-                await warmUp(connections, perLane: perLane / 10, executor: onItsLoop) { l, i in _ = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace]) }
-                let run = await runLanes(connections, perLane: perLane, executor: onItsLoop) { l, i in
-                    guard conns[l].client.executor.isCurrent else { throw BenchError("not on the connection's loop") }
+                let executors = conns.map(\.client.executor)
+                await warmUp(connections, perLane: perLane / 10, executors: executors) { l, i in _ = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace]) }
+                let run = await runLanes(connections, perLane: perLane, executors: executors) { l, i in
                     let v = try await conns[l].get(keys[(l * 613 + i) % Self.keyspace])
                     if v.isNil { throw BenchError("get returned nil") }
                 }
