@@ -129,10 +129,12 @@ let package = Package(
             exclude: ["Fixtures"],  // read from disk by path, not bundled
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "NanaServerTests", dependencies: ["NanaServer", "NanaWire"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
             // The executables are dependencies so that `swift test` builds them: the tests start them.
-            dependencies: ["NanaClient", "NanaWire", "nanad", "nanactl", "nanabench", "nanafuzz", "nanafuzz-dispatch", .product(name: "OrderedCollections", package: "swift-collections")],
+            // NanaServer for its method table (ReadOnlyAccessTests calls every declared method).
+            dependencies: ["NanaClient", "NanaWire", "NanaServer", "nanad", "nanactl", "nanabench", "nanafuzz", "nanafuzz-dispatch", .product(name: "OrderedCollections", package: "swift-collections")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -11,7 +11,8 @@ public struct AccessRule: Sendable, Hashable, Codable {
     /// Database paths (relative to the data folder) as shell patterns (`*.db`, `reports/*`);
     /// empty means every file.
     public var databases: [String] = []
-    /// Read-only: every write is refused, raw SQL included (judged by SQLite itself).
+    /// Read-only: only methods of an access class a read-only rule admits (``AccessClass``),
+    /// with raw SQL judged by SQLite itself.
     public var readOnly = false
     /// Methods refused on databases this rule admits (`execute`, `restore`, …).
     public var deniedMethods: Set<String> = []
@@ -37,6 +38,10 @@ public struct AccessRule: Sendable, Hashable, Codable {
         databases = try c.decodeIfPresent([String].self, forKey: .databases) ?? []
         readOnly = try c.decodeIfPresent(Bool.self, forKey: .readOnly) ?? false
         deniedMethods = try c.decodeIfPresent(Set<String>.self, forKey: .deniedMethods) ?? []
+        // A misspelt name would deny nothing: refuse the configuration instead.
+        for name in deniedMethods where WireMethod.named(name) == nil {
+            throw DecodingError.dataCorruptedError(forKey: .deniedMethods, in: c, debugDescription: "deny_methods names '\(name)', which is not a method of the protocol")
+        }
     }
 
     func admits(uid: UInt32, gid: UInt32) -> Bool {
@@ -46,11 +51,4 @@ public struct AccessRule: Sendable, Hashable, Codable {
     func covers(database path: String) -> Bool {
         databases.isEmpty || databases.contains { fnmatch($0, path, 0) == 0 }
     }
-
-    /// The methods that change a database; a read-only rule refuses them.
-    static let writeMethods: Set<String> = [
-        "set", "delete", "pop", "update", "batch_update", "batch_update_partial", "clear", "setdefault", "batch_delete",
-        "increment", "patch", "begin_transaction", "commit", "rollback", "sql_insert", "sql_update", "sql_delete", "upsert",
-        "create_table", "create_index", "drop_table", "drop_index", "alter_table_add_column", "vacuum", "restore", "execute_many",
-    ]
 }

@@ -6,11 +6,26 @@ struct Arguments {
     let method: String
     let params: NanaParamList
 
-    /// Refuses any argument not in `allowed`.
-    func only(_ allowed: Set<String>) throws(NanaRemoteError) {
-        for name in params.names where !allowed.contains(name) {
-            throw NanaRemoteError(.typeError, "\(method)() got an unexpected keyword argument '\(name)'")
+    /// These arguments as `method` declares them: a name it does not declare is a
+    /// `TypeError`, and a name given by one of its aliases is renamed to the declared one.
+    func checked(against method: WireMethod) throws(NanaRemoteError) -> Arguments {
+        var aliased = false
+        for name in params.names where !method.acceptedNames.contains(name) {
+            throw NanaRemoteError(.typeError, "\(self.method)() got an unexpected keyword argument '\(name)'")
         }
+        guard method.hasAliases else { return self }
+        var entries = params.entries
+        for parameter in method.parameters where !parameter.aliases.isEmpty {
+            for i in entries.indices where parameter.aliases.contains(entries[i].key) {
+                if params[parameter.name] != nil || aliased {
+                    throw NanaRemoteError(.typeError, "\(self.method)() got multiple values for argument '\(parameter.name)'")
+                }
+                entries[i].key = parameter.name
+                aliased = true
+            }
+            aliased = false
+        }
+        return Arguments(method: self.method, params: NanaParamList(entries))
     }
 
     func has(_ name: String) -> Bool { params[name] != nil }

@@ -2,73 +2,23 @@ import Foundation
 import NanaStorage
 import NanaWire
 
-/// The argument names each method takes, built once (a `Set` literal at each call would
-/// allocate on the hot path).
-extension Set<String> {
-    static let none: Set<String> = []
-    static let hello: Set<String> = ["protocol", "client"]
-    static let handleOnly: Set<String> = ["db"]
-    static let key: Set<String> = ["db", "key"]
-    static let keyAndDefault: Set<String> = ["db", "key", "default"]
-    static let keyAndValue: Set<String> = ["db", "key", "value"]
-    static let keys: Set<String> = ["db", "keys"]
-    static let mapping: Set<String> = ["db", "mapping"]
-    static let tableName: Set<String> = ["db", "table_name"]
-    static let increment: Set<String> = ["db", "key", "amount", "field", "default"]
-    static let patch: Set<String> = ["db", "key", "changes", "create"]
-}
-
-// The methods of the protocol (proto/PROTOCOL.md), named as NanaSQLite's without the `a` prefix.
-// Each reads its arguments, answers cache hits on the event loop, and sends the rest to storage.
+// The handlers of the session, dict, batch, cache-control, counter, atomic-update and
+// transaction methods. Each reads its arguments (already checked against its declaration in
+// `WireMethod.all`), answers cache hits on the event loop, and sends the rest to storage.
 extension ConnectionHandler {
-    func dispatch(msgid: UInt32, method: String, arguments args: Arguments) {
+    /// Runs one request: finds its declaration, checks its argument names and the handle's
+    /// access rule against it, and calls its handler.
+    func dispatch(msgid: UInt32, method name: String, arguments: Arguments) {
+        guard let index = WireMethod.index[name] else {
+            count(WireMethod.all.count)
+            return reply(msgid, .error(NanaRemoteError(.protocolError, "unknown method '\(name)'")))
+        }
+        count(index)
+        let method = WireMethod.all[index]
         do throws(NanaRemoteError) {
+            let args = try arguments.checked(against: method)
             try checkAccess(method, args)
-            switch method {
-            case "hello": try hello(msgid, args)
-            case "ping": try args.only(.none); reply(msgid, .value("pong"))
-            case "open": try open(msgid, args)
-            case "table": try subTable(msgid, args)
-            case "close": try close(msgid, args)
-            case "get": try get(msgid, args)
-            case "set": try set(msgid, args)
-            case "delete": try delete(msgid, args)
-            case "contains": try contains(msgid, args)
-            case "len": try len(msgid, args)
-            case "keys": try keys(msgid, args)
-            case "values": try scan(msgid, args, as: .values)
-            case "items": try scan(msgid, args, as: .items)
-            case "to_dict", "copy": try scan(msgid, args, as: .dictionary)
-            case "load_all": try scan(msgid, args, as: .nothing)
-            case "pop": try pop(msgid, args)
-            case "update", "batch_update": try batchUpdate(msgid, args)
-            case "batch_update_partial": try batchUpdatePartial(msgid, args)
-            case "clear": try clear(msgid, args)
-            case "setdefault": try setDefault(msgid, args)
-            case "batch_get": try batchGet(msgid, args)
-            case "batch_delete": try batchDelete(msgid, args)
-            case "refresh": try refresh(msgid, args)
-            case "is_cached": try isCached(msgid, args)
-            case "get_fresh": try getFresh(msgid, args)
-            case "clear_cache": try args.only(.handleOnly); try table(args).clearCache(); reply(msgid, .value(.nil))
-            case "stats": try stats(msgid, args)
-            case "increment": try increment(msgid, args)
-            case "patch": try patch(msgid, args)
-            case "begin_transaction": try beginTransaction(msgid, args)
-            case "commit": try endTransaction(msgid, args, commit: true)
-            case "rollback": try endTransaction(msgid, args, commit: false)
-            case "in_transaction": try args.only(.handleOnly); reply(msgid, .value(.bool(try transactionOwner(try table(args).database) != nil)))
-            case "execute": try execute(msgid, args)
-            case "execute_many": try executeMany(msgid, args)
-            case "fetch_one": try fetch(msgid, args, one: true)
-            case "fetch_all": try fetch(msgid, args, one: false)
-            default:
-                if try dispatchWriteBehind(msgid, method, args) { break }
-                if try dispatchConstraint(msgid, method, args) { break }
-                guard try dispatchSQLHelper(msgid, method, args) else {
-                    throw NanaRemoteError(.protocolError, "unknown method '\(method)'")
-                }
-            }
+            try method.handler(self, msgid, args)
         } catch {
             reply(msgid, .error(error))
         }
@@ -76,8 +26,7 @@ extension ConnectionHandler {
 
     // MARK: Session
 
-    private func hello(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.hello)
+    func hello(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let version = try args.int("protocol")
         guard version == NanaProtocol.version else {
             throw NanaRemoteError(.protocolError, "unsupported protocol version \(version); this nanad speaks \(NanaProtocol.version)")
@@ -86,14 +35,7 @@ extension ConnectionHandler {
         reply(msgid, .value(["server": .string(NanadInfo.name), "version": .string(NanadInfo.version), "protocol": .int(NanaProtocol.version)]))
     }
 
-    private static let openParameters: Set<String> = Set([
-        "db_path", "table", "bulk_load", "optimize", "cache_size_mb", "strict_sql_validation", "max_workers",
-        "lock_timeout", "warn_duplicate_table_instance",
-        "allowed_sql_functions", "forbidden_sql_functions", "max_clause_length",
-    ]).union(writeBehindParameters).union(tableOptionParameters)
-
-    private func open(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(Self.openParameters)
+    func open(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let dbPath = try args.string("db_path")
         let tableName = try args.optionalString("table") ?? "data"
         do { _ = try Identifier.validated(tableName) } catch { throw NanaRemoteError(error) }
@@ -132,7 +74,8 @@ extension ConnectionHandler {
         _ = try args.bool("warn_duplicate_table_instance", default: true)
         let request = try Self.tableRequest(args)
         let registry = state.registry
-        let access = try accessRule(for: dbPath)
+        let access = try accessRule(for: dbPath, to: .open)
+        let mayWrite = !(access?.readOnly ?? false)
         // Opening another table of a file this session holds a transaction on runs inside it.
         let resolved = try? registry.resolve(dbPath)
         var openTransaction: TransactionToken?
@@ -142,13 +85,13 @@ extension ConnectionHandler {
         }
         let owner = openTransaction
         respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
-            registry.open(dbPath, options: options) { opened in
+            registry.open(dbPath, options: options, create: mayWrite) { opened in
                 switch opened {
                 case .failure(let error): done(.failure(error))
                 case .success(let database):
-                    database.table(named: tableName, owner: owner) { result in
+                    database.table(named: tableName, owner: owner, create: mayWrite) { result in
                         guard case .success(let table) = result else { return done(result) }
-                        table.attach(request, owner: owner) { attached in
+                        table.attach(request, owner: owner, mayChangeSettings: mayWrite) { attached in
                             if case .failure(let error) = attached { return done(.failure(error)) }
                             guard bulkLoad else { return done(.success(table)) }
                             table.items(owner: owner) { loaded in
@@ -169,8 +112,7 @@ extension ConnectionHandler {
         })
     }
 
-    private func subTable(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.tableName)
+    func subTable(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let parentID = try args.int("db")
         let parent = try handle(parentID)
         let name = try args.string("table_name")
@@ -178,6 +120,7 @@ extension ConnectionHandler {
         let root = parent.root
         let policy = parent.policy
         let access = parent.access
+        let mayWrite = !(access?.readOnly ?? false)
         // A child inherits its parent's settings (NanaSQLite's do, except encryption: ours
         // too), not its constraints: those are rules about one table's data.
         let request = {
@@ -187,9 +130,9 @@ extension ConnectionHandler {
         }()
         let owner = try transactionOwner(parent.table.database)
         respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
-            parent.table.database.table(named: name, owner: owner) { result in
+            parent.table.database.table(named: name, owner: owner, create: mayWrite) { result in
                 guard case .success(let table) = result else { return done(result) }
-                table.attach(request, owner: owner) { done($0.map { table }) }
+                table.attach(request, owner: owner, mayChangeSettings: mayWrite) { done($0.map { table }) }
             }
         }, { _ in .value(.nil) }, then: { handler, table in
             guard handler.isConnected, handler.session.handles[root] != nil else {
@@ -201,8 +144,7 @@ extension ConnectionHandler {
         })
     }
 
-    private func close(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.handleOnly)
+    func close(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let id = try args.int("db")
         if case .success(let handle) = session.table(id), let token = session.transactions[ObjectIdentifier(handle.table.database)] {
             if token.isOpen {
@@ -216,8 +158,7 @@ extension ConnectionHandler {
 
     // MARK: Dict interface
 
-    private func get(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.keyAndDefault)
+    func get(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
@@ -230,8 +171,7 @@ extension ConnectionHandler {
         }
     }
 
-    private func set(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.keyAndValue)
+    func set(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
@@ -239,8 +179,7 @@ extension ConnectionHandler {
         respondLater(msgid, { table.set(key, value, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
-    private func delete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.key)
+    func delete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
@@ -248,8 +187,7 @@ extension ConnectionHandler {
         respondLater(msgid, { table.delete(key, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
-    private func contains(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.key)
+    func contains(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
@@ -260,15 +198,13 @@ extension ConnectionHandler {
         }
     }
 
-    private func len(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.handleOnly)
+    func len(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         respondLater(msgid, { table.count(owner: owner, completion: $0) }) { .value(.int(Int64($0))) }
     }
 
-    private func keys(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.handleOnly)
+    func keys(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         respondLater(msgid, { table.keys(owner: owner, completion: $0) }) { keys in .value(.array(keys.map(NanaValue.string))) }
@@ -276,8 +212,7 @@ extension ConnectionHandler {
 
     enum ScanShape: Sendable { case values, items, dictionary, nothing }
 
-    private func scan(_ msgid: UInt32, _ args: Arguments, as shape: ScanShape) throws(NanaRemoteError) {
-        try args.only(.handleOnly)
+    func scan(_ msgid: UInt32, _ args: Arguments, as shape: ScanShape) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         respondLater(msgid, { table.items(owner: owner, completion: $0) }) { rows in
@@ -311,8 +246,7 @@ extension ConnectionHandler {
         return EncodedValue(bytes: writer.bytes)
     }
 
-    private func pop(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.keyAndDefault)
+    func pop(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
@@ -324,23 +258,21 @@ extension ConnectionHandler {
         }
     }
 
-    private func storableRows(_ mapping: NanaParams) throws(NanaRemoteError) -> [(String, StorableValue)] {
+    func storableRows(_ mapping: NanaParams) throws(NanaRemoteError) -> [(String, StorableValue)] {
         var rows: [(String, StorableValue)] = []
         rows.reserveCapacity(mapping.count)
         for (key, value) in mapping { rows.append((key, try ValueCodec.storable(value, using: writer))) }
         return rows
     }
 
-    private func batchUpdate(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.mapping)
+    func batchUpdate(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let rows = try storableRows(try args.map("mapping"))
         respondLater(msgid, { table.batchUpdate(rows, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
-    private func batchUpdatePartial(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.mapping)
+    func batchUpdatePartial(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         var rows: [(String, StorableValue)] = []
@@ -366,15 +298,13 @@ extension ConnectionHandler {
         }
     }
 
-    private func clear(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.handleOnly)
+    func clear(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         respondLater(msgid, { table.clear(owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
-    private func setDefault(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.keyAndDefault)
+    func setDefault(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
@@ -394,24 +324,21 @@ extension ConnectionHandler {
 
     // MARK: Batches and cache control
 
-    private func batchGet(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.keys)
+    func batchGet(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let keys = try args.strings("keys")
         respondLater(msgid, { table.batchGet(keys, owner: owner, completion: $0) }) { .encoded(Self.encode($0, as: .dictionary)) }
     }
 
-    private func batchDelete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.keys)
+    func batchDelete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let keys = try args.strings("keys")
         respondLater(msgid, { table.batchDelete(keys, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
-    private func refresh(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.key)
+    func refresh(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         guard let key = try args.optionalString("key") else {
@@ -422,14 +349,17 @@ extension ConnectionHandler {
         respondLater(msgid, { table.get(key, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
-    private func isCached(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.key)
+    func clearCache(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        try table(args).clearCache()
+        reply(msgid, .value(.nil))
+    }
+
+    func isCached(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         reply(msgid, .value(.bool(table.isCached(try args.string("key")))))
     }
 
-    private func getFresh(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.keyAndDefault)
+    func getFresh(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
@@ -437,8 +367,7 @@ extension ConnectionHandler {
         respondLater(msgid, { table.getFresh(key, owner: owner, completion: $0) }) { value in value.map(Reply.encoded) ?? .value(fallback) }
     }
 
-    private func stats(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.handleOnly)
+    func stats(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         mergeCounts()
         var databases = state.registry.databases
         if let db = args.params["db"], !db.isNil {
@@ -453,7 +382,7 @@ extension ConnectionHandler {
             "requests": .int(Int64(state.requests.load(ordering: .relaxed))),
             "errors": .int(Int64(state.errors.load(ordering: .relaxed))),
             "in_flight": .int(Int64(state.inFlight.load(ordering: .relaxed))),
-            "calls_by_method": .map(NanaParams(uniqueKeysWithValues: state.callCounts.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, NanaValue.int(Int64($0.value))) })),
+            "calls_by_method": .map(NanaParams(uniqueKeysWithValues: state.callsByMethod.map { ($0.0, NanaValue.int(Int64($0.1))) })),
             "errors_by_type": .map(NanaParams(uniqueKeysWithValues: state.errorCounts.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, NanaValue.int(Int64($0.value))) })),
             "resident_bytes": .int(Int64(Self.residentBytes())),
         ]
@@ -488,8 +417,7 @@ extension ConnectionHandler {
 
     // MARK: Atomic updates
 
-    private func increment(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.increment)
+    func increment(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
@@ -504,8 +432,7 @@ extension ConnectionHandler {
         respondLater(msgid, { AtomicUpdates.run(on: table, key: key, owner: owner, transform, completion: $0) }) { .encoded($0) }
     }
 
-    private func patch(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.patch)
+    func patch(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
@@ -538,29 +465,45 @@ extension ConnectionHandler {
 
     // MARK: Access rules
 
-    /// The rule that lets this peer open `path`, or an error when rules exist and none does.
-    private func accessRule(for path: String) throws(NanaRemoteError) -> AccessRule? {
+    /// What a call does with a path it names.
+    enum PathUse {
+        /// `open`'s `db_path`: any rule admitting the peer to the file (read-only or not).
+        case open
+        /// `restore`'s source: the same.
+        case read
+        /// `backup`'s destination: a rule admitting the peer to the file that is not read-only.
+        case write
+    }
+
+    /// The rule that admits this peer to `path` for `use`, or an error when rules exist and
+    /// none does. The path is judged as the file it resolves to inside the data folder
+    /// (symbolic links followed), so no name reaches a file its rules do not cover.
+    func accessRule(for path: String, to use: PathUse) throws(NanaRemoteError) -> AccessRule? {
         let rules = state.configuration.rules
         guard !rules.isEmpty else { return nil }
-        let normalized = path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+        let relative: String
+        do { relative = state.registry.relativePath(of: try state.registry.resolve(path)) } catch { throw NanaRemoteError(error) }
         let uid = peer?.uid ?? UInt32.max, gid = peer?.gid ?? UInt32.max
-        guard let rule = rules.first(where: { $0.admits(uid: uid, gid: gid) && $0.covers(database: normalized) }) else {
-            throw NanaRemoteError(.connection, "uid \(uid) is not allowed to open '\(path)'")
+        guard let rule = rules.first(where: { $0.admits(uid: uid, gid: gid) && $0.covers(database: relative) }) else {
+            throw NanaRemoteError(.connection, use == .write ? "uid \(uid) is not allowed to write '\(path)'" : "uid \(uid) is not allowed to open '\(path)'")
+        }
+        if use == .write, rule.readOnly {
+            throw NanaRemoteError(.validation, "'\(path)' is read-only for this user; it cannot be written")
         }
         return rule
     }
 
-    /// Refuses a method the handle's rule denies, and writes on a read-only handle. Raw SQL on
-    /// a read-only handle is judged by SQLite (`sqlite3_stmt_readonly`), in `execute`.
-    private func checkAccess(_ method: String, _ args: Arguments) throws(NanaRemoteError) {
-        guard !state.configuration.rules.isEmpty, let id = args.params["db"]?.int64Value,
+    /// Refuses what the handle's rule does not admit: a method on its deny-list, and on a
+    /// read-only rule every method whose access class it does not admit (deny by default: see
+    /// ``AccessClass``). Raw SQL on a read-only handle is judged by SQLite, in `execute`.
+    func checkAccess(_ method: WireMethod, _ args: Arguments) throws(NanaRemoteError) {
+        guard !state.configuration.rules.isEmpty, method.takesHandle, let id = args.params["db"]?.int64Value,
               case .success(let handle) = session.table(id), let rule = handle.access else { return }
-        if rule.deniedMethods.contains(method) {
-            throw NanaRemoteError(.validation, "\(method)() is not allowed on this database for this user")
+        if rule.deniedMethods.contains(method.name) {
+            throw NanaRemoteError(.validation, "\(method.name)() is not allowed on this database for this user")
         }
-        let setsPragma = method == "pragma" && !(args.params["value"]?.isNil ?? true)
-        if rule.readOnly && (AccessRule.writeMethods.contains(method) || setsPragma) {
-            throw NanaRemoteError(.validation, "this database is read-only for this user: \(method)() would write")
+        if rule.readOnly && !method.access.admittedReadOnly {
+            throw NanaRemoteError(.validation, "this database is read-only for this user: \(method.name)() is a \(method.access.rawValue) method")
         }
     }
 
@@ -589,9 +532,18 @@ extension ConnectionHandler {
         }
     }
 
-    private func beginTransaction(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.handleOnly)
-        let database = try table(args).database
+    func inTransaction(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        reply(msgid, .value(.bool(try transactionOwner(try table(args).database) != nil)))
+    }
+
+    func beginTransaction(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        let table = try table(args)
+        // As NanaSQLite: a v2 table's writes are staged outside any transaction, so one
+        // opened on it would refuse every write it was meant to hold.
+        if table.settings.writeBehind != nil {
+            throw NanaRemoteError(.transaction, "Explicit transactions are not supported in V2 mode (table '\(table.name)'): writes are staged and flushed in the background. Open the table with v2_mode=False for transactional operations.")
+        }
+        let database = table.database
         guard try transactionOwner(database) == nil else {
             throw NanaRemoteError(.transaction, "Transaction already in progress. SQLite does not support nested transactions. Please commit or rollback the current transaction first.")
         }
@@ -613,8 +565,7 @@ extension ConnectionHandler {
         }
     }
 
-    private func endTransaction(_ msgid: UInt32, _ args: Arguments, commit: Bool) throws(NanaRemoteError) {
-        try args.only(.handleOnly)
+    func endTransaction(_ msgid: UInt32, _ args: Arguments, commit: Bool) throws(NanaRemoteError) {
         let database = try table(args).database
         guard let token = try transactionOwner(database) else {
             throw NanaRemoteError(.transaction, "No transaction in progress. Call begin_transaction() first.")

@@ -3,14 +3,8 @@ import NanaWire
 
 // Direct SQL: `execute`, `execute_many`, `fetch_one`, `fetch_all`. Rows cross the wire as
 // arrays of values: NULL → nil, INTEGER → int, REAL → float, TEXT → str, BLOB → bin.
-extension Set<String> {
-    static let sql: Set<String> = ["db", "sql", "parameters"]
-    static let sqlMany: Set<String> = ["db", "sql", "parameters_list"]
-}
-
 extension ConnectionHandler {
     func execute(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.sql)
         let database = try table(args).database
         let owner = try transactionOwner(database)
         let sql = try args.string("sql")
@@ -27,7 +21,6 @@ extension ConnectionHandler {
     }
 
     func executeMany(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.sqlMany)
         let database = try table(args).database
         let owner = try transactionOwner(database)
         let sql = try args.string("sql")
@@ -41,7 +34,6 @@ extension ConnectionHandler {
     }
 
     func fetch(_ msgid: UInt32, _ args: Arguments, one: Bool) throws(NanaRemoteError) {
-        try args.only(.sql)
         let database = try table(args).database
         let owner = try transactionOwner(database)
         let sql = try args.string("sql")

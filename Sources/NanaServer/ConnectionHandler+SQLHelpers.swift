@@ -6,64 +6,14 @@ import NanaWire
 // identifiers and guarded expressions, with every value bound. They run as trusted SQL (see
 // `UserSQLPolicy`): nothing they build is refused, and the caches of key-value tables they
 // write are cleared after COMMIT, as for `execute`.
-extension Set<String> {
-    static let functionOverrides: Set<String> = ["strict_sql_validation", "allowed_sql_functions", "forbidden_sql_functions", "override_allowed"]
-    static let sqlInsert: Set<String> = ["db", "table_name", "data"]
-    static let sqlUpdate: Set<String> = ["db", "table_name", "data", "where", "parameters"]
-    static let sqlDelete: Set<String> = ["db", "table_name", "where", "parameters"]
-    static let upsert: Set<String> = ["db", "table_name", "data", "conflict_columns", "key", "value"]
-    static let query: Set<String> = Set(["db", "table_name", "columns", "where", "parameters", "order_by", "limit"]).union(functionOverrides)
-    static let queryPage: Set<String> = query.union(["offset", "group_by"])
-    static let count: Set<String> = Set(["db", "table_name", "where", "parameters"]).union(functionOverrides)
-    static let exists: Set<String> = ["db", "table_name", "where", "parameters"]
-    static let createTable: Set<String> = ["db", "table_name", "columns", "if_not_exists", "primary_key"]
-    static let createIndex: Set<String> = ["db", "index_name", "table_name", "columns", "unique", "if_not_exists"]
-    static let dropTable: Set<String> = ["db", "table_name", "if_exists"]
-    static let dropIndex: Set<String> = ["db", "index_name", "if_exists"]
-    static let tableNameOnly: Set<String> = ["db", "table_name"]
-    static let addColumn: Set<String> = ["db", "table_name", "column_name", "column_type", "default"]
-    static let pragma: Set<String> = ["db", "pragma_name", "value"]
-    static let backup: Set<String> = ["db", "dest_path", "verify", "flush", "allow_incomplete"]
-    static let restore: Set<String> = ["db", "src_path"]
-}
-
 extension ConnectionHandler {
     /// Writable PRAGMAs that would change the file for every client of the daemon in ways its
     /// design depends on (WAL for concurrent readers, the writer's own locking and checkpoints).
     static let daemonOwnedPragmas: Set<String> = ["journal_mode", "locking_mode", "query_only", "wal_autocheckpoint", "busy_timeout", "cache_size"]
 
-    func dispatchSQLHelper(_ msgid: UInt32, _ method: String, _ args: Arguments) throws(NanaRemoteError) -> Bool {
-        switch method {
-        case "sql_insert": try sqlInsert(msgid, args)
-        case "sql_update": try sqlUpdate(msgid, args)
-        case "sql_delete": try sqlDelete(msgid, args)
-        case "upsert": try upsert(msgid, args)
-        case "query": try query(msgid, args, paginated: false)
-        case "query_with_pagination": try query(msgid, args, paginated: true)
-        case "count": try count(msgid, args)
-        case "exists": try exists(msgid, args)
-        case "create_table": try createTable(msgid, args)
-        case "create_index": try createIndex(msgid, args)
-        case "drop_table": try dropObject(msgid, args, kind: "TABLE", nameParameter: "table_name", allowed: .dropTable)
-        case "drop_index": try dropObject(msgid, args, kind: "INDEX", nameParameter: "index_name", allowed: .dropIndex)
-        case "table_exists": try tableExists(msgid, args)
-        case "list_tables": try listTables(msgid, args)
-        case "get_table_schema": try tableSchema(msgid, args)
-        case "list_indexes": try listIndexes(msgid, args)
-        case "alter_table_add_column": try addColumn(msgid, args)
-        case "vacuum": try vacuum(msgid, args)
-        case "pragma": try pragma(msgid, args)
-        case "backup": try backup(msgid, args)
-        case "restore": try restore(msgid, args)
-        default: return false
-        }
-        return true
-    }
-
     // MARK: Rows
 
-    private func sqlInsert(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.sqlInsert)
+    func sqlInsert(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database
         let table = try quoted(try args.string("table_name"))
         let data = try args.map("data")
@@ -74,8 +24,7 @@ extension ConnectionHandler {
         runTrusted(msgid, database, sql, parameters) { .value(.int($0.lastInsertRowID)) }
     }
 
-    private func sqlUpdate(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.sqlUpdate)
+    func sqlUpdate(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let handle = try self.handle(for: args)
         let table = try quoted(try args.string("table_name"))
         let data = try args.map("data")
@@ -89,8 +38,7 @@ extension ConnectionHandler {
         runTrusted(msgid, handle.table.database, sql, parameters) { .value(.int(Int64($0.changes))) }
     }
 
-    private func sqlDelete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.sqlDelete)
+    func sqlDelete(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let handle = try self.handle(for: args)
         let table = try quoted(try args.string("table_name"))
         let whereClause = try args.string("where")
@@ -104,8 +52,7 @@ extension ConnectionHandler {
     /// write): `{key, value}` is the key-value form; `{table_name, data: map}` and `{data: map}`
     /// (this handle's table) are the table form; `{table_name: str, data: non-map}` is the
     /// key-value form as NanaSQLite's positional `upsert(key, value)`.
-    private func upsert(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.upsert)
+    func upsert(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let handle = try self.handle(for: args)
         let tableArgument = args.params["table_name"] ?? .nil
         let dataArgument = args.params["data"] ?? .nil
@@ -160,8 +107,7 @@ extension ConnectionHandler {
 
     // MARK: Queries
 
-    private func query(_ msgid: UInt32, _ args: Arguments, paginated: Bool) throws(NanaRemoteError) {
-        try args.only(paginated ? .queryPage : .query)
+    func query(_ msgid: UInt32, _ args: Arguments, paginated: Bool) throws(NanaRemoteError) {
         let handle = try self.handle(for: args)
         let table = try quoted(try args.optionalString("table_name") ?? handle.table.name)
         var columnsSQL = "*"
@@ -197,7 +143,8 @@ extension ConnectionHandler {
         let parameters = try Self.sqlParameters(args.params["parameters"], method: args.method)
         let database = handle.table.database
         let owner = try transactionOwner(database)
-        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, owner: owner, completion: $0) }) { result in
+        let readOnly = isReadOnly(args)
+        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, readOnly: readOnly, owner: owner, completion: $0) }) { result in
             .value(.array(result.rows.map { row in
                 var map = NanaParams(minimumCapacity: row.count)
                 for (name, value) in zip(result.columns, Self.row(row).arrayValue ?? []) { map[name] = value }
@@ -206,8 +153,7 @@ extension ConnectionHandler {
         }
     }
 
-    private func count(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.count)
+    func count(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let handle = try self.handle(for: args)
         let table = try quoted(try args.optionalString("table_name") ?? handle.table.name)
         var sql = "SELECT COUNT(*) FROM \(table)"
@@ -218,14 +164,14 @@ extension ConnectionHandler {
         let parameters = try Self.sqlParameters(args.params["parameters"], method: args.method)
         let database = handle.table.database
         let owner = try transactionOwner(database)
-        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, owner: owner, completion: $0) }) { result in
+        let readOnly = isReadOnly(args)
+        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, readOnly: readOnly, owner: owner, completion: $0) }) { result in
             guard case .integer(let n)? = result.rows.first?.first else { return .value(0) }
             return .value(.int(n))
         }
     }
 
-    private func exists(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.exists)
+    func exists(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let handle = try self.handle(for: args)
         let table = try quoted(try args.string("table_name"))
         let whereClause = try args.string("where")
@@ -233,15 +179,15 @@ extension ConnectionHandler {
         let parameters = try Self.sqlParameters(args.params["parameters"], method: args.method)
         let database = handle.table.database
         let owner = try transactionOwner(database)
-        respondLater(msgid, { database.fetch("SELECT EXISTS(SELECT 1 FROM \(table) WHERE \(whereClause))", parameters: parameters, trusted: true, owner: owner, completion: $0) }) { result in
+        let readOnly = isReadOnly(args)
+        respondLater(msgid, { database.fetch("SELECT EXISTS(SELECT 1 FROM \(table) WHERE \(whereClause))", parameters: parameters, trusted: true, readOnly: readOnly, owner: owner, completion: $0) }) { result in
             .value(.bool(result.rows.first?.first == .integer(1)))
         }
     }
 
     // MARK: Schema
 
-    private func createTable(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.createTable)
+    func createTable(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database
         let table = try quoted(try args.string("table_name"))
         let columns = try args.map("columns")
@@ -264,8 +210,7 @@ extension ConnectionHandler {
         runTrusted(msgid, database, "CREATE TABLE \(ifNotExists)\(table) (\(definitions.joined(separator: ", ")))", []) { _ in .value(.nil) }
     }
 
-    private func createIndex(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.createIndex)
+    func createIndex(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database
         let index = try quoted(try args.string("index_name"))
         let table = try quoted(try args.string("table_name"))
@@ -276,16 +221,14 @@ extension ConnectionHandler {
         runTrusted(msgid, database, "CREATE \(unique)INDEX \(ifNotExists)\(index) ON \(table) (\(columns.joined(separator: ", ")))", []) { _ in .value(.nil) }
     }
 
-    private func dropObject(_ msgid: UInt32, _ args: Arguments, kind: String, nameParameter: String, allowed: Set<String>) throws(NanaRemoteError) {
-        try args.only(allowed)
+    func dropObject(_ msgid: UInt32, _ args: Arguments, kind: String, nameParameter: String) throws(NanaRemoteError) {
         let database = try table(args).database
         let name = try quoted(try args.string(nameParameter))
         let ifExists = try args.bool("if_exists", default: true) ? "IF EXISTS " : ""
         runTrusted(msgid, database, "DROP \(kind) \(ifExists)\(name)", []) { _ in .value(.nil) }
     }
 
-    private func tableExists(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.tableNameOnly)
+    func tableExists(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database
         let owner = try transactionOwner(database)
         let name = try args.string("table_name")
@@ -294,8 +237,7 @@ extension ConnectionHandler {
         }
     }
 
-    private func listTables(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.handleOnly)
+    func listTables(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database
         let owner = try transactionOwner(database)
         respondLater(msgid, { database.fetch("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", parameters: [], trusted: true, owner: owner, completion: $0) }) {
@@ -303,8 +245,7 @@ extension ConnectionHandler {
         }
     }
 
-    private func tableSchema(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.tableNameOnly)
+    func tableSchema(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let handle = try self.handle(for: args)
         let name = try Self.validated(try args.optionalString("table_name") ?? handle.table.name)
         let database = handle.table.database
@@ -321,8 +262,7 @@ extension ConnectionHandler {
         }
     }
 
-    private func listIndexes(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.tableNameOnly)
+    func listIndexes(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database
         let owner = try transactionOwner(database)
         var sql = "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'"
@@ -332,7 +272,8 @@ extension ConnectionHandler {
             parameters.append(.text(tableName))
         }
         sql += " ORDER BY name"
-        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, owner: owner, completion: $0) }) { result in
+        let readOnly = isReadOnly(args)
+        respondLater(msgid, { database.fetch(sql, parameters: parameters, trusted: true, readOnly: readOnly, owner: owner, completion: $0) }) { result in
             .value(.array(result.rows.map { row in
                 let v = Self.row(row).arrayValue ?? []
                 return ["name": v[0], "table": v[1], "sql": v[2]]
@@ -340,8 +281,7 @@ extension ConnectionHandler {
         }
     }
 
-    private func addColumn(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.addColumn)
+    func addColumn(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database
         let table = try quoted(try args.string("table_name"))
         let column = try quoted(try args.string("column_name"))
@@ -366,15 +306,13 @@ extension ConnectionHandler {
 
     // MARK: Utilities
 
-    private func vacuum(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.handleOnly)
+    func vacuum(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database
         let owner = try transactionOwner(database)
         respondLater(msgid, { database.vacuum(owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
-    private func pragma(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.pragma)
+    func pragma(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database
         let owner = try transactionOwner(database)
         let name = try args.string("pragma_name")
@@ -385,6 +323,11 @@ extension ConnectionHandler {
         case .double(let d): value = .real(d)
         case .string(let s): value = .text(s)
         case let other: throw NanaRemoteError(.valueError, "PRAGMA value must be int, float or str, not \(other.typeName)")
+        }
+        if isReadOnly(args), value != nil {
+            // Without a value every PRAGMA SQLGuard admits only reads (its list has no acting
+            // one such as wal_checkpoint or optimize).
+            throw NanaRemoteError(.validation, "this database is read-only for this user: pragma() would set '\(name)'")
         }
         if value != nil, Self.daemonOwnedPragmas.contains(name) {
             throw NanaRemoteError(.validation, "PRAGMA '\(name)' is managed by nanad for every client of the file and cannot be set through pragma()")
@@ -399,8 +342,7 @@ extension ConnectionHandler {
     // MARK: Backup and restore
 
     /// Paths are files inside the data folder, like `db_path` (absolute paths and `..` refused).
-    private func backup(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.backup)
+    func backup(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database
         let requested = try args.string("dest_path")
         if requested == ":memory:" || requested.hasPrefix("file::memory:") {
@@ -410,6 +352,9 @@ extension ConnectionHandler {
         let flush = try args.bool("flush", default: true)
         let allowIncomplete = try args.bool("allow_incomplete", default: false)
         let destination = try resolvePath(requested)
+        // The destination is judged as a write to that path: no peer replaces (or creates) a
+        // file its rules do not let it write.
+        _ = try accessRule(for: requested, to: .write)
         guard destination != database.path else {
             throw NanaRemoteError(.validation, "dest_path must not be the same as the current database file")
         }
@@ -420,7 +365,9 @@ extension ConnectionHandler {
         // Staged v2 rows are flushed first, unless the session's own transaction holds the
         // writer: the flush would wait for its COMMIT (found by nanafuzz-dispatch). The copy
         // is of committed data either way.
-        let flushFirst = flush && !holdsTransaction(on: database)
+        // A read-only peer does not flush either: the flush would write the file it may only
+        // read, so its backup holds what is committed.
+        let flushFirst = flush && !holdsTransaction(on: database) && !isReadOnly(args)
         respondLater(msgid, { (done: @escaping @Sendable (Result<Void, StorageError>) -> Void) in
             let copy: @Sendable () -> Void = {
                 // A failed write-behind row was acknowledged but is not in the file (spec §3.7).
@@ -433,8 +380,7 @@ extension ConnectionHandler {
         }) { _ in .value(.nil) }
     }
 
-    private func restore(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(.restore)
+    func restore(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let id = try args.int("db")
         let handle = try self.handle(id)
         guard handle.root == id else {
@@ -444,7 +390,11 @@ extension ConnectionHandler {
         if try transactionOwner(database) != nil {
             throw NanaRemoteError(.transaction, "Cannot restore while a transaction is in progress. Please commit or rollback first.")
         }
-        let source = try resolvePath(try args.string("src_path"))
+        let requested = try args.string("src_path")
+        let source = try resolvePath(requested)
+        // The source is judged as an open of that path: no peer reads a file through restore
+        // that it may not open.
+        _ = try accessRule(for: requested, to: .read)
         guard source != database.path else { throw NanaRemoteError(.validation, "src_path must not be the database itself") }
         guard FileManager.default.fileExists(atPath: source) else {
             throw NanaRemoteError(.database, "Could not verify restore source: no such file")
@@ -456,19 +406,19 @@ extension ConnectionHandler {
         }) { _ in .value(.nil) }
     }
 
-    private func resolvePath(_ path: String) throws(NanaRemoteError) -> String {
+    func resolvePath(_ path: String) throws(NanaRemoteError) -> String {
         do { return try state.registry.resolve(path) } catch { throw NanaRemoteError(error) }
     }
 
     // MARK: Plumbing
 
-    private func runTrusted(_ msgid: UInt32, _ database: Database, _ sql: String, _ parameters: [SQLValue], _ finish: @escaping @Sendable (SQLResult) -> Reply) {
+    func runTrusted(_ msgid: UInt32, _ database: Database, _ sql: String, _ parameters: [SQLValue], _ finish: @escaping @Sendable (SQLResult) -> Reply) {
         let owner: TransactionToken?
         do throws(NanaRemoteError) { owner = try transactionOwner(database) } catch { return reply(msgid, .error(error)) }
         respondLater(msgid, { database.execute(sql, parameters: parameters, trusted: true, owner: owner, completion: $0) }, finish)
     }
 
-    private func quoted(_ name: String) throws(NanaRemoteError) -> String {
+    func quoted(_ name: String) throws(NanaRemoteError) -> String {
         do { return try Identifier.quoted(name) } catch { throw NanaRemoteError(error) }
     }
 
@@ -476,7 +426,7 @@ extension ConnectionHandler {
         do { return try Identifier.validated(name) } catch { throw NanaRemoteError(error) }
     }
 
-    private func nonNegative(_ args: Arguments, _ name: String) throws(NanaRemoteError) -> Int64? {
+    func nonNegative(_ args: Arguments, _ name: String) throws(NanaRemoteError) -> Int64? {
         guard let value = args.params[name], !value.isNil else { return nil }
         let n: Int64
         switch value {
@@ -489,7 +439,7 @@ extension ConnectionHandler {
     }
 
     /// Checks an expression with the handle's policy and the call's overrides.
-    private func guardExpression(_ expression: String, _ context: SQLExpressionContext, _ policy: SQLFunctionPolicy, _ args: Arguments) throws(NanaRemoteError) {
+    func guardExpression(_ expression: String, _ context: SQLExpressionContext, _ policy: SQLFunctionPolicy, _ args: Arguments) throws(NanaRemoteError) {
         let strict: Bool? = switch args.params["strict_sql_validation"] {
         case .bool(let b)?: b
         default: nil

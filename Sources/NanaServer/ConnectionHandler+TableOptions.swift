@@ -4,10 +4,6 @@ import NanaWire
 // The table settings of `open` besides write-behind: cache strategy, encryption, constraints;
 // and the constraint calls.
 extension ConnectionHandler {
-    static let tableOptionParameters: Set<String> = [
-        "cache_strategy", "cache_size", "cache_ttl", "cache_persistence_ttl", "encryption_key", "encryption_mode", "constraints",
-    ]
-
     /// What an `open` asks of the table.
     static func tableRequest(_ args: Arguments) throws(NanaRemoteError) -> TableRequest {
         var request = TableRequest(writeBehind: try writeBehindRequest(args))
@@ -166,26 +162,19 @@ extension ConnectionHandler {
         return .map(m)
     }
 
-    /// `add_constraint`, `drop_constraint`, `list_constraints`; false for other methods.
-    func dispatchConstraint(_ msgid: UInt32, _ method: String, _ args: Arguments) throws(NanaRemoteError) -> Bool {
-        switch method {
-        case "add_constraint", "drop_constraint":
-            try args.only(["db", "constraint"])
-            let table = try table(args)
-            let constraint = try Self.constraint(try args.value("constraint"))
-            // The change runs on the writer outside any client transaction: inside the
-            // session's own it would wait for its COMMIT (found by nanafuzz-dispatch).
-            if try transactionOwner(table.database) != nil {
-                throw NanaRemoteError(.transaction, "Cannot change constraints while a transaction is in progress. Please commit or rollback first.")
-            }
-            let add = method == "add_constraint"
-            respondLater(msgid, { add ? table.addConstraint(constraint, completion: $0) : table.dropConstraint(constraint, completion: $0) }) { .value(.bool($0)) }
-        case "list_constraints":
-            try args.only(.handleOnly)
-            reply(msgid, .value(.array(try table(args).declaredConstraints.map(Self.constraintValue))))
-        default:
-            return false
+    /// `add_constraint`, `drop_constraint`.
+    func changeConstraint(_ msgid: UInt32, _ args: Arguments, add: Bool) throws(NanaRemoteError) {
+        let table = try table(args)
+        let constraint = try Self.constraint(try args.value("constraint"))
+        // The change runs on the writer outside any client transaction: inside the
+        // session's own it would wait for its COMMIT (found by nanafuzz-dispatch).
+        if try transactionOwner(table.database) != nil {
+            throw NanaRemoteError(.transaction, "Cannot change constraints while a transaction is in progress. Please commit or rollback first.")
         }
-        return true
+        respondLater(msgid, { add ? table.addConstraint(constraint, completion: $0) : table.dropConstraint(constraint, completion: $0) }) { .value(.bool($0)) }
+    }
+
+    func listConstraints(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        reply(msgid, .value(.array(try table(args).declaredConstraints.map(Self.constraintValue))))
     }
 }

@@ -6,34 +6,25 @@ import NanaWire
 // `get_v2_metrics`) and the v2 arguments of `open`. The engine is the table's, shared by every
 // session, so any session can flush it or look at its dead letters.
 extension ConnectionHandler {
-    static let flushParameters: Set<String> = ["db", "wait"]
+    func deadLetters(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        reply(msgid, .value(.array(try table(args).deadLetters.map(Self.deadLetterValue))))
+    }
 
-    /// Handles the v2 methods; false when `method` is not one of them.
-    func dispatchWriteBehind(_ msgid: UInt32, _ method: String, _ args: Arguments) throws(NanaRemoteError) -> Bool {
-        switch method {
-        case "flush": try flush(msgid, args)
-        case "get_dlq":
-            try args.only(.handleOnly)
-            reply(msgid, .value(.array(try table(args).deadLetters.map(Self.deadLetterValue))))
-        case "retry_dlq":
-            try args.only(.handleOnly)
-            let table = try table(args)
-            do { reply(msgid, .value(.int(Int64(try table.retryDeadLetters())))) } catch { throw NanaRemoteError(error) }
-        case "clear_dlq":
-            try args.only(.handleOnly)
-            reply(msgid, .value(.int(Int64(try table(args).clearDeadLetters()))))
-        case "get_v2_metrics":
-            try args.only(.handleOnly)
-            reply(msgid, .value(try table(args).writeBehindMetrics.map(Self.metricsValue) ?? .map([:])))
-        default:
-            return false
-        }
-        return true
+    func retryDeadLetters(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        let table = try table(args)
+        do { reply(msgid, .value(.int(Int64(try table.retryDeadLetters())))) } catch { throw NanaRemoteError(error) }
+    }
+
+    func clearDeadLetters(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        reply(msgid, .value(.int(Int64(try table(args).clearDeadLetters()))))
+    }
+
+    func writeBehindMetrics(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        reply(msgid, .value(try table(args).writeBehindMetrics.map(Self.metricsValue) ?? .map([:])))
     }
 
     /// `flush(wait=False)`: with `wait`, the reply comes once the flush it asked for committed.
-    private func flush(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        try args.only(Self.flushParameters)
+    func flush(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let table = try table(args)
         guard try args.bool("wait", default: false) else {
             table.flush(completion: nil)
@@ -76,18 +67,13 @@ extension ConnectionHandler {
         ]
     }
 
-    static let writeBehindParameters: Set<String> = [
-        "v2_mode", "v2_config", "flush_mode", "flush_interval", "flush_count", "v2_chunk_size",
-        "v2_max_dlq_size", "v2_enable_metrics", "memory_first", "memory_flush_interval",
-    ]
-
     /// The write-behind part of an `open`: `nil` when the call states nothing about it.
     /// `v2_config` (a dict with V2Config's fields) overrides the flat arguments, as in NanaSQLite;
     /// `memory_first` is v2 with time-based flushing (the daemon's shared cache is what makes
     /// its reads memory-speed, for every process).
     static func writeBehindRequest(_ args: Arguments) throws(NanaRemoteError) -> WriteBehindConfiguration?? {
         let memoryFirst = try args.bool("memory_first", default: false)
-        let stated = writeBehindParameters.contains { args.has($0) }
+        let stated = WireParameter.writeBehindParameters.contains { args.has($0.name) }
         guard stated else { return nil }
         // Without v2_mode the flush settings mean nothing (NanaSQLite ignores them too).
         guard try args.bool("v2_mode", default: false) || memoryFirst else { return .some(nil) }

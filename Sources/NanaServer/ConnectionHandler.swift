@@ -16,31 +16,29 @@ final class ServerState: Sendable {
     /// Requests waiting on storage, across all connections (shutdown drains them).
     let inFlight = Atomic<Int>(0)
     let nextConnectionID = Atomic<Int>(0)
-    /// Calls by method and errors by type, merged in from each connection now and then.
-    let callCounts = Mutex<[String: Int]>([:])
+    /// Calls by method (indexed as ``WireMethod/all``, then one for unknown names) and errors
+    /// by type, merged in from each connection now and then.
+    let callCounts = Mutex<[Int]>(Array(repeating: 0, count: WireMethod.all.count + 1))
     let errorCounts = Mutex<[String: Int]>([:])
 
-    /// Most method names counted one by one; calls of names first seen after that many (unknown
-    /// methods, say) are counted together under "(other)". Without the bound, a client sending
-    /// ever-new method names grew the daemon's memory (and `stats`) without end; noticed while
-    /// looking into nanafuzz-dispatch's memory.
-    static let maximumCountedMethods = 512
-
-    func merge(calls: inout [String: Int], errors: inout [String: Int]) {
-        if !calls.isEmpty {
-            callCounts.withLock { total in
-                for (k, v) in calls {
-                    if total[k] != nil || total.count < Self.maximumCountedMethods {
-                        total[k, default: 0] += v
-                    } else {
-                        total["(other)", default: 0] += v
-                    }
-                }
+    func merge(calls: inout [Int], errors: inout [String: Int]) {
+        callCounts.withLock { total in
+            for i in calls.indices where calls[i] != 0 {
+                total[i] += calls[i]
+                calls[i] = 0
             }
         }
         if !errors.isEmpty { errorCounts.withLock { total in for (k, v) in errors { total[k, default: 0] += v } } }
-        calls.removeAll(keepingCapacity: true)
         errors.removeAll(keepingCapacity: true)
+    }
+
+    /// Calls so far by method name; unknown names are counted together as "(unknown)".
+    var callsByMethod: [(String, Int)] {
+        let counts = callCounts.withLock { $0 }
+        return counts.indices.compactMap { i in
+            guard counts[i] > 0 else { return nil }
+            return (i < WireMethod.all.count ? WireMethod.all[i].name : "(unknown)", counts[i])
+        }.sorted { $0.0 < $1.0 }
     }
 
     init(configuration: ServerConfiguration, registry: DatabaseRegistry, logger: Logger) {
@@ -72,7 +70,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     var isConnected: Bool { context != nil }
     var session = Session()
     /// Counts not yet merged into the server's (kept here so the hot path takes no lock).
-    private var callCounts: [String: Int] = [:]
+    private var callCounts = [Int](repeating: 0, count: WireMethod.all.count + 1)
     private var errorCounts: [String: Int] = [:]
     private var countedSinceMerge = 0
 
@@ -206,7 +204,6 @@ final class ConnectionHandler: ChannelInboundHandler {
         let value: NanaValue
         switch decoded {
         case .success(.request(let msgid, let method, let params)):
-            count(method)
             return dispatch(msgid: msgid, method: method, arguments: Arguments(method: method, params: params))
         case .success(.other(let v)): value = v
         case .failure(let error):
@@ -249,8 +246,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         out.flush(context, promise: written)
     }
 
-    private func count(_ method: String) {
-        callCounts[method, default: 0] += 1
+    /// Counts a call of ``WireMethod/all``[`method`] (the index past the end: an unknown name).
+    func count(_ method: Int) {
+        callCounts[method] += 1
         countedSinceMerge += 1
         if countedSinceMerge >= 1024 { mergeCounts() }
     }

@@ -170,12 +170,15 @@ public final class Database: Sendable {
     /// The key-value table `name` (validated, created if missing), shared by every session.
     /// - Parameter owner: the client transaction the caller is in on this file, if any (the
     ///   writer is its own until it ends).
-    public func table(named requestedName: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) {
+    /// - Parameter create: whether a missing table is created (false for a peer that may only
+    ///   read the file: the call fails instead, and the file is not touched).
+    public func table(named requestedName: String, owner: TransactionToken? = nil, create: Bool = true, completion: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) {
         let name: String
         do { name = try Identifier.validated(requestedName) } catch { return completion(.failure(error)) }
         let quoted = "\"\(name)\""
         let canonical = Identifier.canonical(name)
         if let existing = tables.withLock({ $0[canonical] }) { return completion(.success(existing)) }
+        if !create { return existingTable(name, quoted: quoted, completion: completion) }
         submit(WriteJob(
             mode: .statement,
             run: { connection throws(StorageError) in
@@ -207,6 +210,30 @@ public final class Database: Sendable {
             },
             fail: { completion(.failure($0)) }
         ).owned(by: owner))
+    }
+
+    /// The committed table `name`, looked up on a reader, or a validation error if there is none.
+    private func existingTable(_ name: String, quoted: String, completion: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) {
+        submitRead(ReadJob(
+            run: { connection in
+                do throws(StorageError) {
+                    guard try connection.tableExists(name) else {
+                        return completion(.failure(StorageError(.validation, "table '\(name)' does not exist, and this user may only read this database")))
+                    }
+                    let table = self.tables.withLock { tables in
+                        let canonical = Identifier.canonical(name)
+                        if let existing = tables[canonical] { return existing }
+                        let table = KeyValueTable(database: self, name: name, quoted: quoted)
+                        tables[canonical] = table
+                        return table
+                    }
+                    completion(.success(table))
+                } catch {
+                    completion(.failure(error))
+                }
+            },
+            fail: { completion(.failure($0)) }
+        ))
     }
 
     public func table(named name: String) async throws(StorageError) -> KeyValueTable {

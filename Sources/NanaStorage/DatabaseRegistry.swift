@@ -71,9 +71,14 @@ public final class DatabaseRegistry: Sendable {
     }
 
     /// Opens (or shares) the database at `relativePath`. The first open's options win.
-    public func open(_ relativePath: String, options: DatabaseOptions, completion: @escaping @Sendable (Result<Database, StorageError>) -> Void) {
+    /// - Parameter create: whether a missing file is created (false for a peer that may only
+    ///   read it: the open fails instead, and nothing appears in the data folder).
+    public func open(_ relativePath: String, options: DatabaseOptions, create: Bool = true, completion: @escaping @Sendable (Result<Database, StorageError>) -> Void) {
         let path: String
         do { path = try resolve(relativePath) } catch { return completion(.failure(error)) }
+        if !create, state.withLock({ $0.open[path] == nil }), access(path, F_OK) != 0 {
+            return completion(.failure(StorageError(.validation, "'\(relativePath)' does not exist, and this user may only read it")))
+        }
         enum Next { case done(Database), wait, start, closed }
         let next: Next = state.withLock { state in
             if state.closed { return .closed }
@@ -101,9 +106,9 @@ public final class DatabaseRegistry: Sendable {
         }
     }
 
-    public func open(_ relativePath: String, options: DatabaseOptions = DatabaseOptions()) async throws(StorageError) -> Database {
+    public func open(_ relativePath: String, options: DatabaseOptions = DatabaseOptions(), create: Bool = true) async throws(StorageError) -> Database {
         let result = await withCheckedContinuation { continuation in
-            open(relativePath, options: options) { continuation.resume(returning: $0) }
+            open(relativePath, options: options, create: create) { continuation.resume(returning: $0) }
         }
         return try result.get()
     }
@@ -118,6 +123,11 @@ public final class DatabaseRegistry: Sendable {
             return Array(state.open.values)
         }
         for db in all { db.close() }
+    }
+
+    /// `absolutePath` (as ``resolve(_:)`` returns it) relative to the data folder.
+    public func relativePath(of absolutePath: String) -> String {
+        absolutePath.hasPrefix(dataDirectory + "/") ? String(absolutePath.dropFirst(dataDirectory.count + 1)) : absolutePath
     }
 
     static func realPath(_ path: String) -> String? {

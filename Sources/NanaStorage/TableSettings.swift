@@ -70,11 +70,19 @@ extension KeyValueTable {
     ///   writer serves only that transaction until it ends, so an attach that needs the writer
     ///   outside it (flushing staged rows, switching persistent TTL, adding constraints) would
     ///   wait for the caller's own COMMIT: it is refused with a transaction error instead.
-    public func attach(_ request: TableRequest, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+    ///
+    /// - Parameter mayChangeSettings: false for a session that may only read the file: a
+    ///   request that would change the table's settings (write-behind, cache strategy,
+    ///   persistent TTL, constraints, or an encryption key for a table that holds no encrypted
+    ///   rows) is refused with a validation error, and nothing changes.
+    public func attach(_ request: TableRequest, owner: TransactionToken? = nil, mayChangeSettings: Bool = true, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        if !mayChangeSettings, !request.constraints.isEmpty {
+            return completion(.failure(readOnlyRefusal("constraints")))
+        }
         if owner != nil, !request.constraints.isEmpty {
             return completion(.failure(Self.settingsInTransaction(name)))
         }
-        attach(request, owner: owner, probed: false) { result in
+        attach(request, owner: owner, readOnly: !mayChangeSettings, probed: false) { result in
             guard case .success = result, !request.constraints.isEmpty else { return completion(result) }
             self.addConstraints(request.constraints[...]) { added in
                 if case .failure = added { self.detach() }
@@ -95,10 +103,27 @@ extension KeyValueTable {
         StorageError(.transaction, "Cannot change the settings of table '\(table)' (write-behind, encryption, persistent TTL, constraints) while a transaction is in progress on its file. Please commit or rollback first.")
     }
 
-    private func attach(_ request: TableRequest, owner: TransactionToken?, probed: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+    private func readOnlyRefusal(_ what: String) -> StorageError {
+        StorageError(.validation, "this database is read-only for this user: opening table '\(name)' with \(what) would change it; open it without stating settings")
+    }
+
+    /// What `request` would change of the table's settings `current`, if anything (the key
+    /// is judged by the probe).
+    private static func change(by request: TableRequest, of current: TableSettings) -> String? {
+        if let wanted = request.writeBehind, wanted != current.writeBehind { return wanted == nil ? "write-through mode" : "v2 mode" }
+        if let wanted = request.cache, wanted != current.cache { return "cache strategy \(wanted) (the table uses \(current.cache))" }
+        if let wanted = request.persistentTTL, wanted != current.persistentTTL { return "cache_persistence_ttl=\(wanted ? "True" : "False")" }
+        return nil
+    }
+
+    private func attach(_ request: TableRequest, owner: TransactionToken?, readOnly: Bool, probed: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         enum Step { case attached, attachedExpiring(Double?), refused(StorageError), drainFirst, probe(ValueCipher?) }
         let step: Step = usage.withLock { users in
             let current = settings
+            if readOnly, let what = Self.change(by: request, of: current) { return .refused(readOnlyRefusal(what)) }
+            if readOnly, users > 0, request.cipher != nil, current.cipher == nil {
+                return .refused(readOnlyRefusal("an encryption_key (it is open unencrypted)"))
+            }
             if users > 0 {
                 if let error = conflict(between: current, and: request) { return .refused(error) }
                 if request.writeBehind ?? current.writeBehind != nil, constraints.hasUnique {
@@ -153,11 +178,11 @@ extension KeyValueTable {
         case .drainFirst:
             // Staged rows must reach the file under the settings they were written with; then
             // try again (another session may have attached meanwhile).
-            writeBehind.flush { self.attach(request, owner: owner, probed: probed, completion: completion) }
+            writeBehind.flush { self.attach(request, owner: owner, readOnly: readOnly, probed: probed, completion: completion) }
         case .probe(let cipher):
-            probe(with: cipher) { result in
+            probe(with: cipher, requireEncryptedRows: readOnly && cipher != nil) { result in
                 if case .failure(let error) = result { return completion(.failure(error)) }
-                self.attach(request, owner: owner, probed: true, completion: completion)
+                self.attach(request, owner: owner, readOnly: readOnly, probed: true, completion: completion)
             }
         }
     }
@@ -198,21 +223,31 @@ extension KeyValueTable {
     /// must open it; a plaintext value cannot be read with a key (NanaSQLite 1.6.2 refuses it
     /// too). So a missing, wrong or needless key fails the open, not a later read. NanaSQLite
     /// encrypts all of a table's values or none, so one row tells.
-    private func probe(with cipher: ValueCipher?, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+    /// - Parameter requireEncryptedRows: a key is accepted only if the table holds rows it
+    ///   opens (a read-only session's key must not decide how others write the table).
+    private func probe(with cipher: ValueCipher?, requireEncryptedRows: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         database.submitRead(ReadJob(
             run: { connection in
                 do throws(StorageError) {
                     // Created by an open client transaction: no committed row to look at.
-                    guard try connection.tableExists(self.name) else { return completion(.success(())) }
+                    guard try connection.tableExists(self.name) else {
+                        if requireEncryptedRows { throw self.readOnlyRefusal("an encryption_key (it holds no encrypted rows)") }
+                        return completion(.success(()))
+                    }
                     let statement = try connection.cachedStatement("SELECT typeof(value), value FROM \"\(self.name)\" LIMIT 1")
                     try statement.withReset { (s) throws(StorageError) in
-                        guard try s.step() else { return }
+                        guard try s.step() else {
+                            if requireEncryptedRows { throw self.readOnlyRefusal("an encryption_key (it holds no encrypted rows)") }
+                            return
+                        }
                         let encrypted = s.columnString(0) == "blob"
                         switch (encrypted, cipher) {
                         case (true, nil):
                             throw StorageError(.database, "table '\(self.name)' holds encrypted values; open it with its encryption_key")
                         case (true, let cipher?):
                             _ = try cipher.open(s.columnBytes(1))
+                        case (false, .some) where requireEncryptedRows:
+                            throw self.readOnlyRefusal("an encryption_key (it holds no encrypted rows)")
                         case (false, .some) where s.columnString(0) == "text":
                             throw StorageError(.database, "table '\(self.name)' holds plaintext values; it cannot be opened with an encryption_key (nanad does not mix plaintext and encrypted rows)")
                         case (false, _):

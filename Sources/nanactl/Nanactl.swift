@@ -8,9 +8,13 @@ struct Nanactl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nanactl",
         abstract: "Talks to a running nanad.",
-        discussion: "Values are JSON on the command line and on output. Exit status: 0 done, 1 not found, 2 usage, 3 the daemon refused, 4 cannot reach the daemon.",
-        subcommands: [Ping.self, Stats.self, Get.self, Set.self, Delete.self, Keys.self, Tables.self, Dump.self, Load.self, Backup.self, Flush.self, DLQ.self]
+        discussion: "Values are JSON on the command line and on output. --socket, --db and --table may come before or after the subcommand. Exit status: 0 done, 1 not found, 2 usage, 3 the daemon refused, 4 cannot reach the daemon.",
+        subcommands: [Ping.self, Stats.self, Get.self, Set.self, Delete.self, Keys.self, Tables.self, Dump.self, Load.self, Backup.self, Flush.self, DLQ.self, Call.self]
     )
+
+    static func main() async {
+        await main(Connection.movingCommonOptions(in: Array(CommandLine.arguments.dropFirst())))
+    }
 }
 
 /// Options every subcommand shares.
@@ -23,6 +27,30 @@ struct Connection: ParsableArguments {
 
     @Option(help: "Key-value table.")
     var table = "data"
+
+    /// The options of ``Connection`` given before the subcommand, moved after it:
+    /// swift-argument-parser has no options shared by every subcommand that may also stand
+    /// before them (`nanactl --socket S ping`, as redis-cli, git and systemctl users type).
+    static func movingCommonOptions(in arguments: [String]) -> [String] {
+        let names: Swift.Set<String> = ["--socket", "--db", "--table"]
+        var leading: [String] = []
+        var rest = arguments[...]
+        while let first = rest.first, first.hasPrefix("--") {
+            let name = String(first.split(separator: "=", maxSplits: 1)[0])
+            guard names.contains(name) else { break }
+            leading.append(first)
+            rest = rest.dropFirst()
+            if !first.contains("="), let value = rest.first {
+                leading.append(value)
+                rest = rest.dropFirst()
+            }
+        }
+        // Behind the subcommand and any subcommand of it (`dlq list`), before its arguments.
+        guard !leading.isEmpty, !rest.isEmpty else { return arguments }
+        var words = Array(rest.prefix { !$0.hasPrefix("-") }.prefix(2))
+        if words.count == 2, !["dlq"].contains(words[0]) { words.removeLast() }
+        return words + leading + rest.dropFirst(words.count)
+    }
 
     func connect() async throws -> NanaClient {
         do {
@@ -220,5 +248,37 @@ struct Keys: AsyncParsableCommand {
         let db = try await connection.open()
         let keys = try await refused { try await db.keys() }.filter { $0.hasPrefix(prefix) }.prefix(limit)
         if json { try printJSON(.array(keys.map(NanaValue.string))) } else { keys.forEach { print($0) } }
+    }
+}
+
+struct Call: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Call any wire method (proto/PROTOCOL.md) and print its reply as JSON.",
+        discussion: "The call gets the handle of --db/--table as its `db` unless --no-db is given: `nanactl call --db app.db restore '{\"src_path\": \"old.db\"}'`."
+    )
+    @OptionGroup var connection: Connection
+    @Argument(help: "The method, as on the wire (get, backup, list_tables, …).") var method: String
+    @Argument(help: "Its parameters, a JSON object.") var parameters = "{}"
+    @Option(name: .customLong("open-options"), help: "Settings for the open of --db, a JSON object of open's parameters (PROTOCOL 9.2).") var openOptions: String?
+    @Flag(name: .customLong("no-db"), help: "Open nothing and send no handle (for hello, ping, open, stats).") var noDB = false
+
+    func run() async throws {
+        guard case .map(var params) = try json(parameters, "the parameters") else { throw ValidationError("the parameters must be a JSON object") }
+        let client = try await connection.connect()
+        if !noDB {
+            var open: NanaParams = ["db_path": .string(connection.db), "table": .string(connection.table)]
+            if let openOptions {
+                guard case .map(let settings) = try json(openOptions, "--open-options") else { throw ValidationError("--open-options must be a JSON object") }
+                for (name, value) in settings { open[name] = value }
+            }
+            let opened = try await refused { try await client.call("open", open) }
+            params["db"] = opened["db"] ?? .nil
+        }
+        let request = params
+        try printJSON(try await refused { try await client.call(method, request) })
+    }
+
+    private func json(_ text: String, _ what: String) throws -> NanaValue {
+        do { return try JSONReader.value(from: Array(text.utf8)) } catch { throw ValidationError("\(what) is not JSON: \(error)") }
     }
 }

@@ -22,6 +22,9 @@ struct Nanad: AsyncParsableCommand {
     @Flag(name: .customLong("check-config"), help: "Validate the configuration (file and flags), print it, and exit.")
     var checkConfig = false
 
+    @Flag(name: .customLong("print-method-table"), help: "Print the protocol's method table (Markdown, as in proto/PROTOCOL.md) and exit.")
+    var printMethodTable = false
+
     @Option(name: .long, help: "Unix domain socket to serve on. [default: nanad-data/nanad.sock]")
     var socket: String?
 
@@ -160,6 +163,7 @@ struct Nanad: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if printMethodTable { return print(WireMethod.markdownTable) }
         let (configuration, level) = try resolve()
         if checkConfig {
             print("""

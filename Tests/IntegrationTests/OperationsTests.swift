@@ -192,6 +192,10 @@ import Testing
         let reader = try await daemon.connect()
         let ro = try await reader.open("seed.db")  // admitted read-write by the second rule
         #expect(try await ro.get("k") == "v")
+        // A read-only rule creates nothing: a missing file is refused, and none appears.
+        await expectRemote(.validation) { _ = try await reader.open("ro.db") }
+        #expect(!FileManager.default.fileExists(atPath: daemon.dataDirectory + "/ro.db"))
+        try FileManager.default.copyItem(atPath: daemon.dataDirectory + "/seed.db", toPath: daemon.dataDirectory + "/ro.db")
         let readOnly = try await reader.open("ro.db")
         await expectRemote(.validation) { try await readOnly.set("x", 1) }
         await expectRemote(.validation) { try await readOnly.execute("DELETE FROM data") }
@@ -199,7 +203,7 @@ import Testing
         await expectRemote(.validation) { try await readOnly.execute("CREATE TABLE t (x)") }
         await expectRemote(.validation) { try await readOnly.restore(from: "seed.db") }
         await expectRemote(.validation) { _ = try await readOnly.pragma("user_version", 3) }
-        #expect(try await readOnly.fetchAll("SELECT COUNT(*) FROM data") == [[0]])
+        #expect(try await readOnly.fetchAll("SELECT COUNT(*) FROM data") == [[1]])
         #expect(try await readOnly.execute("SELECT 1").rows == [[1]])
         #expect(try await readOnly.get("anything") == .nil)
         await reader.close()

@@ -241,8 +241,12 @@ import Testing
         let child = try await v2.table("child")
         try await child.set("c", 1)
         #expect(try await Self.rowsInFile(daemon, "shared.db", "child") == 0)
-        // Writes inside a transaction would outlive a ROLLBACK: refused.
-        try await v2.beginTransaction()
+        // A transaction on a v2 table is refused, as in NanaSQLite.
+        await expectRemote(.transaction) { try await v2.beginTransaction() }
+        // One opened through a write-through table of the same file holds the file; writes
+        // to the v2 table inside it would outlive a ROLLBACK: refused.
+        let plain = try await first.open("shared.db", table: "plain", options: NanaOpenOptions(writeBehind: nil))
+        try await plain.beginTransaction()
         await #expect(throws: NanaRemoteError.self) { try await v2.set("in-tx", 1) }
         // Reads inside the transaction see committed and staged rows, without waiting for a
         // flush (which could not run while the transaction holds the writer).
@@ -251,7 +255,7 @@ import Testing
         #expect(try await v2.keys() == ["k"])
         #expect(try await v2.getFresh("k") == "staged")
         #expect(try await child.toDict() == ["c": 1])
-        try await v2.rollback()
+        try await plain.rollback()
         // Once every session is gone, the next open decides: write-through flushes first.
         await first.close()
         try await Task.sleep(for: .milliseconds(100))
