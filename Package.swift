@@ -61,8 +61,6 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                // EmbeddedChannel, for the fuzz harness's connection (FuzzConnection.swift).
-                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -114,8 +112,10 @@ let package = Package(
         .executableTarget(
             name: "nanafuzz-dispatch",
             dependencies: [
-                "NanaServer", "NanaWire",
+                "NanaServer", "NanaStorage", "NanaWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                // EmbeddedChannel, for the harness's connection (FuzzConnection.swift).
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ],

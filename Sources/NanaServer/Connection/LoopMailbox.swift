@@ -10,7 +10,7 @@ import NIOCore
 /// A mailbox made with ``init(drainedOnCurrentThread:)`` is for an `EmbeddedEventLoop`, which
 /// must never be called from another thread: work is queued, and the thread that made the
 /// mailbox runs it with ``drain(waitingUntil:)`` (the fuzz harness, `FuzzConnection`).
-final class LoopMailbox: Sendable {
+package final class LoopMailbox: Sendable {
     let eventLoop: any EventLoop
     private let queue = NIOLockedValueBox<[@Sendable () -> Void]>([])
     /// The thread that drains a manual mailbox (nil: the event loop drains it).
@@ -24,7 +24,7 @@ final class LoopMailbox: Sendable {
     }
 
     /// A mailbox drained by hand on the calling thread, which must be `eventLoop`'s.
-    init(drainedOnCurrentThread eventLoop: any EventLoop) {
+    package init(drainedOnCurrentThread eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
         self.owner = pthread_self()
         self.posted = ConditionLock(value: 0)
@@ -61,7 +61,7 @@ final class LoopMailbox: Sendable {
     /// Manual mailboxes: runs what was posted, first waiting up to `deadline` for something to
     /// be posted if nothing is. Returns how many items ran.
     @discardableResult
-    func drain(waitingUntil deadline: NIODeadline?) -> Int {
+    package func drain(waitingUntil deadline: NIODeadline?) -> Int {
         guard let posted else { return 0 }
         if let deadline {
             let now = NIODeadline.now()

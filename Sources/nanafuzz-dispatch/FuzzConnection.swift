@@ -2,16 +2,18 @@ import Foundation
 import Logging
 import NIOCore
 import NIOEmbedded
+import NanaServer
 import NanaStorage
 import NanaWire
 
-// The daemon's request path without a socket, for the dispatcher fuzz target
-// (`nanafuzz-dispatch`, tools/fuzz/README.md): the same pipeline `NanadServer` builds for a
-// connection (ConnectionHandler, which splits frames itself) over a real ServerState and
-// DatabaseRegistry, on an EmbeddedChannel driven by the calling thread.
+// The daemon's request path without a socket, for this fuzz target (tools/fuzz/README.md): the
+// same pipeline `NanadServer` builds for a connection (ConnectionHandler, which splits frames
+// itself) over a real ServerState and DatabaseRegistry, on an EmbeddedChannel driven by the
+// calling thread. It lives here, not in NanaServer, so that the daemon does not link
+// NIOEmbedded; NanaServer opens the few parts it needs at `package` access.
 
 /// A daemon's shared state over a data folder, with no socket and no event-loop threads.
-package final class FuzzServer {
+final class FuzzServer {
     let state: ServerState
     /// The event loops of the connections made so far. An `EmbeddedEventLoop` must be freed on
     /// the thread that made it, and a storage thread may hold the last reference to one (in a
@@ -20,26 +22,26 @@ package final class FuzzServer {
     private var loops: [EmbeddedEventLoop] = []
 
     /// - Parameter configure: changes to the default configuration (limits, timeouts).
-    package init(dataDirectory: String, logger: Logger, configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
+    init(dataDirectory: String, logger: Logger, configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
         var configuration = ServerConfiguration(socketPath: dataDirectory + "/unused.sock", dataDirectory: dataDirectory)
         configure(&configuration)
         let registry = try DatabaseRegistry(dataDirectory: configuration.dataDirectory, decoder: ValueCodec(), logger: logger)
         state = ServerState(configuration: configuration, registry: registry, logger: logger)
     }
 
-    package var configuration: ServerConfiguration { state.configuration }
+    var configuration: ServerConfiguration { state.configuration }
     /// The data folder with symbolic links resolved.
-    package var dataDirectory: String { state.registry.dataDirectory }
+    var dataDirectory: String { state.registry.dataDirectory }
     /// Database files open now.
-    package var openDatabases: Int { state.registry.databases.count }
+    var openDatabases: Int { state.registry.databases.count }
     /// Calls of every connection waiting on storage.
-    package var callsInFlight: Int { state.inFlight.load(ordering: .relaxed) }
+    var callsInFlight: Int { state.inFlight.load(ordering: .relaxed) }
     /// Connections open now.
-    package var connections: Int { state.connections.load(ordering: .relaxed) }
+    var connections: Int { state.connections.load(ordering: .relaxed) }
 
     /// What the storage side is doing, for a hang report: per open file, the writes queued
     /// and each table's sessions, mode and staged rows.
-    package var diagnostics: String {
+    var diagnostics: String {
         state.registry.databases.map { db in
             let tables = db.openTables.map { t in
                 "\(t.name)(sessions \(t.users), \(t.settings.writeBehind == nil ? "write-through" : "v2"), staged \(t.stagedWrites))"
@@ -49,7 +51,7 @@ package final class FuzzServer {
     }
 
     /// A new client connection; it must be used (and closed) on the calling thread only.
-    package func connect() throws -> FuzzConnection {
+    func connect() throws -> FuzzConnection {
         let loop = EmbeddedEventLoop()
         loops.append(loop)
         return try FuzzConnection(state: state, loop: loop)
@@ -57,7 +59,7 @@ package final class FuzzServer {
 
     /// Closes every database as shutdown does (flushing write-behind tables, finishing
     /// queued writes, checkpointing).
-    package func close() {
+    func close() {
         state.registry.closeAll()
         loops.removeAll()
     }
@@ -66,7 +68,7 @@ package final class FuzzServer {
 /// One connection, as `NanadServer` builds it, on an `EmbeddedChannel`: bytes go in with
 /// ``receive(_:)``, replies come out with ``takeOutput()``. Storage threads post completions to
 /// a mailbox that this connection drains on its own thread (``pump()``, ``settle(until:)``).
-package final class FuzzConnection {
+final class FuzzConnection {
     private let channel: EmbeddedChannel
     private let handler: ConnectionHandler
     private let mailbox: LoopMailbox
@@ -80,15 +82,15 @@ package final class FuzzConnection {
     }
 
     /// False once the daemon (or ``close()``) closed the connection.
-    package var isActive: Bool { channel.isActive }
+    var isActive: Bool { channel.isActive }
 
     /// Calls of this connection waiting on storage.
-    package var pendingCalls: Int { handler.pendingCalls }
+    var pendingCalls: Int { handler.pendingCalls }
 
     /// Hands `bytes` to the pipeline as one read, then runs what became ready. False when the
     /// connection is closed (before or because of these bytes).
     @discardableResult
-    package func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard channel.isActive else { return false }
         var buffer = channel.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
@@ -99,7 +101,7 @@ package final class FuzzConnection {
 
     /// Runs, without waiting, the completions storage threads have posted and the tasks they
     /// scheduled on the loop (reply flushes), until neither has anything left.
-    package func pump() {
+    func pump() {
         repeat {
             channel.embeddedEventLoop.run()
         } while mailbox.drain(waitingUntil: nil) > 0
@@ -108,7 +110,7 @@ package final class FuzzConnection {
 
     /// Drives the connection until none of its calls waits on storage, or `deadline` passes.
     /// True when none waits.
-    package func settle(until deadline: NIODeadline) -> Bool {
+    func settle(until deadline: NIODeadline) -> Bool {
         pump()
         while handler.pendingCalls > 0 {
             if NIODeadline.now() >= deadline { return false }
@@ -118,7 +120,7 @@ package final class FuzzConnection {
     }
 
     /// Every byte the daemon wrote to this connection since the last call.
-    package func takeOutput() -> [UInt8] {
+    func takeOutput() -> [UInt8] {
         var bytes: [UInt8] = []
         while let buffer = try? channel.readOutbound(as: ByteBuffer.self) {
             bytes.append(contentsOf: buffer.readableBytesView)
@@ -128,7 +130,7 @@ package final class FuzzConnection {
 
     /// The client hangs up: the session's transactions roll back, its handles close. Calls
     /// still waiting on storage complete later without a reply (drive them with `settle`).
-    package func close() {
+    func close() {
         if channel.isActive { channel.close(promise: nil) }
         pump()
     }

@@ -7,7 +7,7 @@ import Testing
 /// The method table is the one source of the protocol's methods: these check that it is
 /// consistent, and that the documents derived from it are up to date.
 @Suite struct MethodTableTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     static func generatedBlock(in file: String) throws -> String? {
         let text = try String(contentsOf: root.appendingPathComponent(file), encoding: .utf8)

@@ -1,6 +1,7 @@
 import NanaStorage
 
 /// What one connection has opened: integer handles for tables, as `open` and `table` return.
+/// (Its transactions are states of the connection: ``ConnectionStateMachine``.)
 /// Lives on the connection's event loop.
 struct Session {
     struct Handle {
@@ -16,26 +17,9 @@ struct Session {
     }
 
     private(set) var handles: [Int64: Handle] = [:]
-    /// Open client transactions, one at most per database file.
-    var transactions: [ObjectIdentifier: TransactionToken] = [:]
-    /// The file of each open transaction, to roll it back if the connection drops.
-    var transactionDatabases: [ObjectIdentifier: Database] = [:]
     private var nextHandle: Int64 = 1
     /// Why each closed handle is closed, in NanaSQLite's words.
     private var closed: [Int64: String] = [:]
-
-    /// Forgets `token` as the session's transaction on `database`, unless another one has
-    /// taken its place. (A reply to `commit`/`rollback`, or to a failed `begin_transaction`,
-    /// can arrive after a pipelined `begin_transaction` opened the next transaction on the file;
-    /// forgetting by file alone lost that one, which then held the writer until its timeout,
-    /// even after the client disconnected. Found by nanafuzz-dispatch.)
-    mutating func forget(_ token: TransactionToken, on database: Database) {
-        let key = ObjectIdentifier(database)
-        if transactions[key] === token {
-            token.trace("forgotten by its session")
-            transactions[key] = nil
-        }
-    }
 
     /// Records a table the session attached to (``KeyValueTable/attach(_:completion:)``); the
     /// session detaches when the handle closes.

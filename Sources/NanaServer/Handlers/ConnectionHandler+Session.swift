@@ -1,0 +1,147 @@
+import Foundation
+import NanaStorage
+import NanaWire
+
+// The session's methods: `hello`, `open`, `table` and `close`, and the handles they hand out.
+extension ConnectionHandler {
+    func hello(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        let version = try args.int("protocol")
+        guard version == NanaProtocol.version else {
+            throw NanaRemoteError(.protocolError, "unsupported protocol version \(version); this nanad speaks \(NanaProtocol.version)")
+        }
+        if let client = try args.optionalString("client") { logger[metadataKey: "nana.client"] = "\(client)" }
+        reply(msgid, .value(["server": .string(NanadInfo.name), "version": .string(NanadInfo.version), "protocol": .int(NanaProtocol.version)]))
+    }
+
+    func open(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        let dbPath = try args.string("db_path")
+        let tableName = try args.optionalString("table") ?? "data"
+        do { _ = try Identifier.validated(tableName) } catch { throw NanaRemoteError(error) }
+        let bulkLoad = try args.bool("bulk_load", default: false)
+        var options = state.configuration.databaseOptions
+        options.optimize = try args.bool("optimize", default: true)
+        let cacheSize = try args.int("cache_size_mb", default: 64)
+        guard cacheSize > 0, cacheSize <= 1 << 20 else { throw NanaRemoteError(.valueError, "cache_size_mb must be a positive integer, got \(cacheSize)") }
+        options.cacheSizeMB = Int(cacheSize)
+        let policy = SQLFunctionPolicy(
+            strict: try args.bool("strict_sql_validation", default: true),
+            allowed: args.has("allowed_sql_functions") && !(args.params["allowed_sql_functions"]?.isNil ?? true) ? try args.strings("allowed_sql_functions") : [],
+            forbidden: args.has("forbidden_sql_functions") && !(args.params["forbidden_sql_functions"]?.isNil ?? true) ? try args.strings("forbidden_sql_functions") : [],
+            maximumClauseLength: try {
+                () throws(NanaRemoteError) -> Int? in
+                // NanaSQLite: a falsy length (None, 0) means unlimited; absent means 1000.
+                if let given = args.params["max_clause_length"], given.isNil { return nil }
+                let n = try args.int("max_clause_length", default: 1000)
+                return n > 0 ? Int(n) : nil
+            }())
+        // Accepted for NanaSQLite compatibility and checked as it checks them; the daemon has no
+        // client-side thread pool, and its writer queue, not a lock, orders writes.
+        if let workers = args.params["max_workers"], !workers.isNil {
+            guard let n = workers.int64Value, n >= 1 else { throw NanaRemoteError(.valueError, "max_workers must be a positive integer") }
+        }
+        if let timeout = args.params["lock_timeout"], !timeout.isNil {
+            let seconds: Double? = switch timeout {
+            case .int(let i): Double(i)
+            case .double(let d): d
+            default: nil
+            }
+            guard let seconds, seconds.isFinite, seconds >= 0 else {
+                throw NanaRemoteError(.validation, "Invalid lock_timeout \(timeout): must be None or a non-negative finite number")
+            }
+        }
+        _ = try args.bool("warn_duplicate_table_instance", default: true)
+        let request = try Self.tableRequest(args)
+        let registry = state.registry
+        let access = try accessRule(for: dbPath, to: .open)
+        let mayWrite = !(access?.readOnly ?? false)
+        // Opening another table of a file this session holds a transaction on runs inside it.
+        let resolved = try? registry.resolve(dbPath)
+        var openTransaction: TransactionToken?
+        if let database = machine.transaction(where: { $0.path == resolved }) {
+            openTransaction = try transactionOwner(database)  // reports (once) and forgets one that ended
+        }
+        let owner = openTransaction
+        respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
+            registry.open(dbPath, options: options, create: mayWrite) { opened in
+                switch opened {
+                case .failure(let error): done(.failure(error))
+                case .success(let database):
+                    database.table(named: tableName, owner: owner, create: mayWrite) { result in
+                        guard case .success(let table) = result else { return done(result) }
+                        table.attach(request, owner: owner, mayChangeSettings: mayWrite) { attached in
+                            if case .failure(let error) = attached { return done(.failure(error)) }
+                            guard bulkLoad else { return done(.success(table)) }
+                            table.items(owner: owner) { loaded in
+                                if case .failure = loaded { table.detach() }
+                                done(loaded.map { _ in table })
+                            }
+                        }
+                    }
+                }
+            }
+        }, { _ in .value(.nil) }, then: { handler, table in
+            guard handler.isConnected else {
+                table.detach()
+                return nil
+            }
+            let id = handler.session.add(table, root: nil, policy: policy, access: access, request: request)
+            return .value(["db": .int(id), "table": .string(table.name)])
+        })
+    }
+
+    func subTable(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        let parentID = try args.int("db")
+        let parent = try handle(parentID)
+        let name = try args.string("table_name")
+        do { _ = try Identifier.validated(name) } catch { throw NanaRemoteError(error) }
+        let root = parent.root
+        let policy = parent.policy
+        let access = parent.access
+        let mayWrite = !(access?.readOnly ?? false)
+        // A child inherits its parent's settings (NanaSQLite's do, except encryption: ours
+        // too), not its constraints: those are rules about one table's data.
+        let request = {
+            var inherited = parent.request
+            inherited.constraints = []
+            return inherited
+        }()
+        let owner = try transactionOwner(parent.table.database)
+        respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
+            parent.table.database.table(named: name, owner: owner, create: mayWrite) { result in
+                guard case .success(let table) = result else { return done(result) }
+                table.attach(request, owner: owner, mayChangeSettings: mayWrite) { done($0.map { table }) }
+            }
+        }, { _ in .value(.nil) }, then: { handler, table in
+            guard handler.isConnected, handler.session.handles[root] != nil else {
+                table.detach()
+                return handler.isConnected ? .error(NanaRemoteError(.closed, "Parent database connection is closed (table: '\(name)').")) : nil
+            }
+            let id = handler.session.add(table, root: root, policy: policy, access: access, request: request)
+            return .value(["db": .int(id), "table": .string(table.name)])
+        })
+    }
+
+    func close(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        let id = try args.int("db")
+        if case .success(let handle) = session.table(id), machine.handleClosing(on: handle.table.database) == .refuseOpenTransaction {
+            throw NanaRemoteError(.transaction, "Cannot close connection while transaction is in progress. Please commit or rollback first.")
+        }
+        session.close(id)
+        reply(msgid, .value(.nil))
+    }
+
+    func handle(_ id: Int64) throws(NanaRemoteError) -> Session.Handle {
+        switch session.table(id) {
+        case .success(let handle): return handle
+        case .failure(let error): throw NanaRemoteError(error)
+        }
+    }
+
+    func handle(for args: Arguments) throws(NanaRemoteError) -> Session.Handle {
+        try handle(try args.int("db"))
+    }
+
+    func table(_ args: Arguments) throws(NanaRemoteError) -> KeyValueTable {
+        try handle(try args.int("db")).table
+    }
+}

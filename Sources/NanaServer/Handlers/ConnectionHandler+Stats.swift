@@ -1,0 +1,63 @@
+import Foundation
+import NanaStorage
+import NanaWire
+
+// `stats`: the server's counters and each open file's writer and tables.
+extension ConnectionHandler {
+    func stats(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        mergeCounts()
+        var databases = state.registry.databases
+        if let db = args.params["db"], !db.isNil {
+            let path = try table(args).path
+            databases = databases.filter { $0.path == path }
+        }
+        let server: NanaValue = [
+            "name": .string(NanadInfo.name),
+            "version": .string(NanadInfo.version),
+            "connections": .int(Int64(state.connections.load(ordering: .relaxed))),
+            "total_connections": .int(Int64(state.totalConnections.load(ordering: .relaxed))),
+            "requests": .int(Int64(state.requests.load(ordering: .relaxed))),
+            "errors": .int(Int64(state.errors.load(ordering: .relaxed))),
+            "in_flight": .int(Int64(state.inFlight.load(ordering: .relaxed))),
+            "calls_by_method": .map(NanaParams(uniqueKeysWithValues: state.callsByMethod.map { ($0.0, NanaValue.int(Int64($0.1))) })),
+            "errors_by_type": .map(NanaParams(uniqueKeysWithValues: state.errorCounts.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, NanaValue.int(Int64($0.value))) })),
+            "resident_bytes": .int(Int64(Self.residentBytes())),
+        ]
+        let dbs: [NanaValue] = databases.sorted { $0.path < $1.path }.map { db in
+            let w = db.writerStatistics
+            let tables: [NanaValue] = db.openTables.sorted { $0.name < $1.name }.map { t in
+                let c = t.cacheStatistics
+                return ["name": .string(t.name), "cached": .int(Int64(c.entries)), "absent_keys": .int(Int64(c.absentKeys)),
+                        "hits": .int(Int64(c.hits)), "misses": .int(Int64(c.misses)),
+                        "evictions": .int(Int64(c.evictions)), "expirations": .int(Int64(c.expirations)),
+                        "capacity": c.capacity.map { .int(Int64($0)) } ?? .nil,
+                        "handles": .int(Int64(t.users)), "v2_mode": .bool(t.settings.writeBehind != nil),
+                        "v2_staged": .int(Int64(t.stagedWrites)), "dlq": .int(Int64(t.deadLetters.count))]
+            }
+            return [
+                "path": .string(db.path), "commits": .int(Int64(w.commits)), "writes": .int(Int64(w.writes)),
+                "failed_writes": .int(Int64(w.failedWrites)), "largest_batch": .int(Int64(w.largestBatch)),
+                "checkpoints": .int(Int64(w.checkpoints)),
+                "batch_sizes": .map(NanaParams(uniqueKeysWithValues: zip(WriterStatistics.batchSizeBounds, w.batchSizes).map { bound, count in
+                    (bound == .max ? "more" : "<=\(bound)", NanaValue.int(Int64(count)))
+                })),
+                "client_transactions": .int(Int64(w.clientTransactions)),
+                "client_transaction_ms": .double(w.clientTransactionMilliseconds),
+                "writes_delayed_by_transactions": .int(Int64(w.writesDelayedByTransactions)),
+                "v2_staged": .int(Int64(db.openTables.reduce(0) { $0 + $1.stagedWrites })),
+                "dlq": .int(Int64(db.openTables.reduce(0) { $0 + $1.deadLetters.count })),
+                "write_queue": .int(Int64(db.writeQueueDepth)), "tables": .array(tables),
+            ]
+        }
+        reply(msgid, .value(["server": server, "databases": .array(dbs)]))
+    }
+
+    /// This process's resident memory, from /proc (0 where there is none).
+    static func residentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+        else { return 0 }
+        return kb * 1024
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+/// `backup` and `restore` as the daemon offers them: NanaSQLite's preconditions (behaviour
+/// spec §3.7) and the daemon's own (no file it serves is replaced), then the copy
+/// (``Database/backup(to:verify:completion:)``, ``Database/restore(from:completion:)``).
+/// Paths are resolved by the caller (``resolve(_:)``), and judged by its access rules.
+extension DatabaseRegistry {
+    /// Copies `database` to `destination`.
+    /// - Parameters:
+    ///   - flushingStagedRows: write staged v2 rows first, so that the copy holds them (false
+    ///     when the caller's own transaction holds the writer, or it may not write the file).
+    ///   - allowIncomplete: copy even when a v2 dead-letter queue holds acknowledged rows that
+    ///     are not in the file.
+    public func backup(
+        _ database: Database, to destination: String, verify: Bool, flushingStagedRows: Bool, allowIncomplete: Bool,
+        completion: @escaping @Sendable (Result<Void, StorageError>) -> Void
+    ) {
+        guard destination != database.path else {
+            return completion(.failure(StorageError(.validation, "dest_path must not be the same as the current database file")))
+        }
+        // Renaming over a file this daemon has open would pull it from under its connections.
+        guard !databases.contains(where: { $0.path == destination }) else {
+            return completion(.failure(StorageError(.validation, "dest_path names a database this nanad is serving; back up to a new file")))
+        }
+        let copy: @Sendable () -> Void = {
+            if !allowIncomplete, database.openTables.contains(where: { !$0.deadLetters.isEmpty }) {
+                return completion(.failure(StorageError(.database, "Backup refused because the v2 dead-letter queue is not empty; retry or clear failed writes, or pass allow_incomplete=True")))
+            }
+            database.backup(to: destination, verify: verify, completion: completion)
+        }
+        if flushingStagedRows { database.afterStagedWrites(copy) } else { copy() }
+    }
+
+    /// Replaces `database`'s contents with `source`'s. Rows staged before it reach the old
+    /// contents first and are replaced with them, as NanaSQLite flushes before restoring; none
+    /// is written over the restored data.
+    public func restore(_ database: Database, from source: String, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        guard source != database.path else {
+            return completion(.failure(StorageError(.validation, "src_path must not be the database itself")))
+        }
+        guard FileManager.default.fileExists(atPath: source) else {
+            return completion(.failure(StorageError(.database, "Could not verify restore source: no such file")))
+        }
+        database.afterStagedWrites { database.restore(from: source, completion: completion) }
+    }
+}
