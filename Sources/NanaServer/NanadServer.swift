@@ -26,7 +26,7 @@ public final class NanadServer: Service, Sendable {
     }
 
     public func run() async throws {
-        let registry = try DatabaseRegistry(dataDirectory: configuration.dataDirectory, decoder: ValueCodec(), logger: logger)
+        let registry = try DatabaseRegistry(dataDirectory: configuration.dataDirectory, decoder: ValueCodec(), logger: logger, idleCloseDelay: configuration.idleFileCloseDelay)
         let state = ServerState(configuration: configuration, registry: registry, logger: logger)
         let activated = SocketActivation.listeningDescriptor()
         if activated == nil { try Self.prepareSocketPath(configuration.socketPath) }

@@ -38,6 +38,8 @@ public struct ServerConfiguration: Sendable {
     public var requestTimeout: Duration?
     /// A connection with no request for this long is closed (nil: never).
     public var idleTimeout: Duration?
+    /// How long a database file nobody uses stays open before it is closed (nil: until shutdown).
+    public var idleFileCloseDelay: Duration? = .seconds(10)
     /// The longest a client transaction may hold a file's writer before it is rolled back.
     public var transactionTimeout: Duration = .seconds(30)
     /// How long shutdown waits for calls in flight, and then for the databases to close;

@@ -82,6 +82,17 @@ public final class Database: Sendable {
     private let closed = DispatchSemaphore(value: 0)
     private let isClosing = Atomic<Bool>(false)
 
+    /// The files as opened, to tell when one is replaced underneath (nil until the writer opened them).
+    private let files = Mutex<DatabaseFiles?>(nil)
+    /// Set once the file was found deleted, renamed or replaced: nothing more runs on it.
+    private let retiredFlag = Atomic<Bool>(false)
+    private let retirement = Mutex<DatabaseFiles.Change?>(nil)
+    /// Sessions holding the file open (``DatabaseRegistry/open(_:options:create:completion:)``
+    /// hands out one hold per open; ``release()`` gives it back).
+    private let holders = Atomic<Int>(0)
+    /// What the registry does when the last holder lets go, and when the file is retired.
+    let lifecycle = Mutex<(idle: @Sendable (Database) -> Void, retired: @Sendable (Database) -> Void)?>(nil)
+
     private init(path: String, options: DatabaseOptions, decoder: any StoredValueDecoder, logger: Logger) {
         self.path = path
         self.options = options
@@ -136,13 +147,110 @@ public final class Database: Sendable {
     /// The tables opened so far.
     public var openTables: [KeyValueTable] { tables.withLock { Array($0.values) } }
 
+    // MARK: Holders and replacement
+
+    /// Sessions holding the file open.
+    public var holderCount: Int { holders.load(ordering: .relaxed) }
+
+    func hold() { holders.wrappingAdd(1, ordering: .relaxed) }
+
+    /// Gives back one hold of ``DatabaseRegistry/open(_:options:create:completion:)``; the file
+    /// may be closed once nobody holds it (after the registry's idle delay).
+    public func release() {
+        let left = holders.subtract(1, ordering: .acquiringAndReleasing).newValue
+        if left == 0, let idle = lifecycle.withLock({ $0?.idle }) { idle(self) }
+    }
+
+    /// Whether closing now loses or waits for nothing: no write queued or staged, no client
+    /// transaction, and no v2 dead letter (the queue lives in memory, and closing loses it).
+    var isQuiescent: Bool {
+        writeQueue.isEmpty && servedTransaction.withLock { $0 == nil }
+            && openTables.allSatisfy { $0.writeBehind.isDrained && $0.writeBehind.deadLetterCount == 0 }
+    }
+
+    /// Why the file was retired (deleted, renamed or replaced underneath), or nil.
+    public var replacement: String? { retiredFlag.load(ordering: .relaxed) ? retirement.withLock { $0?.reason } : nil }
+
+    var isRetired: Bool { retiredFlag.load(ordering: .relaxed) }
+
+    /// Compares the path's files with those opened; on a difference retires the database.
+    /// False when it is retired (now or before).
+    @discardableResult
+    func checkFiles(onWriter: Bool = false) -> Bool {
+        if isRetired { return false }
+        guard let problem = files.withLock({ $0?.change(onWriter: onWriter) }) else { return true }
+        retire(problem)
+        return false
+    }
+
+    /// Has the writer compare the files with those opened, the main file's contents included
+    /// (it waits for the writer's queue), and says whether the file is still served.
+    func verifyFiles(completion: @escaping @Sendable (Bool) -> Void) {
+        submit(WriteJob(
+            mode: .exclusive,
+            run: { _ in WriteOutcome { completion(!self.isRetired) } },  // the writer checked before running it
+            fail: { _ in completion(false) }
+        ))
+    }
+
+    /// After the old connections closed: the sidecars of a replaced file go too (see
+    /// ``DatabaseFiles/removeOwnSidecars()``).
+    func removeStaleSidecars() {
+        switch retirement.withLock({ $0 }) {
+        case .moved?, .overwritten?: files.withLock { $0?.removeOwnSidecars() }
+        case .sidecar?, nil: break
+        }
+    }
+
+    /// Whether the connections may checkpoint as they close (SQLite itself will not into a
+    /// file that moved; see ``checkpointMovedFile(_:)``).
+    private var mayCheckpointAtClose: Bool { !isRetired }
+
+    /// A file renamed away keeps the rows its WAL holds: the writer checkpoints them into it
+    /// (its sidecars at the old name are removed after; they must not meet a new file there).
+    private func checkpointMovedFile(_ connection: SQLiteConnection) {
+        guard case .moved? = retirement.withLock({ $0 }) else { return }
+        do { try connection.checkpoint() } catch {
+            logger.warning("could not checkpoint a database file that moved", metadata: ["db.path": "\(path)", "error": "\(error)"])
+        }
+    }
+
+    /// Stops serving the file: every call from now on fails with ``closedError``, queued ones
+    /// included, and the connections close without a checkpoint (which would read the
+    /// `-shm` mapping). The registry forgets it, so the next open opens the path afresh.
+    private func retire(_ change: DatabaseFiles.Change) {
+        let first = retirement.withLock { retired -> Bool in
+            guard retired == nil else { return false }
+            retired = change
+            return true
+        }
+        guard first, !retiredFlag.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        logger.warning("database file changed underneath nanad; it is no longer served, and the next open opens the path again",
+                       metadata: ["db.path": "\(path)", "reason": "\(change.reason)"])
+        writeQueue.close()
+        readQueue.close()
+        lifecycle.withLock { $0?.retired }?(self)
+    }
+
+    /// What a call on a closed or retired database fails with.
+    var closedError: StorageError {
+        if let reason = replacement {
+            return StorageError(.database, "The database file '\(path)' changed underneath nanad (\(reason)); nothing was written to it. Open the database again to use the file now at that path.")
+        }
+        return StorageError(.closed, "Database connection is closed (\(path)).")
+    }
+
     /// Finishes queued work, closes the readers and then the writer (whose close checkpoints
     /// the WAL), and waits for all of it. Safe to call more than once.
     public func close() {
-        if isClosing.exchange(true, ordering: .acquiringAndReleasing) { return }
+        if isClosing.exchange(true, ordering: .acquiringAndReleasing) {
+            closed.wait()
+            closed.signal()
+            return
+        }
         // Write-behind tables flush what they staged while the writer still takes jobs.
         let flushed = DispatchGroup()
-        for table in openTables {
+        for table in openTables where !isRetired {
             table.expiry.stop()
             flushed.enter()
             table.writeBehind.shutDown { flushed.leave() }
@@ -158,6 +266,7 @@ public final class Database: Sendable {
         writeQueue.close()
         closed.wait()
         closed.signal()  // let a second caller through too
+        for table in openTables { table.expiry.stop() }
         // Tables point back at their database: forget them so that a closed database is freed
         // (nanad closes databases only when it stops; the fuzz harness closes one data folder
         // after another, and leaked them all).
@@ -273,13 +382,13 @@ public final class Database: Sendable {
     func submit(_ job: WriteJob) {
         if !writeQueue.push(job) {
             job.owner?.trace("\(job.mode) refused: the queue is closed")
-            job.fail(StorageError(.closed, "Database connection is closed (\(path))."))
+            job.fail(closedError)
         }
     }
 
     func submitRead(_ job: ReadJob) {
         if !readQueue.push(job) {
-            job.fail(StorageError(.closed, "Database connection is closed (\(path))."))
+            job.fail(closedError)
         }
     }
 
@@ -308,6 +417,7 @@ public final class Database: Sendable {
             opened(.failure(error))
             return
         }
+        files.withLock { $0 = DatabaseFiles(path: path, mainWrittenOnlyByNanad: options.checkpointWhenIdlePages > 0) }
         let readersDone = DispatchGroup()
         for index in 0..<max(1, options.readerCount) {
             readersDone.enter()
@@ -337,9 +447,17 @@ public final class Database: Sendable {
                 continue
             }
             guard let batch = writeQueue.takeBatch(limit: options.maximumBatchSize) else { break }
+            // Nothing is written, or acknowledged, into a file that is no longer at the path.
+            guard checkFiles(onWriter: true) else {
+                let error = closedError
+                batch.forEach { $0.fail(error) }
+                continue
+            }
             transaction = process(batch, on: connection)
             if let transaction { servedTransaction.withLock { $0 = transaction.token } }
             if transaction == nil { checkpointIfDue(wal, on: connection) }
+            // A checkpoint (ours, or one a client's SQL ran) wrote the main file.
+            files.withLock { $0?.mainWritten() }
         }
         let stranded = parkedJobs.withLock { parked in
             defer { parked.removeAll() }
@@ -347,11 +465,13 @@ public final class Database: Sendable {
         }
         for job in stranded {
             job.owner?.trace("\(job.mode) stranded at close")
-            job.fail(StorageError(.closed, "Database connection is closed (\(path))."))
+            job.fail(closedError)
         }
         readQueue.close()
         readersDone.wait()
         wal.detach()
+        checkpointMovedFile(connection)  // after the readers closed: nothing holds the WAL back
+        if !mayCheckpointAtClose { connection.skipCheckpointOnClose() }
         connection.close()  // before anyone is told the file is closed
         logger.debug("database closed", metadata: ["db.path": "\(path)"])
         closed.signal()
@@ -498,8 +618,13 @@ public final class Database: Sendable {
             return
         }
         while let job = readQueue.takeOne() {
+            guard checkFiles() else {
+                job.fail(closedError)
+                continue
+            }
             job.run(connection)
         }
+        if !mayCheckpointAtClose { connection.skipCheckpointOnClose() }
     }
 }
 

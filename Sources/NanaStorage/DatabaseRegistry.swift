@@ -6,21 +6,39 @@ import Synchronization
 ///
 /// Clients name files relative to the folder; absolute paths, `..` and symbolic links that
 /// lead outside it are refused, so no client can reach a file the daemon was not given.
+///
+/// A file is open while sessions hold it (each ``open(_:options:create:completion:)`` is one
+/// hold, given back with ``Database/release()``). Once nobody holds it and nothing is left to
+/// write, it is closed after ``idleCloseDelay`` (checkpointed, its threads stopped, its `-wal`
+/// and `-shm` removed by SQLite), and the next open opens it afresh. A file found deleted,
+/// renamed or replaced underneath (``DatabaseFiles``) is retired at once and forgotten, so the
+/// next open opens what the path names now.
 public final class DatabaseRegistry: Sendable {
     /// The data folder, with symbolic links resolved.
     public let dataDirectory: String
+    /// How long a file nobody holds stays open (open/close churn stays cheap); nil: until shutdown.
+    public let idleCloseDelay: Duration?
     private let decoder: any StoredValueDecoder
     private let logger: Logger
     private let state = Mutex(State())
+    /// Files closed because nobody used them, and files retired because they changed underneath.
+    private let idleClosed = Atomic<Int>(0)
+    private let replacements = Atomic<Int>(0)
+    /// Every second, the open files are compared with their paths (cached reads never reach
+    /// SQLite, where the writer and readers compare them before each batch and read).
 
     private struct State {
         var open: [String: Database] = [:]
         var opening: [String: [@Sendable (Result<Database, StorageError>) -> Void]] = [:]
+        /// Files being closed (idle or retired), which shutdown still waits for; opens of their
+        /// paths wait for the close to finish (and a replaced file's sidecars to go).
+        var closing: [String: Database] = [:]
+        var waitingForClose: [String: [@Sendable () -> Void]] = [:]
         var closed = false
     }
 
     /// - Parameter dataDirectory: created if missing.
-    public init(dataDirectory: String, decoder: any StoredValueDecoder, logger: Logger) throws(StorageError) {
+    public init(dataDirectory: String, decoder: any StoredValueDecoder, logger: Logger, idleCloseDelay: Duration? = nil) throws(StorageError) {
         do {
             try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         } catch {
@@ -32,6 +50,18 @@ public final class DatabaseRegistry: Sendable {
         self.dataDirectory = real
         self.decoder = decoder
         self.logger = logger
+        self.idleCloseDelay = idleCloseDelay
+        watchFiles()
+    }
+
+    private func watchFiles() {
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1) { [weak self] in
+            guard let self, !self.state.withLock({ $0.closed }) else { return }
+            for db in self.databases where db.checkFiles() && db.writeQueueDepth == 0 {
+                db.verifyFiles { _ in }  // the main file's contents, on its writer
+            }
+            self.watchFiles()
+        }
     }
 
     /// The absolute path of `relativePath` inside the data folder, or a validation error.
@@ -79,10 +109,24 @@ public final class DatabaseRegistry: Sendable {
         if !create, state.withLock({ $0.open[path] == nil }), access(path, F_OK) != 0 {
             return completion(.failure(StorageError(.validation, "'\(relativePath)' does not exist, and this user may only read it")))
         }
-        enum Next { case done(Database), wait, start, closed }
+        // A file changed underneath since it was opened is retired (and forgotten) here.
+        if let existing = state.withLock({ $0.open[path] }) { existing.checkFiles() }
+        enum Next { case done(Database), verify(Database), wait, start, closed }
         let next: Next = state.withLock { state in
             if state.closed { return .closed }
-            if let db = state.open[path] { return .done(db) }
+            if state.closing[path] != nil {
+                state.waitingForClose[path, default: []].append {
+                    self.open(relativePath, options: options, create: create, completion: completion)
+                }
+                return .wait
+            }
+            if let db = state.open[path], !db.isRetired {
+                let idle = db.holderCount == 0
+                db.hold()
+                // Nobody held it: someone may have copied over it meanwhile, which only its
+                // writer can tell (no session's transaction can be holding that writer).
+                return idle ? .verify(db) : .done(db)
+            }
             if state.opening[path] != nil {
                 state.opening[path]!.append(completion)
                 return .wait
@@ -92,15 +136,26 @@ public final class DatabaseRegistry: Sendable {
         }
         switch next {
         case .done(let db): completion(.success(db))
+        case .verify(let db):
+            db.verifyFiles { served in
+                if served { return completion(.success(db)) }
+                db.release()
+                self.open(relativePath, options: options, create: create, completion: completion)
+            }
         case .wait: break
         case .closed: completion(.failure(StorageError(.closed, "nanad is shutting down")))
         case .start:
             logger.info("opening database", metadata: ["db.path": "\(path)"])
             Database.open(path: path, options: options, decoder: decoder, logger: logger) { result in
                 let waiters = self.state.withLock { state in
-                    if case .success(let db) = result { state.open[path] = db }
-                    return state.opening.removeValue(forKey: path) ?? []
+                    let waiters = state.opening.removeValue(forKey: path) ?? []
+                    if case .success(let db) = result {
+                        state.open[path] = db
+                        for _ in waiters { db.hold() }
+                    }
+                    return waiters
                 }
+                if case .success(let db) = result { self.watch(db) }
                 waiters.forEach { $0(result) }
             }
         }
@@ -116,13 +171,96 @@ public final class DatabaseRegistry: Sendable {
     /// The databases open now.
     public var databases: [Database] { state.withLock { Array($0.open.values) } }
 
+    /// Files closed so far because nobody used them.
+    public var idleClosedCount: Int { idleClosed.load(ordering: .relaxed) }
+    /// Files retired so far because they were deleted, renamed or replaced underneath.
+    public var replacementsDetected: Int { replacements.load(ordering: .relaxed) }
+
     /// Closes every database (finishing queued writes) and refuses new opens.
     public func closeAll() {
         let all = state.withLock { state in
             state.closed = true
-            return Array(state.open.values)
+            return Array(state.open.values) + Array(state.closing.values)
         }
         for db in all { db.close() }
+    }
+
+    /// Closes `relativePath` now if nobody holds it (`nanactl files --close`). False when it
+    /// is not open, or in use, or has writes left.
+    public func closeIfIdle(_ relativePath: String) throws(StorageError) -> Bool {
+        let path = try resolve(relativePath)
+        guard let db = state.withLock({ $0.open[path] }) else { return false }
+        return close(db, ifIdle: true)
+    }
+
+    // MARK: Lifecycle
+
+    private func watch(_ db: Database) {
+        db.lifecycle.withLock {
+            $0 = (idle: { [weak self] db in self?.scheduleIdleClose(db) },
+                  retired: { [weak self] db in self?.forgetRetired(db) })
+        }
+    }
+
+    private func scheduleIdleClose(_ db: Database) {
+        guard let delay = idleCloseDelay else { return }
+        let nanoseconds = Int(delay.components.seconds) * 1_000_000_000 + Int(delay.components.attoseconds / 1_000_000_000)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [weak self] in
+            guard let self, db.holderCount == 0 else { return }
+            // Rows still staged or queued: look again later; dead letters keep it open.
+            if !self.close(db, ifIdle: true), db.holderCount == 0, !db.isRetired, self.isServing(db),
+               db.openTables.allSatisfy({ $0.writeBehind.deadLetterCount == 0 }) {
+                self.scheduleIdleClose(db)
+            }
+        }
+    }
+
+    private func isServing(_ db: Database) -> Bool {
+        state.withLock { $0.open[db.path] === db }
+    }
+
+    /// Forgets `db` and closes it (on this thread: callers are not event loops).
+    @discardableResult
+    private func close(_ db: Database, ifIdle: Bool) -> Bool {
+        let taken = state.withLock { state -> Bool in
+            guard state.open[db.path] === db, !ifIdle || (db.holderCount == 0 && db.isQuiescent) else { return false }
+            state.open[db.path] = nil
+            state.closing[db.path] = db
+            return true
+        }
+        guard taken else { return false }
+        logger.info("closing a database nobody uses", metadata: ["db.path": "\(db.path)"])
+        db.close()
+        idleClosed.wrappingAdd(1, ordering: .relaxed)
+        closed(db)
+        return true
+    }
+
+    /// `db`'s close finished: the opens that waited for it go ahead.
+    private func closed(_ db: Database) {
+        let waiting = state.withLock { state in
+            state.closing[db.path] = nil
+            return state.waitingForClose.removeValue(forKey: db.path) ?? []
+        }
+        waiting.forEach { $0() }
+    }
+
+    /// A retired file is forgotten at once (the next open opens the path again) and closed
+    /// once its threads have failed what was queued.
+    private func forgetRetired(_ db: Database) {
+        let forgotten = state.withLock { state -> Bool in
+            guard state.open[db.path] === db else { return false }
+            state.open[db.path] = nil
+            state.closing[db.path] = db
+            return true
+        }
+        guard forgotten else { return }
+        replacements.wrappingAdd(1, ordering: .relaxed)
+        DispatchQueue.global().async {
+            db.close()
+            db.removeStaleSidecars()
+            self.closed(db)
+        }
     }
 
     /// `absolutePath` (as ``resolve(_:)`` returns it) relative to the data folder.

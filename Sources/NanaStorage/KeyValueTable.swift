@@ -81,6 +81,8 @@ public final class KeyValueTable: Sendable {
     /// What the daemon knows about `key` without touching SQLite: a staged write (v2), else
     /// the cache. `nil` means "ask SQLite".
     public func cached(_ key: String) -> CacheEntry? {
+        // A retired file answers nothing from memory: the call goes on and fails.
+        if database.isRetired { return nil }
         if writeBehind.isActive, let staged = writeBehind.staged(key) { return Self.entry(staged) }
         return cache.lookup(key)
     }
@@ -538,6 +540,7 @@ public final class KeyValueTable: Sendable {
     /// would outlive a ROLLBACK).
     private func stage(_ owner: TransactionToken?, _ body: () throws(StorageError) -> Void) -> Result<Void, StorageError> {
         if let owner { return .failure(Self.insideTransaction(owner)) }
+        if database.isRetired { return .failure(database.closedError) }
         do { try body() } catch { return .failure(error) }
         return .success(())
     }

@@ -9,7 +9,7 @@ struct Nanactl: AsyncParsableCommand {
         commandName: "nanactl",
         abstract: "Talks to a running nanad.",
         discussion: "Values are JSON on the command line and on output. --socket, --db and --table may come before or after the subcommand. Exit status: 0 done, 1 not found, 2 usage, 3 the daemon refused, 4 cannot reach the daemon.",
-        subcommands: [Ping.self, Stats.self, Get.self, Set.self, Delete.self, Keys.self, Tables.self, Dump.self, Load.self, Backup.self, Flush.self, DLQ.self, Call.self]
+        subcommands: [Ping.self, Stats.self, Files.self, Get.self, Set.self, Delete.self, Keys.self, Tables.self, Dump.self, Load.self, Backup.self, Flush.self, DLQ.self, Call.self]
     )
 
     static func main() async {
@@ -196,6 +196,39 @@ struct Stats: AsyncParsableCommand {
     func run() async throws {
         let client = try await connection.connect()
         try printJSON(try await refused { try await client.stats() })
+    }
+}
+
+struct Files: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the database files nanad holds open, or close one nobody uses.",
+        discussion: "A file nobody uses is closed by nanad itself after --close-idle-files-after seconds; --close does it now, and fails (exit 3) when the file is in use or not open.")
+    @OptionGroup var connection: Connection
+    @Option(help: "Close this database file (a path inside the data folder) now, if nobody uses it.") var close: String?
+    @Flag(help: "Print JSON.") var json = false
+    func run() async throws {
+        let client = try await connection.connect()
+        if let close {
+            let closed = try await refused { try await client.call("close_file", ["db_path": .string(close)]) }
+            guard closed == true else {
+                FileHandle.standardError.write(Data("nanactl: \(close) is not open, or is in use\n".utf8))
+                throw ExitCode(3)
+            }
+            return print("closed \(close)")
+        }
+        let stats = try await refused { try await client.stats() }
+        let files: [NanaValue] = (stats["databases"]?.arrayValue ?? []).map { db in
+            ["path": db["path"] ?? .nil, "sessions": db["sessions"] ?? .nil, "write_queue": db["write_queue"] ?? .nil,
+             "v2_staged": db["v2_staged"] ?? .nil, "dlq": db["dlq"] ?? .nil,
+             "tables": .array((db["tables"]?.arrayValue ?? []).compactMap { $0["name"] })]
+        }
+        if json { return try printJSON(.array(files)) }
+        let server = stats["server"]
+        print("\(files.count) open, \(server?["idle_files_closed"]?.int64Value ?? 0) closed while idle, \(server?["replacements_detected"]?.int64Value ?? 0) found changed underneath; \(server?["threads"]?.int64Value ?? 0) threads, \(server?["descriptors"]?.int64Value ?? 0) descriptors")
+        for file in files {
+            let tables = (file["tables"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ",")
+            print("\(file["path"]?.stringValue ?? "?")\tsessions \(file["sessions"]?.int64Value ?? 0)\tqueued \(file["write_queue"]?.int64Value ?? 0)\ttables \(tables)")
+        }
     }
 }
 

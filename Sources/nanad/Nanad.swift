@@ -76,6 +76,9 @@ struct Nanad: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Seconds without a request after which a connection is closed (0: never). [default: 0]")
     var idleTimeout: Double?
 
+    @Option(name: .customLong("close-idle-files-after"), help: "Seconds a database file nobody uses stays open before it is closed (checkpointed, its threads stopped, its -wal and -shm removed); 0: until shutdown. [default: 10]")
+    var closeIdleFilesAfter: Double?
+
     @Option(name: .customLong("request-timeout"), help: "Seconds after which a call still waiting on storage is answered with a timeout error (0: never). [default: 0]")
     var requestTimeout: Double?
 
@@ -102,6 +105,7 @@ struct Nanad: AsyncParsableCommand {
         var max_reply_buffer: Int?
         var idle_timeout: Double?
         var request_timeout: Double?
+        var close_idle_files_after: Double?
         var log_level: String?
         var rules: [AccessRule]?
     }
@@ -136,6 +140,7 @@ struct Nanad: AsyncParsableCommand {
         let shutdown = shutdownTimeout ?? file.shutdown_timeout ?? 10
         let idle = idleTimeout ?? file.idle_timeout ?? 0
         let request = requestTimeout ?? file.request_timeout ?? 0
+        let closeIdleFiles = closeIdleFilesAfter ?? file.close_idle_files_after ?? 10
         c.maximumConnections = maxConnections ?? file.max_connections ?? c.maximumConnections
         c.maximumCallsInFlight = maxInFlight ?? file.max_in_flight ?? c.maximumCallsInFlight
         c.maximumReplyBuffer = maxReplyBuffer ?? file.max_reply_buffer ?? c.maximumReplyBuffer
@@ -159,6 +164,8 @@ struct Nanad: AsyncParsableCommand {
         if idle > 0 { c.idleTimeout = .milliseconds(Int64(idle * 1000)) }
         guard request >= 0, request.isFinite else { throw ValidationError("request timeout must be ≥ 0") }
         if request > 0 { c.requestTimeout = .milliseconds(Int64(request * 1000)) }
+        guard closeIdleFiles >= 0, closeIdleFiles.isFinite, closeIdleFiles < 1e9 else { throw ValidationError("close-idle-files-after must be ≥ 0 (0: never)") }
+        c.idleFileCloseDelay = closeIdleFiles > 0 ? .milliseconds(Int64(closeIdleFiles * 1000)) : nil
         return (c, level)
     }
 

@@ -58,6 +58,7 @@ import Testing
         "vacuum": [[:]],
         "pragma": [["pragma_name": "user_version", "value": 5], ["pragma_name": "user_version"]],
         "stats": [[:]],
+        "close_file": [["db_path": "ro.db"], ["db_path": "other.db"]],
         "begin_transaction": [[:]], "commit": [[:]], "rollback": [[:]], "in_transaction": [[:]],
         // backup reads its own file; its destination is judged as a write there (refused: no
         // rule lets this peer write ro-copy.db); restore replaces the file (admin).

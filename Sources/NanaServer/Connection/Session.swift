@@ -38,7 +38,8 @@ struct Session {
         return .failure(StorageError(.closed, "no open database with handle \(id) on this connection"))
     }
 
-    /// Closes a handle; closing a root closes the tables opened from it too.
+    /// Closes a handle; closing a root closes the tables opened from it too, and gives back
+    /// the root's hold on its file (each `open` holds one: ``DatabaseRegistry``).
     mutating func close(_ id: Int64) {
         guard let handle = handles[id] else { return }
         let doomed = handle.root == id ? handles.filter { $0.value.root == id }.map(\.key) : [id]
@@ -50,11 +51,15 @@ struct Session {
             handles[h]?.table.detach()
             handles[h] = nil
         }
+        if handle.root == id { handle.table.database.release() }
     }
 
-    /// Detaches from every table (the connection is gone).
+    /// Detaches from every table and gives back every hold (the connection is gone).
     mutating func closeAll() {
-        for handle in handles.values { handle.table.detach() }
+        for (id, handle) in handles {
+            handle.table.detach()
+            if handle.root == id { handle.table.database.release() }
+        }
         handles.removeAll()
     }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import NanaStorage
 import NanaWire
 
@@ -82,6 +83,20 @@ extension ConnectionHandler {
         _ = try accessRule(for: requested, to: .read)
         let registry = state.registry
         respondLater(msgid, { registry.restore(database, from: source, completion: $0) }) { _ in .value(.nil) }
+    }
+
+    /// Closes a database file nobody uses now, without waiting for the idle delay
+    /// (`nanactl files --close`). Whether it was closed: not when it is not open, in use, or
+    /// has writes left.
+    func closeFile(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        let path = try args.string("db_path")
+        // Judged as a write: it changes the folder (SQLite removes -wal and -shm at close).
+        _ = try accessRule(for: path, to: .write)
+        let registry = state.registry
+        respondLater(msgid, { (done: @escaping @Sendable (Result<Bool, StorageError>) -> Void) in
+            // Closing checkpoints and joins the file's threads: not on the event loop.
+            DispatchQueue.global().async { done(Result { () throws(StorageError) in try registry.closeIfIdle(path) }) }
+        }) { .value(.bool($0)) }
     }
 
     private func resolvePath(_ path: String) throws(NanaRemoteError) -> String {

@@ -66,14 +66,27 @@ extension ConnectionHandler {
                 switch opened {
                 case .failure(let error): done(.failure(error))
                 case .success(let database):
+                    // The open holds the file until its handle closes; a failed open gives it back.
+                    let fail: @Sendable (StorageError) -> Void = { error in
+                        database.release()
+                        done(.failure(error))
+                    }
                     database.table(named: tableName, owner: owner, create: mayWrite) { result in
-                        guard case .success(let table) = result else { return done(result) }
+                        let table: KeyValueTable
+                        switch result {
+                        case .success(let opened): table = opened
+                        case .failure(let error): return fail(error)
+                        }
                         table.attach(request, owner: owner, mayChangeSettings: mayWrite) { attached in
-                            if case .failure(let error) = attached { return done(.failure(error)) }
+                            if case .failure(let error) = attached { return fail(error) }
                             guard bulkLoad else { return done(.success(table)) }
                             table.items(owner: owner) { loaded in
-                                if case .failure = loaded { table.detach() }
-                                done(loaded.map { _ in table })
+                                switch loaded {
+                                case .success: done(.success(table))
+                                case .failure(let error):
+                                    table.detach()
+                                    fail(error)
+                                }
                             }
                         }
                     }
@@ -82,6 +95,7 @@ extension ConnectionHandler {
         }, { _ in .value(.nil) }, then: { handler, table in
             guard handler.isConnected else {
                 table.detach()
+                table.database.release()
                 return nil
             }
             let id = handler.session.add(table, root: nil, policy: policy, access: access, request: request)

@@ -22,6 +22,11 @@ extension ConnectionHandler {
             "calls_by_method": .map(NanaParams(uniqueKeysWithValues: state.callsByMethod.map { ($0.0, NanaValue.int(Int64($0.1))) })),
             "errors_by_type": .map(NanaParams(uniqueKeysWithValues: state.errorCounts.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, NanaValue.int(Int64($0.value))) })),
             "resident_bytes": .int(Int64(Self.residentBytes())),
+            "open_files": .int(Int64(state.registry.databases.count)),
+            "threads": .int(Int64(Self.entries(in: "/proc/self/task"))),
+            "descriptors": .int(Int64(Self.entries(in: "/proc/self/fd"))),
+            "idle_files_closed": .int(Int64(state.registry.idleClosedCount)),
+            "replacements_detected": .int(Int64(state.registry.replacementsDetected)),
         ]
         let dbs: [NanaValue] = databases.sorted { $0.path < $1.path }.map { db in
             let w = db.writerStatistics
@@ -35,7 +40,7 @@ extension ConnectionHandler {
                         "v2_staged": .int(Int64(t.stagedWrites)), "dlq": .int(Int64(t.deadLetters.count))]
             }
             return [
-                "path": .string(db.path), "commits": .int(Int64(w.commits)), "writes": .int(Int64(w.writes)),
+                "path": .string(db.path), "sessions": .int(Int64(db.holderCount)), "commits": .int(Int64(w.commits)), "writes": .int(Int64(w.writes)),
                 "failed_writes": .int(Int64(w.failedWrites)), "largest_batch": .int(Int64(w.largestBatch)),
                 "checkpoints": .int(Int64(w.checkpoints)),
                 "batch_sizes": .map(NanaParams(uniqueKeysWithValues: zip(WriterStatistics.batchSizeBounds, w.batchSizes).map { bound, count in
@@ -50,6 +55,11 @@ extension ConnectionHandler {
             ]
         }
         reply(msgid, .value(["server": server, "databases": .array(dbs)]))
+    }
+
+    /// Entries of a /proc folder (threads, descriptors), 0 where there is none.
+    static func entries(in folder: String) -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: folder).count) ?? 0
     }
 
     /// This process's resident memory, from /proc (0 where there is none).

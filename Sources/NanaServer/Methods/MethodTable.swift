@@ -165,6 +165,7 @@ extension WireMethod {
 
         // Counters (9.7)
         WireMethod("stats", .read, [WireParameter("db", .handle, default: "None")], result: "map", section: "9.7") { h, m, a throws(NanaRemoteError) in try h.stats(m, a) },
+        WireMethod("close_file", .admin, [WireParameter("db_path", .path)], result: "bool", section: "9.7") { h, m, a throws(NanaRemoteError) in try h.closeFile(m, a) },
 
         // Transactions (9.8): they hold the file's writer.
         WireMethod("begin_transaction", .write, [.db], result: "nil", section: "9.8") { h, m, a throws(NanaRemoteError) in try h.beginTransaction(m, a) },

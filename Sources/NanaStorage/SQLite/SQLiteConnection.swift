@@ -69,6 +69,12 @@ final class SQLiteConnection {
 
     /// Finalizes the cached statements and closes the connection (the last connection to a
     /// WAL file checkpoints and removes the WAL). Safe to call twice; `deinit` calls it too.
+    /// Closing will not checkpoint: the file or its `-shm` changed underneath, and a
+    /// checkpoint reads the mapped wal-index (a SIGBUS if someone truncated it).
+    func skipCheckpointOnClose() {
+        _ = nana_sqlite_no_checkpoint_on_close(handle)
+    }
+
     func close() {
         guard !isClosed else { return }
         isClosed = true
