@@ -18,6 +18,19 @@ public final class NanadServer: Service, Sendable {
     private let onReady: (@Sendable (String) -> Void)?
 
     /// - Parameter onReady: called with the socket path once it accepts connections.
+    /// Lifts the soft limit on open descriptors to the hard one (as Go's runtime and many
+    /// servers do): each open file takes three per connection, and 1024 runs out at a few
+    /// hundred files.
+    static func raiseDescriptorLimit(_ logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        let before = limit.rlim_cur
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            logger.debug("raised the open-descriptor limit", metadata: ["from": "\(before)", "to": "\(limit.rlim_max)"])
+        }
+    }
+
     public init(configuration: ServerConfiguration, logger: Logger, onReady: (@Sendable (String) -> Void)? = nil) {
         self.configuration = configuration
         self.logger = logger
@@ -26,7 +39,9 @@ public final class NanadServer: Service, Sendable {
     }
 
     public func run() async throws {
-        let registry = try DatabaseRegistry(dataDirectory: configuration.dataDirectory, decoder: ValueCodec(), logger: logger, idleCloseDelay: configuration.idleFileCloseDelay)
+        ReaderPool.shared.threadCount = configuration.readerThreads
+        Self.raiseDescriptorLimit(logger)
+        let registry = try DatabaseRegistry(dataDirectory: configuration.dataDirectory, decoder: ValueCodec(), logger: logger, idleCloseDelay: configuration.idleFileCloseDelay, maximumOpenFiles: configuration.maximumOpenFiles)
         let state = ServerState(configuration: configuration, registry: registry, logger: logger)
         let activated = SocketActivation.listeningDescriptor()
         if activated == nil { try Self.prepareSocketPath(configuration.socketPath) }

@@ -40,6 +40,10 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeout: Duration?
     /// How long a database file nobody uses stays open before it is closed (nil: until shutdown).
     public var idleFileCloseDelay: Duration? = .seconds(10)
+    /// Most database files open at once; past it the least recently used idle one is closed.
+    public var maximumOpenFiles = 256
+    /// Threads that run every file's reads (``ReaderPool``).
+    public var readerThreads = 4
     /// The longest a client transaction may hold a file's writer before it is rolled back.
     public var transactionTimeout: Duration = .seconds(30)
     /// How long shutdown waits for calls in flight, and then for the databases to close;

@@ -10,7 +10,8 @@ public struct DatabaseOptions: Sendable, Hashable {
     public var cacheSizeMB = 64
     /// How long a connection waits for a lock held by another process (NanaSQLite sets none).
     public var busyTimeoutMilliseconds: Int32 = 5000
-    /// Read-only connections that serve cache misses, each on its own thread.
+    /// Read-only connections of the file kept open between reads (they run on the process's
+    /// shared ``ReaderPool``; a read that finds none idle opens another, closed after use).
     public var readerCount = 2
     /// Most write requests committed in one transaction.
     public var maximumBatchSize = 1024
@@ -70,7 +71,16 @@ public final class Database: Sendable {
     let logger: Logger
 
     let writeQueue = JobQueue<WriteJob>()
-    private let readQueue = JobQueue<ReadJob>()
+    /// Idle read-only connections, and whether reads are still taken (``stopReads()``).
+    private let readers = Mutex((idle: [IdleConnection](), accepting: true))
+
+    /// A read-only connection between reads. A connection is used by one thread at a time;
+    /// the pool hands it from thread to thread only through ``readers``' lock.
+    private struct IdleConnection: @unchecked Sendable {
+        let connection: SQLiteConnection
+    }
+    /// Reads submitted and not yet finished, which closing waits for.
+    private let readsInFlight = DispatchGroup()
     private let tables = Mutex<[String: KeyValueTable]>([:])
     /// Tables the open client transaction created; published at COMMIT, forgotten otherwise.
     let tablesCreatedInTransaction = Mutex<[String: KeyValueTable]>([:])
@@ -90,6 +100,10 @@ public final class Database: Sendable {
     /// Sessions holding the file open (``DatabaseRegistry/open(_:options:create:completion:)``
     /// hands out one hold per open; ``release()`` gives it back).
     private let holders = Atomic<Int>(0)
+    private let releasedAt = Atomic<UInt64>(0)
+
+    /// When the last holder let go (uptime nanoseconds; 0: never held and released).
+    var lastReleased: UInt64 { releasedAt.load(ordering: .relaxed) }
     /// What the registry does when the last holder lets go, and when the file is retired.
     let lifecycle = Mutex<(idle: @Sendable (Database) -> Void, retired: @Sendable (Database) -> Void)?>(nil)
 
@@ -158,6 +172,7 @@ public final class Database: Sendable {
     /// may be closed once nobody holds it (after the registry's idle delay).
     public func release() {
         let left = holders.subtract(1, ordering: .acquiringAndReleasing).newValue
+        if left == 0 { releasedAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
         if left == 0, let idle = lifecycle.withLock({ $0?.idle }) { idle(self) }
     }
 
@@ -228,7 +243,7 @@ public final class Database: Sendable {
         logger.warning("database file changed underneath nanad; it is no longer served, and the next open opens the path again",
                        metadata: ["db.path": "\(path)", "reason": "\(change.reason)"])
         writeQueue.close()
-        readQueue.close()
+        readers.withLock { $0.accepting = false }
         lifecycle.withLock { $0?.retired }?(self)
     }
 
@@ -387,9 +402,13 @@ public final class Database: Sendable {
     }
 
     func submitRead(_ job: ReadJob) {
-        if !readQueue.push(job) {
-            job.fail(closedError)
+        let accepted = readers.withLock { state -> Bool in
+            guard state.accepting else { return false }
+            readsInFlight.enter()
+            return true
         }
+        guard accepted else { return job.fail(closedError) }
+        ReaderPool.shared.submit(ReaderPool.Read(database: self, job: job))
     }
 
     // MARK: Writer thread
@@ -402,7 +421,10 @@ public final class Database: Sendable {
                 // NanaSQLite's PRAGMAs, in its order (behaviour spec §1.5).
                 try connection.execute("PRAGMA journal_mode = WAL")
                 try connection.execute("PRAGMA synchronous = NORMAL")
-                try connection.execute("PRAGMA mmap_size = 268435456")
+                // No mmap_size (NanaSQLite sets 256 MiB): a mapped database file that someone
+                // truncates underneath (`cp small-backup.db app.db`) turns the next read of a
+                // page past its end into a SIGBUS that takes every client down. Reads go
+                // through pread instead; the shared cache answers most of them anyway.
                 try connection.execute("PRAGMA cache_size = -\(options.cacheSizeMB * 1024)")
                 try connection.execute("PRAGMA temp_store = MEMORY")
                 try connection.execute("PRAGMA page_size = 4096")
@@ -418,14 +440,6 @@ public final class Database: Sendable {
             return
         }
         files.withLock { $0 = DatabaseFiles(path: path, mainWrittenOnlyByNanad: options.checkpointWhenIdlePages > 0) }
-        let readersDone = DispatchGroup()
-        for index in 0..<max(1, options.readerCount) {
-            readersDone.enter()
-            startThread(name: "nanad-reader-\(index)") {
-                self.runReader()
-                readersDone.leave()
-            }
-        }
         opened(.success(self))
 
         let wal = WALMonitor(connection)
@@ -467,8 +481,7 @@ public final class Database: Sendable {
             job.owner?.trace("\(job.mode) stranded at close")
             job.fail(closedError)
         }
-        readQueue.close()
-        readersDone.wait()
+        stopReads()
         wal.detach()
         checkpointMovedFile(connection)  // after the readers closed: nothing holds the WAL back
         if !mayCheckpointAtClose { connection.skipCheckpointOnClose() }
@@ -602,29 +615,50 @@ public final class Database: Sendable {
         }
     }
 
-    // MARK: Reader threads
+    // MARK: Reads
 
-    private func runReader() {
+    /// Runs one read on a pool thread (``ReaderPool``), on an idle read-only connection of
+    /// this file or a new one.
+    func runRead(_ job: ReadJob) {
+        defer { readsInFlight.leave() }
+        guard checkFiles() else { return job.fail(closedError) }
         let connection: SQLiteConnection
-        do {
-            connection = try SQLiteConnection(path: path, readOnly: true, busyTimeoutMilliseconds: options.busyTimeoutMilliseconds)
-            if options.optimize {
-                try connection.execute("PRAGMA mmap_size = 268435456")
-                try connection.execute("PRAGMA cache_size = -\(options.cacheSizeMB * 1024)")
+        if let idle = readers.withLock({ $0.idle.popLast() }) {
+            connection = idle.connection
+        } else {
+            do {
+                connection = try SQLiteConnection(path: path, readOnly: true, busyTimeoutMilliseconds: options.busyTimeoutMilliseconds)
+                if options.optimize { try connection.execute("PRAGMA cache_size = -\(options.cacheSizeMB * 1024)") }
+            } catch {
+                logger.error("reader could not open the database", metadata: ["db.path": "\(path)", "error": "\(error)"])
+                return job.fail(error)
             }
-        } catch {
-            logger.error("reader could not open the database", metadata: ["db.path": "\(path)", "error": "\(error)"])
-            while let job = readQueue.takeOne() { job.fail(error) }
-            return
         }
-        while let job = readQueue.takeOne() {
-            guard checkFiles() else {
-                job.fail(closedError)
-                continue
-            }
-            job.run(connection)
+        job.run(connection)
+        let returned = IdleConnection(connection: connection)
+        let surplus = readers.withLock { state -> IdleConnection? in
+            guard state.accepting, state.idle.count < max(1, options.readerCount) else { return returned }
+            state.idle.append(returned)
+            return nil
         }
-        if !mayCheckpointAtClose { connection.skipCheckpointOnClose() }
+        if let surplus = surplus?.connection {
+            if !mayCheckpointAtClose { surplus.skipCheckpointOnClose() }
+            surplus.close()
+        }
+    }
+
+    /// Takes no more reads, waits for those running, and closes the idle connections.
+    private func stopReads() {
+        readers.withLock { $0.accepting = false }
+        readsInFlight.wait()
+        let idle = readers.withLock { state in
+            defer { state.idle.removeAll() }
+            return state.idle
+        }
+        for connection in idle.map(\.connection) {
+            if !mayCheckpointAtClose { connection.skipCheckpointOnClose() }
+            connection.close()
+        }
     }
 }
 

@@ -18,9 +18,17 @@ public final class DatabaseRegistry: Sendable {
     public let dataDirectory: String
     /// How long a file nobody holds stays open (open/close churn stays cheap); nil: until shutdown.
     public let idleCloseDelay: Duration?
+    /// Most files open at once (each has a writer thread and up to a few connections, three
+    /// descriptors each). Past it, the file nobody has used for longest is closed first; when
+    /// every one is in use, the open is refused.
+    public let maximumOpenFiles: Int
     private let decoder: any StoredValueDecoder
     private let logger: Logger
     private let state = Mutex(State())
+    /// Closes files (idle, retired, to make room) one at a time. Closing blocks until the
+    /// file's writer thread has finished; on Dispatch's shared pool each blocked close made it
+    /// start another thread (a burst of idle files left a dozen behind).
+    private let closer = DispatchQueue(label: "nanad-file-closer")
     /// Files closed because nobody used them, and files retired because they changed underneath.
     private let idleClosed = Atomic<Int>(0)
     private let replacements = Atomic<Int>(0)
@@ -38,7 +46,7 @@ public final class DatabaseRegistry: Sendable {
     }
 
     /// - Parameter dataDirectory: created if missing.
-    public init(dataDirectory: String, decoder: any StoredValueDecoder, logger: Logger, idleCloseDelay: Duration? = nil) throws(StorageError) {
+    public init(dataDirectory: String, decoder: any StoredValueDecoder, logger: Logger, idleCloseDelay: Duration? = nil, maximumOpenFiles: Int = 256) throws(StorageError) {
         do {
             try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         } catch {
@@ -51,6 +59,7 @@ public final class DatabaseRegistry: Sendable {
         self.decoder = decoder
         self.logger = logger
         self.idleCloseDelay = idleCloseDelay
+        self.maximumOpenFiles = max(1, maximumOpenFiles)
         watchFiles()
     }
 
@@ -111,7 +120,7 @@ public final class DatabaseRegistry: Sendable {
         }
         // A file changed underneath since it was opened is retired (and forgotten) here.
         if let existing = state.withLock({ $0.open[path] }) { existing.checkFiles() }
-        enum Next { case done(Database), verify(Database), wait, start, closed }
+        enum Next { case done(Database), verify(Database), wait, start, makeRoom, closed }
         let next: Next = state.withLock { state in
             if state.closed { return .closed }
             if state.closing[path] != nil {
@@ -131,6 +140,7 @@ public final class DatabaseRegistry: Sendable {
                 state.opening[path]!.append(completion)
                 return .wait
             }
+            if state.open.count + state.opening.count + state.closing.count >= maximumOpenFiles { return .makeRoom }
             state.opening[path] = [completion]
             return .start
         }
@@ -143,6 +153,14 @@ public final class DatabaseRegistry: Sendable {
                 self.open(relativePath, options: options, create: create, completion: completion)
             }
         case .wait: break
+        case .makeRoom:
+            // Closing joins a writer thread: not on the caller's thread (an event loop).
+            closer.async {
+                guard self.closeLeastRecentlyUsed() else {
+                    return completion(.failure(StorageError(.connection, "nanad has \(self.maximumOpenFiles) database files open and every one is in use (--max-open-files); close some handles, or raise the limit")))
+                }
+                self.open(relativePath, options: options, create: create, completion: completion)
+            }
         case .closed: completion(.failure(StorageError(.closed, "nanad is shutting down")))
         case .start:
             logger.info("opening database", metadata: ["db.path": "\(path)"])
@@ -195,6 +213,16 @@ public final class DatabaseRegistry: Sendable {
 
     // MARK: Lifecycle
 
+    /// Closes the open file nobody has held for longest; false when every file is in use.
+    private func closeLeastRecentlyUsed() -> Bool {
+        let candidates = state.withLock { Array($0.open.values) }
+            .filter { $0.holderCount == 0 }
+            .sorted { $0.lastReleased < $1.lastReleased }
+        for db in candidates where close(db, ifIdle: true) { return true }
+        // Another open may have made room meanwhile (a close finished).
+        return state.withLock { $0.open.count + $0.opening.count + $0.closing.count < maximumOpenFiles }
+    }
+
     private func watch(_ db: Database) {
         db.lifecycle.withLock {
             $0 = (idle: { [weak self] db in self?.scheduleIdleClose(db) },
@@ -205,7 +233,7 @@ public final class DatabaseRegistry: Sendable {
     private func scheduleIdleClose(_ db: Database) {
         guard let delay = idleCloseDelay else { return }
         let nanoseconds = Int(delay.components.seconds) * 1_000_000_000 + Int(delay.components.attoseconds / 1_000_000_000)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [weak self] in
+        closer.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [weak self] in
             guard let self, db.holderCount == 0 else { return }
             // Rows still staged or queued: look again later; dead letters keep it open.
             if !self.close(db, ifIdle: true), db.holderCount == 0, !db.isRetired, self.isServing(db),
@@ -233,8 +261,38 @@ public final class DatabaseRegistry: Sendable {
         db.close()
         idleClosed.wrappingAdd(1, ordering: .relaxed)
         closed(db)
+        returnFreedMemory()
         return true
     }
+
+    private let lastTrim = Atomic<UInt64>(0)
+    private let trimScheduled = Atomic<Bool>(false)
+
+    /// Hands memory freed by closed files back to the system, at most once a second: glibc
+    /// keeps what a thread's arena freed (each file's threads and page caches), so the
+    /// resident size would stay at its peak long after the files went idle.
+    private func returnFreedMemory() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let last = lastTrim.load(ordering: .relaxed)
+        guard now &- last > 1_000_000_000, lastTrim.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else {
+            // One more after the burst, for what the closes skipped here freed.
+            if !trimScheduled.exchange(true, ordering: .relaxed) {
+                closer.asyncAfter(deadline: .now() + 1.1) { [weak self] in
+                    self?.trimScheduled.store(false, ordering: .relaxed)
+                    self?.returnFreedMemory()
+                }
+            }
+            return
+        }
+        _ = Self.mallocTrim?(0)
+    }
+
+    /// glibc's `malloc_trim`, which Swift's Glibc module does not export (malloc.h is not in
+    /// it); nil on another C library.
+    private static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }  // RTLD_DEFAULT
+        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+    }()
 
     /// `db`'s close finished: the opens that waited for it go ahead.
     private func closed(_ db: Database) {
@@ -256,7 +314,7 @@ public final class DatabaseRegistry: Sendable {
         }
         guard forgotten else { return }
         replacements.wrappingAdd(1, ordering: .relaxed)
-        DispatchQueue.global().async {
+        closer.async {
             db.close()
             db.removeStaleSidecars()
             self.closed(db)

@@ -49,7 +49,7 @@ struct Nanad: AsyncParsableCommand {
     @Option(name: .customLong("event-loops"), help: "Event-loop threads serving connections. [default: 1]")
     var eventLoops: Int?
 
-    @Option(name: .long, help: "Read-only SQLite connections per database. [default: 2]")
+    @Option(name: .long, help: "Read-only SQLite connections of each database kept open between reads (the reads run on --reader-threads). [default: 2]")
     var readers: Int?
 
     @Flag(name: .customLong("external-checkpoints"), help: "Never checkpoint the WAL while serving; leave it to a tool such as Litestream.")
@@ -79,6 +79,12 @@ struct Nanad: AsyncParsableCommand {
     @Option(name: .customLong("close-idle-files-after"), help: "Seconds a database file nobody uses stays open before it is closed (checkpointed, its threads stopped, its -wal and -shm removed); 0: until shutdown. [default: 10]")
     var closeIdleFilesAfter: Double?
 
+    @Option(name: .customLong("max-open-files"), help: "Database files open at once; past it the one nobody has used for longest is closed, and an open is refused when all are in use. [default: 256]")
+    var maxOpenFiles: Int?
+
+    @Option(name: .customLong("reader-threads"), help: "Threads that run the reads of every database file (cache misses, queries). [default: 4]")
+    var readerThreads: Int?
+
     @Option(name: .customLong("request-timeout"), help: "Seconds after which a call still waiting on storage is answered with a timeout error (0: never). [default: 0]")
     var requestTimeout: Double?
 
@@ -106,6 +112,8 @@ struct Nanad: AsyncParsableCommand {
         var idle_timeout: Double?
         var request_timeout: Double?
         var close_idle_files_after: Double?
+        var max_open_files: Int?
+        var reader_threads: Int?
         var log_level: String?
         var rules: [AccessRule]?
     }
@@ -142,6 +150,9 @@ struct Nanad: AsyncParsableCommand {
         let request = requestTimeout ?? file.request_timeout ?? 0
         let closeIdleFiles = closeIdleFilesAfter ?? file.close_idle_files_after ?? 10
         c.maximumConnections = maxConnections ?? file.max_connections ?? c.maximumConnections
+        c.maximumOpenFiles = maxOpenFiles ?? file.max_open_files ?? c.maximumOpenFiles
+        c.readerThreads = readerThreads ?? file.reader_threads ?? c.readerThreads
+        guard c.maximumOpenFiles >= 1, c.readerThreads >= 1 else { throw ValidationError("max open files and reader threads must be at least 1") }
         c.maximumCallsInFlight = maxInFlight ?? file.max_in_flight ?? c.maximumCallsInFlight
         c.maximumReplyBuffer = maxReplyBuffer ?? file.max_reply_buffer ?? c.maximumReplyBuffer
         c.rules = file.rules ?? []

@@ -25,7 +25,7 @@ final class FuzzServer {
     init(dataDirectory: String, logger: Logger, configure: (inout ServerConfiguration) -> Void = { _ in }) throws {
         var configuration = ServerConfiguration(socketPath: dataDirectory + "/unused.sock", dataDirectory: dataDirectory)
         configure(&configuration)
-        let registry = try DatabaseRegistry(dataDirectory: configuration.dataDirectory, decoder: ValueCodec(), logger: logger, idleCloseDelay: configuration.idleFileCloseDelay)
+        let registry = try DatabaseRegistry(dataDirectory: configuration.dataDirectory, decoder: ValueCodec(), logger: logger, idleCloseDelay: configuration.idleFileCloseDelay, maximumOpenFiles: configuration.maximumOpenFiles)
         state = ServerState(configuration: configuration, registry: registry, logger: logger)
     }
 

@@ -8,7 +8,7 @@ import NanaWire
 extension ConnectionHandler {
     /// Writable PRAGMAs that would change the file for every client of the daemon in ways its
     /// design depends on (WAL for concurrent readers, the writer's own locking and checkpoints).
-    static let daemonOwnedPragmas: Set<String> = ["journal_mode", "locking_mode", "query_only", "wal_autocheckpoint", "busy_timeout", "cache_size"]
+    static let daemonOwnedPragmas: Set<String> = ["journal_mode", "locking_mode", "query_only", "wal_autocheckpoint", "busy_timeout", "cache_size", "mmap_size"]
 
     func vacuum(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database

@@ -1,0 +1,113 @@
+import Foundation
+import NanaClient
+import NanaWire
+import Testing
+
+/// One database per tenant or per job: 10,000 distinct files opened, written, read and closed
+/// by 4 processes, 25 at a time each. The daemon's threads and descriptors stay under fixed
+/// bounds whatever the number of files, its memory comes back once they go idle, and every
+/// write reads back after a restart.
+@Suite(.serialized) struct ManyFilesTests {
+    static let processes = 4, filesPerProcess = 2500, atOnce = 25
+
+    struct Sample {
+        var threads: Int64, descriptors: Int64, residentBytes: Int64, openFiles: Int64
+        init(_ server: NanaValue) {
+            threads = server["threads"]?.int64Value ?? -1
+            descriptors = server["descriptors"]?.int64Value ?? -1
+            residentBytes = server["resident_bytes"]?.int64Value ?? -1
+            openFiles = server["open_files"]?.int64Value ?? -1
+        }
+    }
+
+    static func sample(_ client: NanaClient) async throws -> Sample {
+        Sample(try await client.call("stats", [:])["server"] ?? .nil)
+    }
+
+    static func runWorkers(_ daemon: Daemon, verify: Bool, processes: Int = processes, files: Int = filesPerProcess, prefix: String = "p") async throws -> [NanaValue] {
+        try await withThrowingTaskGroup(of: NanaValue.self) { group in
+            for p in 0..<processes {
+                group.addTask {
+                    let run = try await runTool("nanabench", ["files", "--socket", daemon.socketPath, "--prefix", "\(prefix)\(p)",
+                                                              "--count", "\(files)", "--at-once", "\(atOnce)"] + (verify ? ["--verify"] : []))
+                    #expect(run.status == 0, "\(run.stderr)")
+                    return try JSONReader.value(from: Array(run.stdout.utf8))
+                }
+            }
+            var reports: [NanaValue] = []
+            for try await report in group { reports.append(report) }
+            return reports
+        }
+    }
+
+    /// Waits (up to 20 s) until no file is open and the threads (and resident size, if given)
+    /// have settled.
+    static func idle(_ client: NanaClient, residentAtMost: Double = .infinity) async throws -> Sample {
+        var now = try await sample(client)
+        let deadline = ContinuousClock.now + .seconds(20)
+        var previous: Sample?
+        func settled(_ a: Sample, _ b: Sample?) -> Bool {
+            guard let b else { return false }
+            return a.threads == b.threads && abs(Double(a.residentBytes - b.residentBytes)) < Double(b.residentBytes) * 0.01
+        }
+        while ContinuousClock.now < deadline, now.openFiles > 0 || !settled(now, previous) || Double(now.residentBytes) > residentAtMost {
+            previous = now
+            try await Task.sleep(for: .milliseconds(1500))  // past the trim that follows a burst of closes
+            now = try await sample(client)
+        }
+        return now
+    }
+
+    @Test func tenThousandFilesStayWithinFixedBounds() async throws {
+        let daemon = try await Daemon.start(arguments: ["--close-idle-files-after", "0.5", "--max-open-files", "128", "--log-level", "warning"])
+        defer { daemon.removeFolder() }
+        try FileManager.default.createDirectory(atPath: daemon.dataDirectory + "/files", withIntermediateDirectories: true)
+        let monitor = try await daemon.connect()
+        // The start is a daemon that has served files and gone idle (SQLite's code paged in,
+        // the shared reader threads started): 100 files, then wait for them to close.
+        #expect(try await Self.runWorkers(daemon, verify: false, processes: 1, files: 100, prefix: "warmup").allSatisfy { $0["errors"] == 0 })
+        let start = try await Self.idle(monitor)
+
+        // Sample the daemon while the workers run.
+        let sampling = Task { () -> [Sample] in
+            var samples: [Sample] = []
+            while !Task.isCancelled {
+                if let s = try? await Self.sample(monitor) { samples.append(s) }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+            return samples
+        }
+        let reports = try await Self.runWorkers(daemon, verify: false)
+        sampling.cancel()
+        let during = await sampling.value
+        #expect(reports.allSatisfy { $0["errors"] == 0 }, "\(reports)")
+        #expect(reports.count == Self.processes)
+
+        // The bounds: at most 4 × 25 files in use at once (128 may stay open), one writer each,
+        // the shared readers, NIO's and the daemon's own threads.
+        let peakThreads = during.map(\.threads).max() ?? 0
+        let peakDescriptors = during.map(\.descriptors).max() ?? 0
+        let peakOpen = during.map(\.openFiles).max() ?? 0
+        #expect(peakOpen <= 128)
+        #expect(peakThreads <= 200, "peak \(peakThreads) threads")
+        #expect(peakDescriptors <= 1000, "peak \(peakDescriptors) descriptors")
+
+        // Idle again: files closed, threads back, memory back within 10 %.
+        let idle = try await Self.idle(monitor, residentAtMost: Double(start.residentBytes) * 1.1)
+        #expect(idle.openFiles == 0)
+        #expect(idle.threads <= start.threads + 1, "threads: \(start.threads) at start, \(idle.threads) idle")
+        #expect(idle.descriptors <= start.descriptors + 2, "descriptors: \(start.descriptors) at start, \(idle.descriptors) idle")
+        #expect(Double(idle.residentBytes) <= Double(start.residentBytes) * 1.1,
+                "resident: \(start.residentBytes) at start, \(idle.residentBytes) idle, \(during.map(\.residentBytes).max() ?? 0) at peak")
+        print("many files: \(reports.map { $0["seconds"]?.doubleValue ?? 0 }) s per process; peak \(peakThreads) threads, \(peakDescriptors) descriptors, \(peakOpen) open; "
+              + "start \(start.threads) threads \(start.descriptors) fds \(start.residentBytes) B; idle \(idle.threads) threads \(idle.descriptors) fds \(idle.residentBytes) B")
+        await monitor.close()
+        try await daemon.stop()
+
+        // Every write reads back after a restart.
+        let again = try await Daemon.start(folder: daemon.folder)
+        let verified = try await Self.runWorkers(again, verify: true)
+        #expect(verified.allSatisfy { $0["errors"] == 0 }, "\(verified)")
+        try await again.stop()
+    }
+}
