@@ -60,7 +60,9 @@ struct DatabaseFiles: Sendable {
            now.size != main.size || now.modified.tv_sec != main.modified.tv_sec || now.modified.tv_nsec != main.modified.tv_nsec {
             return .overwritten("the database file was overwritten in place")
         }
-        if let problem = Self.compare(&wal, with: Self.identity(of: path + "-wal"), name: "-wal", mayShrink: true) { return problem }
+        // Only a TRUNCATE checkpoint shrinks a WAL, and nanad's are PASSIVE: when it runs them,
+        // a shorter WAL was overwritten (the wal-index would send reads to garbage frames).
+        if let problem = Self.compare(&wal, with: Self.identity(of: path + "-wal"), name: "-wal", mayShrink: !mainWrittenOnlyByNanad) { return problem }
         return Self.compare(&shm, with: Self.identity(of: path + "-shm"), name: "-shm", mayShrink: false)
     }
 
@@ -112,7 +114,8 @@ struct DatabaseFiles: Sendable {
         }
     }
 
-    /// A WAL may shrink (a TRUNCATE checkpoint, Litestream's); the `-shm` mapping may not.
+    /// A WAL may shrink only under external checkpoints (a TRUNCATE checkpoint, Litestream's);
+    /// the `-shm` mapping never may.
     private static func compare(_ known: inout Identity?, with now: Identity?, name: String, mayShrink: Bool) -> Change? {
         guard let before = known else {
             known = now
