@@ -104,8 +104,8 @@ public final class Database: Sendable {
 
     /// When the last holder let go (uptime nanoseconds; 0: never held and released).
     var lastReleased: UInt64 { releasedAt.load(ordering: .relaxed) }
-    /// What the registry does when the last holder lets go, and when the file is retired.
-    let lifecycle = Mutex<(idle: @Sendable (Database) -> Void, retired: @Sendable (Database) -> Void)?>(nil)
+    /// What the registry does when the file is retired.
+    let lifecycle = Mutex<(@Sendable (Database) -> Void)?>(nil)
 
     private init(path: String, options: DatabaseOptions, decoder: any StoredValueDecoder, logger: Logger) {
         self.path = path
@@ -173,7 +173,6 @@ public final class Database: Sendable {
     public func release() {
         let left = holders.subtract(1, ordering: .acquiringAndReleasing).newValue
         if left == 0 { releasedAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
-        if left == 0, let idle = lifecycle.withLock({ $0?.idle }) { idle(self) }
     }
 
     /// Whether closing now loses or waits for nothing: no write queued or staged, no client
@@ -197,6 +196,9 @@ public final class Database: Sendable {
         retire(problem)
         return false
     }
+
+    /// Whether the main file looks as the writer left it (``DatabaseFiles/mainLooksUnchanged``).
+    var mainFileLooksUnchanged: Bool { files.withLock { $0?.mainLooksUnchanged ?? false } }
 
     /// Has the writer compare the files with those opened, the main file's contents included
     /// (it waits for the writer's queue), and says whether the file is still served.
@@ -244,7 +246,7 @@ public final class Database: Sendable {
                        metadata: ["db.path": "\(path)", "reason": "\(change.reason)"])
         writeQueue.close()
         readers.withLock { $0.accepting = false }
-        lifecycle.withLock { $0?.retired }?(self)
+        lifecycle.withLock { $0 }?(self)
     }
 
     /// What a call on a closed or retired database fails with.

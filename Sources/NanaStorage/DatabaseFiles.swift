@@ -66,6 +66,13 @@ struct DatabaseFiles: Sendable {
         return Self.compare(&shm, with: Self.identity(of: path + "-shm"), name: "-shm", mayShrink: false)
     }
 
+    /// Whether the main file is, to a `stat`, what the writer last left (size and
+    /// modification time included). A hint for callers off the writer: a checkpoint running
+    /// now makes it false, never true, so "true" needs no confirming on the writer.
+    var mainLooksUnchanged: Bool {
+        Self.identity(of: path) == main
+    }
+
     /// The writer wrote the main file (a checkpoint, a write batch that may have run one):
     /// what it is now is what nanad wrote.
     mutating func mainWritten() {

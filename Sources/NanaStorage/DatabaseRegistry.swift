@@ -61,6 +61,25 @@ public final class DatabaseRegistry: Sendable {
         self.idleCloseDelay = idleCloseDelay
         self.maximumOpenFiles = max(1, maximumOpenFiles)
         watchFiles()
+        if idleCloseDelay != nil { closeIdleFiles() }
+    }
+
+    /// Closes the files nobody has held for the idle delay, looking again every half delay
+    /// (at most every second). One sweep rather than a timer per release keeps closing a
+    /// handle cheap.
+    private func closeIdleFiles() {
+        guard let delay = idleCloseDelay else { return }
+        let delayNanoseconds = UInt64(delay.components.seconds) * 1_000_000_000 + UInt64(delay.components.attoseconds / 1_000_000_000)
+        let interval = min(max(delayNanoseconds / 2, 50_000_000), 1_000_000_000)
+        closer.asyncAfter(deadline: .now() + .nanoseconds(Int(interval))) { [weak self] in
+            guard let self, !self.state.withLock({ $0.closed }) else { return }
+            let now = DispatchTime.now().uptimeNanoseconds
+            for db in self.databases where db.holderCount == 0 && db.lastReleased != 0 && now &- db.lastReleased >= delayNanoseconds {
+                // Rows still staged or queued wait for a later sweep; dead letters keep it open.
+                self.close(db, ifIdle: true)
+            }
+            self.closeIdleFiles()
+        }
     }
 
     private func watchFiles() {
@@ -132,9 +151,10 @@ public final class DatabaseRegistry: Sendable {
             if let db = state.open[path], !db.isRetired {
                 let idle = db.holderCount == 0
                 db.hold()
-                // Nobody held it: someone may have copied over it meanwhile, which only its
-                // writer can tell (no session's transaction can be holding that writer).
-                return idle ? .verify(db) : .done(db)
+                // Nobody held it: someone may have copied over it meanwhile. When the file does
+                // not look as the writer left it, only the writer can tell whether it wrote it
+                // (no session's transaction can be holding that writer).
+                return idle && !db.mainFileLooksUnchanged ? .verify(db) : .done(db)
             }
             if state.opening[path] != nil {
                 state.opening[path]!.append(completion)
@@ -225,26 +245,8 @@ public final class DatabaseRegistry: Sendable {
 
     private func watch(_ db: Database) {
         db.lifecycle.withLock {
-            $0 = (idle: { [weak self] db in self?.scheduleIdleClose(db) },
-                  retired: { [weak self] db in self?.forgetRetired(db) })
+            $0 = { [weak self] db in self?.forgetRetired(db) }
         }
-    }
-
-    private func scheduleIdleClose(_ db: Database) {
-        guard let delay = idleCloseDelay else { return }
-        let nanoseconds = Int(delay.components.seconds) * 1_000_000_000 + Int(delay.components.attoseconds / 1_000_000_000)
-        closer.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [weak self] in
-            guard let self, db.holderCount == 0 else { return }
-            // Rows still staged or queued: look again later; dead letters keep it open.
-            if !self.close(db, ifIdle: true), db.holderCount == 0, !db.isRetired, self.isServing(db),
-               db.openTables.allSatisfy({ $0.writeBehind.deadLetterCount == 0 }) {
-                self.scheduleIdleClose(db)
-            }
-        }
-    }
-
-    private func isServing(_ db: Database) -> Bool {
-        state.withLock { $0.open[db.path] === db }
     }
 
     /// Forgets `db` and closes it (on this thread: callers are not event loops).
