@@ -11,6 +11,8 @@ import Synchronization
 public final class TransactionToken: Sendable {
     public enum State: Sendable, Equatable {
         case pending, active, committed, rolledBack, timedOut
+        /// Rolled back because its file changed underneath (deleted, replaced: see `DatabaseFiles`).
+        case lost
     }
 
     /// The longest the transaction may hold the writer.
@@ -60,6 +62,8 @@ public final class TransactionToken: Sendable {
         switch currentState {
         case .timedOut:
             StorageError(.transaction, "The transaction was rolled back because it held the database longer than the transaction timeout (\(timeout)).")
+        case .lost:
+            StorageError(.transaction, "The transaction was rolled back because its database file changed underneath nanad (deleted, renamed or replaced); nothing of it was committed.")
         default:
             StorageError(.transaction, "No transaction in progress.")
         }
@@ -110,7 +114,12 @@ extension Database {
     }
 
     private func submitControl(_ mode: WriteJob.Mode, _ token: TransactionToken, _ completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
-        submit(WriteJob(mode: mode, owner: token, run: { _ in WriteOutcome { completion(.success(())) } }, fail: { completion(.failure($0)) }))
+        submit(WriteJob(mode: mode, owner: token, run: { _ in WriteOutcome { completion(.success(())) } }, fail: { error in
+            // A BEGIN refused before it ran (the file closed or was retired meanwhile) ends
+            // the transaction: left pending, its other calls would wait for it forever.
+            if mode == .begin, token.currentState == .pending { token.set(.rolledBack) }
+            completion(.failure(error))
+        }))
     }
 
     /// Sets aside a job of a transaction whose BEGIN is not queued yet (it waits for staged
@@ -157,9 +166,10 @@ extension Database {
     func serveTransaction(_ transaction: ClientTransaction, on connection: SQLiteConnection) -> ClientTransaction? {
         let token = transaction.token
         guard let jobs = writeQueue.takeMatching(until: transaction.deadline, where: { $0.owner === token }) else {
-            // Shutting down: an uncommitted transaction is rolled back, as SQLite would.
+            // Shutting down (or the file was retired): an uncommitted transaction is rolled
+            // back, as SQLite would.
             try? connection.execute("ROLLBACK")
-            token.set(.rolledBack)
+            token.set(isRetired ? .lost : .rolledBack)
             tablesCreatedInTransaction.withLock { $0.removeAll() }
             return nil
         }
@@ -176,6 +186,15 @@ extension Database {
                 token.trace("BEGIN refused inside the transaction")
                 job.fail(StorageError(.transaction, "Transaction already in progress. SQLite does not support nested transactions."))
             case .commit:
+                // No COMMIT is acknowledged into a file that is no longer at the path.
+                guard checkFiles(onWriter: true) else {
+                    try? connection.execute("ROLLBACK")
+                    token.set(.lost)
+                    tablesCreatedInTransaction.withLock { $0.removeAll() }
+                    job.fail(closedError)
+                    jobs[(index + 1)...].forEach { $0.fail(closedError) }
+                    return nil
+                }
                 do {
                     try connection.execute("COMMIT")
                 } catch {

@@ -473,7 +473,7 @@ public final class Database: Sendable {
             if let transaction { servedTransaction.withLock { $0 = transaction.token } }
             if transaction == nil { checkpointIfDue(wal, on: connection) }
             // A checkpoint (ours, or one a client's SQL ran) wrote the main file.
-            files.withLock { $0?.mainWritten() }
+            files.withLock { $0?.writerWrote() }
         }
         let stranded = parkedJobs.withLock { parked in
             defer { parked.removeAll() }

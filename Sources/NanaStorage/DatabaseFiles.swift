@@ -73,10 +73,12 @@ struct DatabaseFiles: Sendable {
         Self.identity(of: path) == main
     }
 
-    /// The writer wrote the main file (a checkpoint, a write batch that may have run one):
-    /// what it is now is what nanad wrote.
-    mutating func mainWritten() {
+    /// The writer ran a batch (which may have checkpointed, or truncated the WAL through a
+    /// client's `PRAGMA wal_checkpoint(TRUNCATE)`): what the main file and the WAL are now is
+    /// what nanad wrote, as long as they are still the files it opened.
+    mutating func writerWrote() {
         if let now = Self.identity(of: path), now.device == main.device, now.inode == main.inode { main = now }
+        if let known = wal, let now = Self.identity(of: path + "-wal"), now.device == known.device, now.inode == known.inode { wal = now }
     }
 
     /// What changed, which decides how the old open is closed.

@@ -157,6 +157,38 @@ import Testing
         try await daemon.stop()
     }
 
+    /// A transaction on a file deleted underneath: its COMMIT is refused (nothing acknowledged
+    /// into the unlinked file), and the session's next open of the path is not held up by it
+    /// (nanafuzz-dispatch found an open whose work waited for that transaction's BEGIN).
+    @Test func aTransactionOnADeletedFileCommitsNothingAndHoldsNothingUp() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let path = daemon.dataDirectory + "/t.db"
+        let db = try await client.open("t.db")
+        try await db.set("before", 1)
+        try await db.beginTransaction()
+        try await db.set("inside", 2)
+        for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+        // Opening another table of the path while the transaction is open opens the new file
+        // there, outside the transaction (which belongs to the file that was deleted).
+        let again = try await client.open("t.db", table: "other")
+        try await again.set("x", 1)
+        #expect(try await again.get("x") == 1)
+        // The transaction went with the file it was on: its COMMIT says so (once).
+        do {
+            try await db.commit()
+            Issue.record("a transaction on a deleted file committed")
+        } catch let error as NanaRemoteError {
+            #expect(error.type == .transaction && error.message.contains("changed underneath"), "\(error)")
+        }
+        let data = try await client.open("t.db")
+        let inside = try await data.get("inside"), before = try await data.get("before")
+        #expect(inside == nil && before == nil, "a fresh file at the path")
+        await client.close()
+        try await daemon.stop()
+    }
+
     /// `cp backup.db app.db` writes over the same inode.
     @Test func aFileOverwrittenInPlaceIsNoticed() async throws {
         let daemon = try await Daemon.start()

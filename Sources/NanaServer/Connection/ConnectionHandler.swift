@@ -353,7 +353,7 @@ extension TransactionToken: ClientTransactionToken {
         switch currentState {  // one read: the writer moves it on its own thread
         case .pending, .active: .open
         case .committed, .rolledBack: .ended
-        case .timedOut: .timedOut(message: endedError.message)
+        case .timedOut, .lost: .timedOut(message: endedError.message)
         }
     }
 }

@@ -4,7 +4,8 @@ enum ClientTransactionPhase: Equatable {
     case open
     /// Committed or rolled back.
     case ended
-    /// Rolled back by the daemon after its timeout; reported once to the session.
+    /// Rolled back by the daemon (after its timeout, or because its file changed underneath);
+    /// reported once to the session.
     case timedOut(message: String)
 }
 

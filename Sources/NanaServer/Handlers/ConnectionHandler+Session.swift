@@ -56,16 +56,21 @@ extension ConnectionHandler {
         let mayWrite = !(access?.readOnly ?? false)
         // Opening another table of a file this session holds a transaction on runs inside it.
         let resolved = try? registry.resolve(dbPath)
-        var openTransaction: TransactionToken?
-        if let database = machine.transaction(where: { $0.path == resolved }) {
-            openTransaction = try transactionOwner(database)  // reports (once) and forgets one that ended
+        var openTransaction: (token: TransactionToken, database: Database)?
+        if let database = machine.transaction(where: { $0.path == resolved }), let token = try transactionOwner(database) {
+            openTransaction = (token, database)  // transactionOwner reports (once) and forgets one that ended
         }
-        let owner = openTransaction
+        let inTransaction = openTransaction
         respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
             registry.open(dbPath, options: options, create: mayWrite) { opened in
                 switch opened {
                 case .failure(let error): done(.failure(error))
                 case .success(let database):
+                    // Only inside the transaction's own open of the file: one the daemon
+                    // retired (changed underneath) was replaced by a fresh open, where that
+                    // token's work would wait forever for a BEGIN it never gets (found by
+                    // nanafuzz-dispatch).
+                    let owner = inTransaction.flatMap { $0.database === database ? $0.token : nil }
                     // The open holds the file until its handle closes; a failed open gives it back.
                     let fail: @Sendable (StorageError) -> Void = { error in
                         database.release()
