@@ -135,7 +135,10 @@ final class Harness {
         let server = prepare()
         let connection: FuzzConnection
         do { connection = try server.connect() } catch { fail("cannot connect: \(error)", input) }
-        let softDeadline = NIODeadline.now() + .nanoseconds(Int64(settings.softSeconds * 1e9))
+        var softDeadline = NIODeadline.now() + .nanoseconds(Int64(settings.softSeconds * 1e9))
+        // A recursive query may run until the statement limit interrupts it, and such calls on
+        // one file run one after another on its writer: each extends what the input may take.
+        var runawayAllowance = TimeAmount.zero
         var expected: [UInt32: Int] = [:]
         var ending = Ending.open
         var offset = 0
@@ -171,6 +174,10 @@ final class Harness {
             case .request(let msgid, let method):
                 expected[msgid, default: 0] += 1
                 methods[msgid] = method
+                if Self.mayRunUntilInterrupted(body) {
+                    softDeadline = softDeadline + Self.statementTimeLimit
+                    runawayAllowance = runawayAllowance + Self.statementTimeLimit
+                }
             case .notification(let method):
                 if method == "wait" {
                     feed(upTo: offset, mustClose: false)
@@ -193,7 +200,7 @@ final class Harness {
             fail(problem, input, output: output)
         }
         connection.close()
-        if !connection.settle(until: NIODeadline.now() + .nanoseconds(Int64(settings.hangSeconds * 1e9))) {
+        if !connection.settle(until: NIODeadline.now() + .nanoseconds(Int64(settings.hangSeconds * 1e9)) + runawayAllowance) {
             let unanswered = expected.filter { $0.value > 0 }.keys.sorted().map { "\($0) (\(methods[$0] ?? "?"))" }
             fail("hang: \(connection.pendingCalls) calls still not answered \(settings.hangSeconds) s after the input ended; unanswered msgids: \(unanswered.joined(separator: ", "))\n\(server.diagnostics)", input)
         }
@@ -217,6 +224,23 @@ final class Harness {
     }
 
     /// Classifies one frame body exactly as `ConnectionHandler.handle` does.
+    /// The daemon's limit on one call of clients' SQL here: below the hang limit, so that a
+    /// runaway query is interrupted, not a hang; short, so that its mutations do not slow the
+    /// fuzzer down.
+    static let statementTimeLimit = TimeAmount.milliseconds(500)
+
+    /// Whether a request may run until the statement limit interrupts it: the fuzzed files hold
+    /// a few rows, so only a recursive query (`WITH RECURSIVE`, in any case) can run that long.
+    static func mayRunUntilInterrupted(_ body: UnsafeRawBufferPointer) -> Bool {
+        let word = Array("recursive".utf8)
+        guard body.count >= word.count else { return false }
+        outer: for start in 0...(body.count - word.count) {
+            for (i, letter) in word.enumerated() where body[start + i] | 0x20 != letter { continue outer }
+            return true
+        }
+        return false
+    }
+
     func classify(_ body: UnsafeRawBufferPointer) -> FrameKind {
         let decoded: DecodedFrame
         do { decoded = try reader.decodeFrame(body) } catch {
@@ -420,8 +444,7 @@ final class Harness {
                 configuration.maximumFrameLength = Self.maximumFrameLength
                 configuration.shutdownDrainSeconds = 5
                 configuration.databaseOptions.readerCount = 1
-                // Below the hang limit, so that a runaway query is interrupted, not a hang.
-                configuration.databaseOptions.statementTimeLimitMilliseconds = 2000
+                configuration.databaseOptions.statementTimeLimitMilliseconds = Self.statementTimeLimit.nanoseconds / 1_000_000
             }
             server = fresh
             // The probe's row.
