@@ -34,6 +34,8 @@ let package = Package(
         // msgpack-c's own unpack template instantiated with a deeper stack, plus the bounds
         // pre-check that runs before msgpack-c sees untrusted bytes.
         .target(name: "CNanaMsgPack", dependencies: ["CMsgPack"]),
+        // Atomics on a shared mapping and descriptor passing, for the near-cache's boards.
+        .target(name: "CNanaBoard"),
 
         .target(
             name: "NanaWire",
@@ -47,7 +49,7 @@ let package = Package(
         .target(
             name: "NanaStorage",
             dependencies: [
-                "CSQLite",
+                "CSQLite", "CNanaBoard",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -57,7 +59,7 @@ let package = Package(
         .target(
             name: "NanaServer",
             dependencies: [
-                "NanaWire", "NanaStorage",
+                "NanaWire", "NanaStorage", "CNanaBoard",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -69,7 +71,7 @@ let package = Package(
         .target(
             name: "NanaClient",
             dependencies: [
-                "NanaWire",
+                "NanaWire", "CNanaBoard",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -99,7 +101,7 @@ let package = Package(
         .executableTarget(
             name: "nanabench",
             dependencies: [
-                "NanaClient", "NanaWire",
+                "NanaClient", "NanaWire", "CNanaBoard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ],
@@ -130,6 +132,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "NanaServerTests", dependencies: ["NanaServer", "NanaWire"], swiftSettings: swiftSettings),
+        .testTarget(name: "NanaClientTests", dependencies: ["NanaClient", "NanaWire"], swiftSettings: swiftSettings),
         .testTarget(
             name: "IntegrationTests",
             // The executables are dependencies so that `swift test` builds them: the tests start them.

@@ -27,11 +27,19 @@ public final class NanaClient: Sendable {
     /// The connection's event loop as a task executor: sequential calls from a task that
     /// prefers it (`withTaskExecutorPreference`) skip two thread hops. See ``ConnectionExecutor``.
     public let executor: ConnectionExecutor
+    /// Up until the connection is lost; near-caches answer nothing after that.
+    let liveness: ConnectionLiveness
+    /// The near-cache boards this connection mapped, by generation (weakly: a board goes when
+    /// the last handle using it does).
+    private let boards = Mutex<[UInt64: WeakBoard]>([:])
 
-    private init(channel: any Channel, handler: NIOLoopBound<ClientChannelHandler>, serverInfo: NanaValue) {
+    private struct WeakBoard { weak var board: MappedBoard? }
+
+    private init(channel: any Channel, handler: NIOLoopBound<ClientChannelHandler>, serverInfo: NanaValue, liveness: ConnectionLiveness) {
         self.channel = channel
         self.handler = handler
         self.serverInfo = serverInfo
+        self.liveness = liveness
         executor = ConnectionExecutor(eventLoop: channel.eventLoop)
     }
 
@@ -69,7 +77,9 @@ public final class NanaClient: Sendable {
         } catch {
             throw NanaClientError(.connectFailed, "cannot connect to nanad at \(path): \(error)")
         }
-        let client = NanaClient(channel: channel, handler: handler, serverInfo: .nil)
+        let liveness = ConnectionLiveness()
+        channel.closeFuture.whenComplete { _ in liveness.lost() }
+        let client = NanaClient(channel: channel, handler: handler, serverInfo: .nil, liveness: liveness)
         let info: NanaValue
         do {
             info = try await client.call("hello", ["protocol": .int(NanaProtocol.version), "client": .string(clientName)])
@@ -77,7 +87,7 @@ public final class NanaClient: Sendable {
             try? await channel.close()
             throw NanaClientError(.handshakeFailed, "nanad refused hello: \(error)")
         }
-        return NanaClient(channel: channel, handler: handler, serverInfo: info)
+        return NanaClient(channel: channel, handler: handler, serverInfo: info, liveness: liveness)
     }
 
     /// Sends one call and waits for its result. The typed methods of ``NanaDatabase`` are
@@ -115,14 +125,39 @@ public final class NanaClient: Sendable {
     ///   - optimize: NanaSQLite's PRAGMAs (WAL and friends); decided by the first open of a file.
     ///   - cacheSizeMB: SQLite's page cache; decided by the first open of a file.
     ///   - options: write-behind and the table's other shared settings (see ``NanaOpenOptions``).
-    public func open(_ dbPath: String, table: String = "data", bulkLoad: Bool = false, optimize: Bool = true, cacheSizeMB: Int = 64, options: NanaOpenOptions = NanaOpenOptions()) async throws -> NanaDatabase {
+    ///   - nearCache: how much this handle (and each table opened from it) keeps in this
+    ///     process; ``NanaNearCache/off`` sends every read to the daemon.
+    public func open(_ dbPath: String, table: String = "data", bulkLoad: Bool = false, optimize: Bool = true, cacheSizeMB: Int = 64, options: NanaOpenOptions = NanaOpenOptions(), nearCache: NanaNearCache = .default) async throws -> NanaDatabase {
         var params: NanaParams = [
             "db_path": .string(dbPath), "table": .string(table), "bulk_load": .bool(bulkLoad),
             "optimize": .bool(optimize), "cache_size_mb": .int(Int64(cacheSizeMB)),
         ]
         for (name, value) in options.parameters { params[name] = value }
+        if nearCache.isEnabled { params["near_cache"] = true }
         let reply = try await call("open", params)
-        return try NanaDatabase(client: self, openReply: reply)
+        return try NanaDatabase(client: self, openReply: reply, nearCache: nearCache)
+    }
+
+    /// The near-cache of a tracking handle from its `open` (or `table`) reply, or nil when the
+    /// daemon offered no board or it could not be mapped (the handle then reads through the
+    /// daemon every time).
+    func nearCacheTable(_ reply: NanaValue, limits: NanaNearCache) -> NearCacheTable? {
+        guard let offer = reply["board"], let generation = offer["generation"]?.uint64Value,
+              let tableWord = offer["table_word"]?.int64Value else { return nil }
+        let board: MappedBoard
+        if let known = boards.withLock({ $0[generation]?.board }) {
+            board = known  // the token goes unused and expires
+        } else {
+            guard let fetched = try? MappedBoard.fetch(offer) else { return nil }
+            board = boards.withLock { boards in
+                boards = boards.filter { $0.value.board != nil }
+                if let raced = boards[generation]?.board { return raced }
+                boards[generation] = WeakBoard(board: fetched)
+                return fetched
+            }
+        }
+        guard board.load(Int(tableWord)) != nil else { return nil }
+        return NearCacheTable(board: board, tableWord: Int(tableWord), connection: liveness, limits: limits)
     }
 
     /// Round trip with no work: `"pong"`.
@@ -137,6 +172,7 @@ public final class NanaClient: Sendable {
 
     /// Closes the connection; calls in flight fail with ``NanaClientError/Code/connectionClosed``.
     public func close() async {
+        liveness.lost()  // at once: the channel's close callbacks run a moment later
         try? await channel.close()
     }
 }

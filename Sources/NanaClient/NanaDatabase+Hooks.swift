@@ -47,7 +47,8 @@ extension NanaDatabase {
 
     /// The stored values of `keys` (those that exist), with no hooks.
     private func storedValues(_ keys: [String]) async throws -> NanaParams {
-        try await send("batch_get", ["keys": .array(keys.map(NanaValue.string))]).mapValue ?? [:]
+        if isTracking { return try await trackedBatchGet(keys) }
+        return try await send("batch_get", ["keys": .array(keys.map(NanaValue.string))]).mapValue ?? [:]
     }
 
     private func runBeforeWrite(_ hooks: [any NanaHook], _ key: String, _ value: NanaValue) async throws -> NanaValue {
@@ -76,6 +77,10 @@ extension NanaDatabase {
     /// `defaultValue` as given.
     func hookedGet(_ method: String, _ key: String, default defaultValue: NanaValue) async throws -> NanaValue {
         let active = activeHooks(for: key)
+        if method == "get", isTracking {
+            guard let value = try await trackedGet(key) else { return defaultValue }
+            return active.isEmpty ? value : try await runAfterRead(active, key, value)  // hooks run on hits too
+        }
         guard !active.isEmpty else { return try await send(method, ["key": .string(key), "default": defaultValue]) }
         let value = try await send(method, ["key": .string(key), "default": Self.missing])
         if Self.isMissing(value) { return defaultValue }

@@ -27,8 +27,15 @@ public struct NanaDatabase: Sendable {
     /// Hooks run in this process around reads, writes and deletes, in order (``NanaHook``);
     /// none unless set with ``withHooks(_:)``. Tables opened with ``table(_:)`` inherit them.
     public let hooks: [any NanaHook]
+    /// The near-cache limits asked for at `open`; when enabled the daemon answers `get`,
+    /// `contains` and `batch_get` with stamps (a tracking handle, PROTOCOL §10).
+    let nearCacheLimits: NanaNearCache
+    /// This handle's near-cache; nil when off, or when the daemon offered no board.
+    let nearCache: NearCacheTable?
 
-    init(client: NanaClient, openReply: NanaValue, hooks: [any NanaHook] = []) throws {
+    var isTracking: Bool { nearCacheLimits.isEnabled }
+
+    init(client: NanaClient, openReply: NanaValue, hooks: [any NanaHook] = [], nearCache: NanaNearCache = .off) throws {
         guard let handle = openReply["db"]?.int64Value, let table = openReply["table"]?.stringValue else {
             throw NanaClientError(.protocolViolation, "unexpected reply to open: \(openReply)")
         }
@@ -36,6 +43,8 @@ public struct NanaDatabase: Sendable {
         self.handle = handle
         self.table = table
         self.hooks = hooks
+        self.nearCacheLimits = nearCache
+        self.nearCache = nearCache.isEnabled ? client.nearCacheTable(openReply, limits: nearCache) : nil
     }
 
     /// The same handle with other hooks (``withHooks(_:)``).
@@ -44,6 +53,8 @@ public struct NanaDatabase: Sendable {
         self.handle = database.handle
         self.table = database.table
         self.hooks = hooks
+        self.nearCacheLimits = database.nearCacheLimits
+        self.nearCache = database.nearCache
     }
 
     func call(_ method: String, _ params: NanaParams = [:]) async throws -> NanaValue {
@@ -57,6 +68,7 @@ public struct NanaDatabase: Sendable {
     /// The value of `key`, or `default` when the key is missing (`get`).
     public func get(_ key: String, default defaultValue: NanaValue = .nil) async throws -> NanaValue {
         if !hooks.isEmpty { return try await hookedGet("get", key, default: defaultValue) }
+        if isTracking { return try await trackedGet(key) ?? defaultValue }
         return try await call("get", ["key": .string(key), "default": defaultValue])
     }
 
@@ -85,7 +97,8 @@ public struct NanaDatabase: Sendable {
 
     /// Whether `key` exists (`contains`, NanaSQLite's `key in db`).
     public func contains(_ key: String) async throws -> Bool {
-        try await call("contains", ["key": .string(key)]).boolValue ?? false
+        if isTracking { return try await trackedContains(key) }
+        return try await call("contains", ["key": .string(key)]).boolValue ?? false
     }
 
     /// The number of rows (`len`).
@@ -178,16 +191,24 @@ public struct NanaDatabase: Sendable {
     /// clients keep reading committed data, and their writes wait. The daemon rolls it back
     /// if this connection drops or the daemon's transaction timeout passes.
     public func beginTransaction() async throws {
-        _ = try await call("begin_transaction")
+        // Reads from here to the end go to the daemon: they must see the transaction's own
+        // writes, which change no stamp until COMMIT.
+        nearCache?.board.inTransaction.store(true, ordering: .releasing)
+        do { _ = try await call("begin_transaction") } catch {
+            nearCache?.board.inTransaction.store(false, ordering: .releasing)
+            throw error
+        }
     }
 
     /// Commits the transaction; its writes become visible to every client.
     public func commit() async throws {
+        defer { nearCache?.board.inTransaction.store(false, ordering: .releasing) }
         _ = try await call("commit")
     }
 
     /// Rolls the transaction back; nothing it wrote remains.
     public func rollback() async throws {
+        defer { nearCache?.board.inTransaction.store(false, ordering: .releasing) }
         _ = try await call("rollback")
     }
 
@@ -298,6 +319,7 @@ public struct NanaDatabase: Sendable {
     /// The values of the keys that exist; missing keys are left out.
     public func batchGet(_ keys: [String]) async throws -> NanaParams {
         if !hooks.isEmpty { return try await hookedBatchGet(keys) }
+        if isTracking { return try await trackedBatchGet(keys) }
         return try await call("batch_get", ["keys": .array(keys.map(NanaValue.string))]).mapValue ?? [:]
     }
 
@@ -339,11 +361,12 @@ public struct NanaDatabase: Sendable {
 
     /// Another key-value table of the same file (`table`), with this handle's ``hooks``.
     public func table(_ name: String) async throws -> NanaDatabase {
-        try NanaDatabase(client: client, openReply: try await call("table", ["table_name": .string(name)]), hooks: hooks)
+        try NanaDatabase(client: client, openReply: try await call("table", ["table_name": .string(name)]), hooks: hooks, nearCache: nearCacheLimits)
     }
 
     /// Closes this handle (and the tables opened from it, if it came from `open`).
     public func close() async throws {
+        nearCache?.removeAll()
         _ = try await call("close")
     }
 }

@@ -42,9 +42,12 @@ public final class NanadServer: Service, Sendable {
         ReaderPool.shared.threadCount = configuration.readerThreads
         Self.raiseDescriptorLimit(logger)
         let registry = try DatabaseRegistry(dataDirectory: configuration.dataDirectory, decoder: ValueCodec(), logger: logger, idleCloseDelay: configuration.idleFileCloseDelay, maximumOpenFiles: configuration.maximumOpenFiles)
-        let state = ServerState(configuration: configuration, registry: registry, logger: logger)
         let activated = SocketActivation.listeningDescriptor()
         if activated == nil { try Self.prepareSocketPath(configuration.socketPath) }
+        // Before any client connects: the boards a crashed predecessor handed out are
+        // invalidated here.
+        let (boards, handout) = Self.startNearCache(configuration, logger)
+        let state = ServerState(configuration: configuration, registry: registry, logger: logger, boards: boards, boardHandout: handout)
         let notifier = SystemdNotifier()
 
         let configuration = self.configuration
@@ -143,6 +146,8 @@ public final class NanadServer: Service, Sendable {
             }
         }
         if activated == nil { try? FileManager.default.removeItem(atPath: configuration.socketPath) }
+        handout?.stop()
+        if let boards { rmdir(boards.path) }  // empty once every file closed (each retires its board)
         try? await group.shutdownGracefully()
         if leftOver > 0 || !closed {
             var left: [String] = []
@@ -152,6 +157,20 @@ public final class NanadServer: Service, Sendable {
             throw NanadError("shutdown did not finish within \(configuration.shutdownDrainSeconds) s: \(left.joined(separator: "; "))")
         }
         logger.info("nanad stopped")
+    }
+
+    /// The near-cache's board folder and handout socket, or nils (with a warning) when it is
+    /// off or cannot be set up: nanad then serves without it.
+    static func startNearCache(_ configuration: ServerConfiguration, _ logger: Logger) -> (BoardDirectory?, BoardHandout?) {
+        guard configuration.nearCacheSlots > 0 else { return (nil, nil) }
+        do {
+            let boards = try BoardDirectory(path: configuration.boardDirectoryPath, keySlots: configuration.nearCacheSlots, logger: logger)
+            let handout = try BoardHandout(path: configuration.boardSocketPath, mode: configuration.socketMode, group: configuration.socketGroup, logger: logger)
+            return (boards, handout)
+        } catch {
+            logger.warning("near-cache disabled: \(error)")
+            return (nil, nil)
+        }
     }
 
     /// Refuses to start if a live daemon answers on `path`; removes a stale socket file.

@@ -1,3 +1,4 @@
+import NanaStorage
 import Foundation
 import Logging
 import NanaStorage
@@ -49,6 +50,14 @@ public struct ServerConfiguration: Sendable {
     /// How long shutdown waits for calls in flight, and then for the databases to close;
     /// past either, nanad exits non-zero saying what was left.
     public var shutdownDrainSeconds: Double = 10
+    /// Key slots of each near-cache board (a power of two; 8 bytes each); 0 turns the
+    /// near-cache off (`open`'s `near_cache` is then answered without a board).
+    public var nearCacheSlots = Board.defaultKeySlots
+
+    /// Where the near-cache boards live: a private folder beside the socket.
+    public var boardDirectoryPath: String { socketPath + ".boards" }
+    /// The side socket that hands boards out (``BoardHandout``).
+    public var boardSocketPath: String { socketPath + ".board" }
 
     public init(socketPath: String = NanaProtocol.defaultSocketPath, dataDirectory: String = "nanad-data") {
         self.socketPath = socketPath

@@ -39,9 +39,16 @@ package final class ServerState: Sendable {
         }.sorted { $0.0 < $1.0 }
     }
 
-    package init(configuration: ServerConfiguration, registry: DatabaseRegistry, logger: Logger) {
+    /// The near-cache's boards and their handout; nil when the near-cache is off or could not
+    /// be set up (then `open`'s `near_cache` is answered without a board).
+    let boards: BoardDirectory?
+    let boardHandout: BoardHandout?
+
+    package init(configuration: ServerConfiguration, registry: DatabaseRegistry, logger: Logger, boards: BoardDirectory? = nil, boardHandout: BoardHandout? = nil) {
         self.configuration = configuration
         self.registry = registry
         self.logger = logger
+        self.boards = boardHandout == nil ? nil : boards
+        self.boardHandout = boards == nil ? nil : boardHandout
     }
 }

@@ -38,7 +38,10 @@ extension Database {
                     try connection.execute("CREATE TABLE IF NOT EXISTS \"\(table.name)\" (key TEXT PRIMARY KEY, value TEXT)")
                 }
                 return WriteOutcome(
-                    publish: { self.openTables.forEach { $0.clearCache() } },
+                    publish: {
+                        self.openTables.forEach { $0.clearCache() }
+                        self.boardLink.current?.poison()  // every table of the file changed, open or not
+                    },
                     complete: { completion(.success(())) }
                 )
             },

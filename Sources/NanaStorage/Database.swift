@@ -84,6 +84,9 @@ public final class Database: Sendable {
     private let tables = Mutex<[String: KeyValueTable]>([:])
     /// Tables the open client transaction created; published at COMMIT, forgotten otherwise.
     let tablesCreatedInTransaction = Mutex<[String: KeyValueTable]>([:])
+    /// The near-cache board, once a client asked for one.
+    let boardLink = BoardLink()
+    private let tablesMade = Atomic<Int>(0)
     let statistics = Mutex(WriterStatistics())
     /// Jobs of client transactions whose BEGIN has not reached the writer yet (writer thread).
     let parkedJobs = Mutex<[WriteJob]>([])
@@ -246,6 +249,7 @@ public final class Database: Sendable {
                        metadata: ["db.path": "\(path)", "reason": "\(change.reason)"])
         writeQueue.close()
         readers.withLock { $0.accepting = false }
+        boardLink.retire()
         lifecycle.withLock { $0 }?(self)
     }
 
@@ -283,6 +287,7 @@ public final class Database: Sendable {
         writeQueue.close()
         closed.wait()
         closed.signal()  // let a second caller through too
+        boardLink.retire()
         for table in openTables { table.expiry.stop() }
         // Tables point back at their database: forget them so that a closed database is freed
         // (nanad closes databases only when it stops; the fuzz harness closes one data folder
@@ -292,6 +297,12 @@ public final class Database: Sendable {
     }
 
     // MARK: Tables
+
+    /// The near-cache board of this open of the file, once a client asked for one.
+    public var board: Board? { boardLink.current }
+
+    /// A number for a new table's stamp on the near-cache board.
+    func nextTableIndex() -> Int { tablesMade.wrappingAdd(1, ordering: .relaxed).oldValue }
 
     /// The key-value table `name` (validated, created if missing), shared by every session.
     /// - Parameter owner: the client transaction the caller is in on this file, if any (the

@@ -11,7 +11,7 @@ public final class KeyValueTable: Sendable {
     public let name: String
     /// The file this table lives in.
     public let database: Database
-    let cache = TableCache()
+    let cache: TableCache
     /// The encryption the table is open with (see ``attach(_:completion:)``).
     let cipher = CipherSlot()
     /// Declared constraints, checked on the writer before each write.
@@ -54,6 +54,8 @@ public final class KeyValueTable: Sendable {
         self.database = database
         self.name = name
         self.quoted = quoted
+        let cache = TableCache(board: database.boardLink, tableIndex: database.nextTableIndex())
+        self.cache = cache
         let sql = SQL(quoted: quoted)
         self.sql = sql
         let cipher = self.cipher
@@ -85,6 +87,25 @@ public final class KeyValueTable: Sendable {
         if database.isRetired { return nil }
         if writeBehind.isActive, let staged = writeBehind.staged(key) { return Self.entry(staged) }
         return cache.lookup(key)
+    }
+
+    /// The stamps a tracked read of `key` vouches for its value with; read them before the
+    /// value (``cached(_:)`` or a read). Nil while the file has no near-cache board.
+    public func stamps(of key: String) -> TrackedStamps? { cache.stamps(of: key) }
+
+    /// The cache's time to live (TTL strategy), or nil.
+    public var cacheTimeToLive: Double? {
+        if case .ttl(let seconds, _) = cache.strategy { return seconds }
+        return nil
+    }
+
+    /// Seconds until the daemon's cached entry of `key` expires (TTL tables), or nil.
+    public func remainingLife(of key: String) -> Double? { cache.remainingLife(of: key) }
+
+    /// The file's near-cache board (made on first use) and the word of this table's stamp.
+    public func nearCacheBoard(in directory: BoardDirectory) throws(StorageError) -> (board: Board, tableWord: Int) {
+        let board = try database.boardLink.board(in: directory)
+        return (board, cache.tableWord(on: board))
     }
 
     /// NanaSQLite's `is_cached`: the key has a cached value or is known to be absent.

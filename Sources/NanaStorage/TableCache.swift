@@ -84,10 +84,48 @@ final class TableCache: Sendable {
 
     private let now: @Sendable () -> UInt64
     private let state: Mutex<State>
+    /// The file's near-cache board, bumped under the lock right after each change (so a
+    /// tracked read, which reads stamps before it looks up, never pairs an old value with a
+    /// stamp that announced the new one).
+    private let board: BoardLink?
+    /// The table's number on the board.
+    private let tableIndex: Int
 
-    init(strategy: CacheStrategy = .default, now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds) {
+    init(strategy: CacheStrategy = .default, board: BoardLink? = nil, tableIndex: Int = 0, now: @escaping @Sendable () -> UInt64 = monotonicNanoseconds) {
         self.now = now
         self.state = Mutex(State(strategy: strategy))
+        self.board = board
+        self.tableIndex = tableIndex
+    }
+
+    /// The stamps of `key` and of the table, read (acquire) before the caller reads its value;
+    /// nil while the file has no board.
+    func stamps(of key: String) -> TrackedStamps? {
+        guard let board = board?.current else { return nil }
+        let keyWord = board.keyWord(tableIndex, key)
+        let tableWord = board.tableWord(tableIndex)
+        return TrackedStamps(keyWord: keyWord, keyStamp: board.load(keyWord), tableWord: tableWord, tableStamp: board.load(tableWord))
+    }
+
+    /// The word of the table's stamp on `board`.
+    func tableWord(on board: Board) -> Int { board.tableWord(tableIndex) }
+
+    private func bumpKey(_ key: String, on board: Board?) {
+        if let board { board.bump(board.keyWord(tableIndex, key)) }
+    }
+
+    private func bumpTable(on board: Board?) {
+        if let board { board.bump(board.tableWord(tableIndex)) }
+    }
+
+    /// Seconds until `key`'s entry expires (TTL strategies; nil for the others or no entry).
+    func remainingLife(of key: String) -> Double? {
+        state.withLock { state in
+            guard case .ttl = state.strategy, let slot = state.index[key] else { return nil }
+            let time = now()
+            let expiresAt = state.slots[slot].expiresAt
+            return expiresAt > time ? Double(expiresAt - time) / 1e9 : 0
+        }
     }
 
     var strategy: CacheStrategy { state.withLock { $0.strategy } }
@@ -100,6 +138,7 @@ final class TableCache: Sendable {
             state = State(strategy: strategy)
             state.sequence = sequence
             state.lastClear = sequence
+            bumpTable(on: board?.current)
         }
     }
 
@@ -190,18 +229,22 @@ final class TableCache: Sendable {
             // One number for the whole commit: no reader can read `sequence` in between.
             state.sequence &+= 1
             let stamp = state.sequence
+            let board = self.board?.current
             for change in changes {
                 switch change {
                 case .set(let key, let value):
                     state.stampWrite(of: key, stamp)
                     state.store(key, .present(value), at: time)
+                    bumpKey(key, on: board)
                 case .remove(let key):
                     state.stampWrite(of: key, stamp)
                     state.store(key, .absent, at: time)
+                    bumpKey(key, on: board)
                 case .removeAll:
                     state.removeEverything()
                     state.lastClear = stamp
                     state.allLoaded = state.policy.isComplete  // the table is empty and we know it
+                    bumpTable(on: board)
                 }
             }
         }
@@ -217,6 +260,7 @@ final class TableCache: Sendable {
             state.lastForget = state.sequence
             if let slot = state.index[key] { state.remove(slot) }
             state.allLoaded = false
+            bumpKey(key, on: board?.current)
         }
     }
 
@@ -226,6 +270,7 @@ final class TableCache: Sendable {
             state.sequence &+= 1
             state.lastClear = state.sequence
             state.allLoaded = false
+            bumpTable(on: board?.current)
         }
     }
 

@@ -42,6 +42,15 @@ extension NanaValue {
         }
     }
 
+    /// The integer, if this is a non-negative integer (stamps and generations use all 64 bits).
+    public var uint64Value: UInt64? {
+        switch self {
+        case .uint(let v): return v
+        case .int(let v): return v >= 0 ? UInt64(v) : nil
+        default: return nil
+        }
+    }
+
     /// The Boolean, if this is a Boolean (never an integer).
     public var boolValue: Bool? {
         if case .bool(let b) = self { return b }

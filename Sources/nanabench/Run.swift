@@ -16,6 +16,9 @@ import NanaWire
 ///   d  set, 16 connections (fresh keys), group-committed by the daemon's writer
 ///      (c and d: `--connections N` gives them N connections instead of 16; j and k keep 16)
 ///   e  get, one connection with 64 calls in flight (64 tasks on one client), cache hit
+///   n  get, sequential, one task, near-cache hit (no round trip; every other read workload
+///      opens its handles with the near-cache off, to measure the daemon)
+///   n16  n from 16 tasks of one client at once
 ///   f  batch_update of 10,000 items, repeated, median items/s
 ///   g  4 `nanabench worker` processes writing 3,000 keys each to one fresh file at once
 ///   h  query returning 1,000 rows
@@ -34,7 +37,7 @@ struct Run: AsyncParsableCommand {
     var requests = 100_000
     @Flag(help: "Also print a JSON summary (one line, after the table).") var json = false
     @Option(name: .customLong("json-file"), help: "Also write the JSON summary to this file.") var jsonFile: String?
-    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,b-loop,ping-loop,c,c-loop,d,e,f,g,h,i,j,k); all by default.") var only: String?
+    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,b-loop,ping-loop,c,c-loop,d,e,n,n16,f,g,h,i,j,k); all by default.") var only: String?
     @Option(name: .customLong("batch-repeats"), help: "Timed batch_update calls (workload f).") var batchRepeats = 10
     @Option(name: .customLong("batch-items"), help: "Items per batch_update call (workload f).") var batchItems = 10_000
     @Option(help: "Connections of workloads c and d (each one client with one task doing sequential calls); j and k keep 16.")
@@ -60,12 +63,13 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let selected = Set((only ?? "a,b,ping,b-loop,ping-loop,c,c-loop,d,e,f,g,h,i,j,k").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        let selected = Set((only ?? "a,b,ping,b-loop,ping-loop,c,c-loop,d,e,n,n16,f,g,h,i,j,k").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
         // Distinct per run, so that set workloads insert new rows even when --db is reused.
         let tag = String(Int(Date().timeIntervalSince1970 * 1000) % 100_000_000, radix: 36) + "-\(getpid())"
 
         let client = try await NanaClient.connect(socketPath: socket, clientName: "nanabench")
-        let database = try await client.open(db)
+        // The round-trip workloads measure the daemon: no near-cache (workloads n and n16 use one).
+        let database = try await client.open(db, nearCache: .off)
         let keys = (0..<Self.keyspace).map { Self.key($0) }
         let values = (0..<Self.keyspace).map { benchValue($0) }
 
@@ -121,7 +125,7 @@ struct Run: AsyncParsableCommand {
             var lanes: [NanaDatabase] = []
             for c in 0..<opening {
                 let other = try await NanaClient.connect(socketPath: socket, clientName: "nanabench-\(c)")
-                lanes.append(try await other.open(db))
+                lanes.append(try await other.open(db, nearCache: .off))
             }
             let conns = lanes
             let count = Self.connections
@@ -162,9 +166,9 @@ struct Run: AsyncParsableCommand {
             // (j) d's shape on a write-behind table: a set is acknowledged once staged.
             if selected.contains("j") {
                 let options = NanaOpenOptions(writeBehind: NanaWriteBehind())
-                let staged = try await client.open(db, table: Self.writeBehindTable, options: options)
+                let staged = try await client.open(db, table: Self.writeBehindTable, options: options, nearCache: .off)
                 var opened: [NanaDatabase] = []
-                for lane in conns { opened.append(try await lane.client.open(db, table: Self.writeBehindTable, options: options)) }
+                for lane in conns { opened.append(try await lane.client.open(db, table: Self.writeBehindTable, options: options, nearCache: .off)) }
                 let v2 = opened
                 let perLane = requests / count
                 let setKeys = (0..<count).map { l in (0..<perLane).map { "j-\(tag)-\(l)-\($0)" } }
@@ -193,10 +197,10 @@ struct Run: AsyncParsableCommand {
             // (k) c's shape on an LRU table holding a tenth of the keyspace, keys in random order.
             if selected.contains("k") {
                 let options = NanaOpenOptions(cache: .lru(capacity: Self.lruCapacity))
-                let bounded = try await client.open(db, table: Self.lruTable, options: options)
+                let bounded = try await client.open(db, table: Self.lruTable, options: options, nearCache: .off)
                 try await bounded.batchUpdate(prefill)
                 var opened: [NanaDatabase] = []
-                for lane in conns { opened.append(try await lane.client.open(db, table: Self.lruTable, options: options)) }
+                for lane in conns { opened.append(try await lane.client.open(db, table: Self.lruTable, options: options, nearCache: .off)) }
                 let lru = opened
                 let perLane = requests * 2 / count
                 // Drawn before the timing: lane l's i-th key, uniform over the keyspace.
@@ -223,6 +227,29 @@ struct Run: AsyncParsableCommand {
                 if v.isNil { throw BenchError("get returned nil") }
             }
             report(summarize(id: "e", name: "get_1_connection_64_in_flight", title: "get (cache hit), 1 connection, 64 in flight", lanes: run.lanes, wall: run.wall))
+        }
+
+        // (n) and (n16): get through a near-cache holding the whole keyspace, from one task and
+        // from 16 tasks of one client; every timed read is a hit (the table is not written).
+        if selected.contains("n") || selected.contains("n16") {
+            let near = try await client.open(db, nearCache: NanaNearCache(maximumEntries: 2 * Self.keyspace, maximumBytes: 1 << 28))
+            for key in keys { _ = try await near.get(key) }
+            let body: @Sendable (Int, Int) async throws -> Void = { l, i in
+                let v = try await near.get(keys[(l * 613 + i) % Self.keyspace])
+                if v.isNil { throw BenchError("get returned nil") }
+            }
+            let before = near.nearCacheStatistics
+            if selected.contains("n") {
+                await warmUp(1, perLane: 10_000, body)
+                report(await runUntimed(id: "n", name: "get_near_cache_sequential", title: "get (near-cache hit), sequential, 1 task", lanes: 1, perLane: requests * 20, body))
+            }
+            if selected.contains("n16") {
+                await warmUp(Self.connections, perLane: 1000, body)
+                report(await runUntimed(id: "n16", name: "get_near_cache_16_tasks", title: "get (near-cache hit), 16 tasks of one client", lanes: Self.connections, perLane: requests * 4, body))
+            }
+            if let before, let after = near.nearCacheStatistics, after.misses != before.misses {
+                throw BenchError("near-cache workloads missed \(after.misses - before.misses) times")
+            }
         }
 
         // (f) batch_update of 10,000 items: one warm-up call, then the timed repetitions.

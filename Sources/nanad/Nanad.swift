@@ -85,6 +85,9 @@ struct Nanad: AsyncParsableCommand {
     @Option(name: .customLong("reader-threads"), help: "Threads that run the reads of every database file (cache misses, queries). [default: 4]")
     var readerThreads: Int?
 
+    @Option(name: .customLong("near-cache-slots"), help: "Key slots of each database file's near-cache board, a power of two (8 bytes each); 0 turns the near-cache off. [default: 65536]")
+    var nearCacheSlots: Int?
+
     @Option(name: .customLong("request-timeout"), help: "Seconds after which a call still waiting on storage is answered with a timeout error (0: never). [default: 0]")
     var requestTimeout: Double?
 
@@ -114,6 +117,7 @@ struct Nanad: AsyncParsableCommand {
         var close_idle_files_after: Double?
         var max_open_files: Int?
         var reader_threads: Int?
+        var near_cache_slots: Int?
         var log_level: String?
         var rules: [AccessRule]?
     }
@@ -153,6 +157,10 @@ struct Nanad: AsyncParsableCommand {
         c.maximumOpenFiles = maxOpenFiles ?? file.max_open_files ?? c.maximumOpenFiles
         c.readerThreads = readerThreads ?? file.reader_threads ?? c.readerThreads
         guard c.maximumOpenFiles >= 1, c.readerThreads >= 1 else { throw ValidationError("max open files and reader threads must be at least 1") }
+        c.nearCacheSlots = nearCacheSlots ?? file.near_cache_slots ?? c.nearCacheSlots
+        guard c.nearCacheSlots == 0 || (c.nearCacheSlots > 0 && c.nearCacheSlots & (c.nearCacheSlots - 1) == 0 && c.nearCacheSlots <= 1 << 24) else {
+            throw ValidationError("near-cache slots must be 0 (off) or a power of two up to 16777216 (got \(c.nearCacheSlots))")
+        }
         c.maximumCallsInFlight = maxInFlight ?? file.max_in_flight ?? c.maximumCallsInFlight
         c.maximumReplyBuffer = maxReplyBuffer ?? file.max_reply_buffer ?? c.maximumReplyBuffer
         c.rules = file.rules ?? []

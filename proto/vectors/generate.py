@@ -92,7 +92,7 @@ def message(name, v, meaning, nested=None, **extra):
     if nested is not None:
         assert v[3]["value"] == nested_arrays(nested)
         extra["nested_arrays"] = nested
-    else:
+    elif not has_bytes(v):
         extra["json"] = v
     add(name, "message", pack(v), meaning, **extra)
 
@@ -306,6 +306,26 @@ def build():
     message("request set", [0, 3, "set", {"db": 1, "key": "profile",
                                           "value": {"name": "Ada", "age": 36, "admin": True, "score": 5.0}}],
             "set a map value; stored as the JSON text {\"name\":\"Ada\",\"age\":36,\"admin\":true,\"score\":5.0}")
+    # The near-cache (PROTOCOL.md section 10).
+    token = bytes(range(0xA0, 0xB0))
+    message("request open near_cache", [0, 20, "open", {"db_path": "app.db", "near_cache": True}],
+            "request msgid 20: open app.db's data table as a tracking handle (10.2)")
+    message("response open with board", [1, 20, None, {"db": 4, "table": "data", "board": {
+                "socket": "nanad-data/nanad.sock.board", "token": token,
+                "generation": 0xF8A66BE5B599BB38, "words": 65800, "table_word": 8}}],
+            "success response to msgid 20: handle 4, and the board offer: fetch it from socket with token (16 bytes, single use); generation > Int64.max, so a uint64 (10.2, 10.3)")
+    message("response open near_cache refused", [1, 21, None, {"db": 5, "table": "data", "near_cache_refused": "the near-cache is off on this nanad"}],
+            "success response to msgid 21: a tracking handle without a board; its replies still have the tracked shapes (10.2)")
+    message("response tracked get found", [1, 22, None, [True, {"theme": "dark"}, 10153, 3, 1, None]],
+            "tracked get (10.4): found, the value, key_word 10153 with key_stamp 3, table_stamp 1, no expiry")
+    message("response tracked get missing ttl", [1, 23, None, [False, None, 22379, 0, 0, 0.25]],
+            "tracked get (10.4): missing (the client answers its default), stamps, and a TTL table's entry expires in 0.25 s")
+    message("response tracked get in transaction", [1, 24, None, [True, "v", None, None, None, None]],
+            "tracked get inside the session's transaction (10.4): no stamps, so nothing is cached")
+    message("response tracked contains", [1, 25, None, [False, 51442, 0, 1, None]],
+            "tracked contains (10.4): not there, key_word 51442, key_stamp 0, table_stamp 1")
+    message("response tracked batch_get", [1, 26, None, [{"k": 1}, 1, [["k", 10153, 1, None], ["x", 22379, 0, None]]]],
+            "tracked batch_get (10.4): the values found, the table stamp, and every key asked for with its word and stamp (x: absent)")
     message("request ping max msgid", [0, UINT32_MAX, "ping", {}],
             "the largest msgid, 4294967295 (uint32); params is an empty map, never omitted")
     message("response batch_update_partial",

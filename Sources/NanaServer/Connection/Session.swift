@@ -14,6 +14,9 @@ struct Session {
         let access: AccessRule?
         /// The table settings the `open` asked for, which its `table()` children inherit.
         let request: TableRequest
+        /// Whether `get`, `contains` and `batch_get` answer with near-cache stamps
+        /// (`open`'s `near_cache`; PROTOCOL §10), inherited by `table()` children.
+        let tracking: Bool
     }
 
     private(set) var handles: [Int64: Handle] = [:]
@@ -23,10 +26,10 @@ struct Session {
 
     /// Records a table the session attached to (``KeyValueTable/attach(_:completion:)``); the
     /// session detaches when the handle closes.
-    mutating func add(_ table: KeyValueTable, root: Int64?, policy: SQLFunctionPolicy, access: AccessRule?, request: TableRequest) -> Int64 {
+    mutating func add(_ table: KeyValueTable, root: Int64?, policy: SQLFunctionPolicy, access: AccessRule?, request: TableRequest, tracking: Bool) -> Int64 {
         let id = nextHandle
         nextHandle += 1
-        handles[id] = Handle(table: table, root: root ?? id, policy: policy, access: access, request: request)
+        handles[id] = Handle(table: table, root: root ?? id, policy: policy, access: access, request: request, tracking: tracking)
         return id
     }
 

@@ -6,9 +6,11 @@ import NanaWire
 // hits are answered on the event loop, the rest is sent to storage.
 extension ConnectionHandler {
     func get(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        let table = try table(args)
+        let handle = try handle(for: args)
+        let table = handle.table
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
+        if handle.tracking { return trackedGet(msgid, table, key, owner: owner) }
         let fallback = args.params["default"] ?? .nil
         switch owner == nil ? table.cached(key) : nil {
         case .present(let value): reply(msgid, .encoded(value))
@@ -35,9 +37,11 @@ extension ConnectionHandler {
     }
 
     func contains(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        let table = try table(args)
+        let handle = try handle(for: args)
+        let table = handle.table
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
+        if handle.tracking { return trackedContains(msgid, table, key, owner: owner) }
         switch owner == nil ? table.cached(key) : nil {
         case .present: reply(msgid, .value(true))
         case .absent: reply(msgid, .value(false))
@@ -170,9 +174,11 @@ extension ConnectionHandler {
     }
 
     func batchGet(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
-        let table = try table(args)
+        let handle = try handle(for: args)
+        let table = handle.table
         let owner = try transactionOwner(table.database)
         let keys = try args.strings("keys")
+        if handle.tracking { return trackedBatchGet(msgid, table, keys, owner: owner) }
         respondLater(msgid, { table.batchGet(keys, owner: owner, completion: $0) }) { .encoded(Self.encode($0, as: .dictionary)) }
     }
 

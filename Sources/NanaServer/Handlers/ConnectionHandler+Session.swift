@@ -50,6 +50,7 @@ extension ConnectionHandler {
             }
         }
         _ = try args.bool("warn_duplicate_table_instance", default: true)
+        let nearCache = try args.bool("near_cache", default: false)
         let request = try Self.tableRequest(args)
         let registry = state.registry
         let access = try accessRule(for: dbPath, to: .open)
@@ -103,8 +104,8 @@ extension ConnectionHandler {
                 table.database.release()
                 return nil
             }
-            let id = handler.session.add(table, root: nil, policy: policy, access: access, request: request)
-            return .value(["db": .int(id), "table": .string(table.name)])
+            let id = handler.session.add(table, root: nil, policy: policy, access: access, request: request, tracking: nearCache)
+            return .value(handler.openReply(id, table, tracking: nearCache))
         })
     }
 
@@ -125,6 +126,7 @@ extension ConnectionHandler {
             return inherited
         }()
         let owner = try transactionOwner(parent.table.database)
+        let tracking = parent.tracking
         respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
             parent.table.database.table(named: name, owner: owner, create: mayWrite) { result in
                 guard case .success(let table) = result else { return done(result) }
@@ -135,8 +137,8 @@ extension ConnectionHandler {
                 table.detach()
                 return handler.isConnected ? .error(NanaRemoteError(.closed, "Parent database connection is closed (table: '\(name)').")) : nil
             }
-            let id = handler.session.add(table, root: root, policy: policy, access: access, request: request)
-            return .value(["db": .int(id), "table": .string(table.name)])
+            let id = handler.session.add(table, root: root, policy: policy, access: access, request: request, tracking: tracking)
+            return .value(handler.openReply(id, table, tracking: tracking))
         })
     }
 

@@ -27,6 +27,7 @@ extension ConnectionHandler {
             "descriptors": .int(Int64(Self.entries(in: "/proc/self/fd"))),
             "idle_files_closed": .int(Int64(state.registry.idleClosedCount)),
             "replacements_detected": .int(Int64(state.registry.replacementsDetected)),
+            "near_cache": .bool(state.boards != nil),
         ]
         let dbs: [NanaValue] = databases.sorted { $0.path < $1.path }.map { db in
             let w = db.writerStatistics
@@ -52,6 +53,10 @@ extension ConnectionHandler {
                 "v2_staged": .int(Int64(db.openTables.reduce(0) { $0 + $1.stagedWrites })),
                 "dlq": .int(Int64(db.openTables.reduce(0) { $0 + $1.deadLetters.count })),
                 "write_queue": .int(Int64(db.writeQueueDepth)), "tables": .array(tables),
+                "board": db.board.map { board in
+                    ["generation": .uint(board.generation), "key_slots": .int(Int64(board.keySlots)),
+                     "table_slots": .int(Int64(Board.tableSlots)), "bytes": .int(Int64(board.words * 8))]
+                } ?? .nil,
             ]
         }
         reply(msgid, .value(["server": server, "databases": .array(dbs)]))

@@ -41,6 +41,7 @@ extension WireParameter {
         WireParameter("allowed_sql_functions", .identifiers, default: "None"),
         WireParameter("forbidden_sql_functions", .identifiers, default: "None"),
         WireParameter("max_clause_length", .int, default: "1000"),
+        WireParameter("near_cache", .bool, default: "False"),
     ]
 
     /// `open`'s write-behind (v2) settings of the table (PROTOCOL 9.10).
@@ -77,15 +78,15 @@ extension WireMethod {
                    result: "map", section: "7.1") { h, m, a throws(NanaRemoteError) in try h.hello(m, a) },
         WireMethod("ping", .connection, [], result: "`\"pong\"`", section: "9.1") { h, m, _ throws(NanaRemoteError) in h.reply(m, .value("pong")) },
         WireMethod("open", .handle, WireParameter.openParameters + WireParameter.writeBehindParameters + WireParameter.tableOptionParameters,
-                   result: "`{db, table}`", section: "9.2") { h, m, a throws(NanaRemoteError) in try h.open(m, a) },
-        WireMethod("table", .handle, [.db, .tableName], result: "`{db, table}`", section: "9.3") { h, m, a throws(NanaRemoteError) in try h.subTable(m, a) },
+                   result: "`{db, table, board?}`", section: "9.2") { h, m, a throws(NanaRemoteError) in try h.open(m, a) },
+        WireMethod("table", .handle, [.db, .tableName], result: "`{db, table, board?}`", section: "9.3") { h, m, a throws(NanaRemoteError) in try h.subTable(m, a) },
         WireMethod("close", .handle, [.db], result: "nil", section: "9.3") { h, m, a throws(NanaRemoteError) in try h.close(m, a) },
 
         // Dict interface (9.4)
-        WireMethod("get", .read, [.db, .key, .defaultValue], result: "value or `default`", section: "9.4") { h, m, a throws(NanaRemoteError) in try h.get(m, a) },
+        WireMethod("get", .read, [.db, .key, .defaultValue], result: "value or `default`; tracked: list (§10.4)", section: "9.4") { h, m, a throws(NanaRemoteError) in try h.get(m, a) },
         WireMethod("set", .write, [.db, .key, .value], result: "nil", section: "9.4") { h, m, a throws(NanaRemoteError) in try h.set(m, a) },
         WireMethod("delete", .write, [.db, .key], result: "nil", section: "9.4") { h, m, a throws(NanaRemoteError) in try h.delete(m, a) },
-        WireMethod("contains", .read, [.db, .key], result: "bool", section: "9.4") { h, m, a throws(NanaRemoteError) in try h.contains(m, a) },
+        WireMethod("contains", .read, [.db, .key], result: "bool; tracked: list (§10.4)", section: "9.4") { h, m, a throws(NanaRemoteError) in try h.contains(m, a) },
         WireMethod("len", .read, [.db], result: "int", section: "9.4") { h, m, a throws(NanaRemoteError) in try h.len(m, a) },
         WireMethod("keys", .read, [.db], result: "array of str", section: "9.4") { h, m, a throws(NanaRemoteError) in try h.keys(m, a) },
         WireMethod("values", .read, [.db], result: "array", section: "9.4") { h, m, a throws(NanaRemoteError) in try h.scan(m, a, as: .values) },
@@ -101,7 +102,7 @@ extension WireMethod {
         // Batches (9.5)
         WireMethod("batch_update", .write, [.db, .mapping], result: "nil", section: "9.5") { h, m, a throws(NanaRemoteError) in try h.batchUpdate(m, a) },
         WireMethod("batch_update_partial", .write, [.db, .mapping], result: "map str → str", section: "9.5") { h, m, a throws(NanaRemoteError) in try h.batchUpdatePartial(m, a) },
-        WireMethod("batch_get", .read, [.db, .keys], result: "map", section: "9.5") { h, m, a throws(NanaRemoteError) in try h.batchGet(m, a) },
+        WireMethod("batch_get", .read, [.db, .keys], result: "map; tracked: list (§10.4)", section: "9.5") { h, m, a throws(NanaRemoteError) in try h.batchGet(m, a) },
         WireMethod("batch_delete", .write, [.db, .keys], result: "nil", section: "9.5") { h, m, a throws(NanaRemoteError) in try h.batchDelete(m, a) },
 
         // Cache control (9.6): the shared cache, never the file.

@@ -1,0 +1,246 @@
+import Dispatch
+import NanaWire
+import Synchronization
+
+/// How much one handle's near-cache may hold (``NanaClient/open(_:table:bulkLoad:optimize:cacheSizeMB:options:nearCache:)``).
+///
+/// The near-cache keeps values this process read, and answers a read of one of them without a
+/// round trip while the daemon's stamps for its key and table are unchanged (PROTOCOL §10): a
+/// write any client had acknowledged before the read began is always seen.
+public struct NanaNearCache: Sendable, Hashable {
+    /// Entries kept (least recently used go first).
+    public var maximumEntries: Int
+    /// Bytes kept, counted as the keys' and values' sizes plus a fixed overhead per entry.
+    public var maximumBytes: Int
+
+    public init(maximumEntries: Int = 10_000, maximumBytes: Int = 8 << 20) {
+        self.maximumEntries = maximumEntries
+        self.maximumBytes = maximumBytes
+    }
+
+    /// 10,000 entries, 8 MiB.
+    public static let `default` = NanaNearCache()
+    /// Every read goes to the daemon.
+    public static let off = NanaNearCache(maximumEntries: 0, maximumBytes: 0)
+
+    public var isEnabled: Bool { maximumEntries > 0 && maximumBytes > 0 }
+}
+
+/// A handle's near-cache counters.
+public struct NanaNearCacheStatistics: Sendable, Hashable {
+    /// Reads answered in this process.
+    public var hits: Int
+    /// Reads that went to the daemon (no entry, an expired one, an invalidated one, or a
+    /// transaction open).
+    public var misses: Int
+    /// Entries found whose stamps had changed (another write since they were read).
+    public var invalidations: Int
+    public var entries: Int
+    public var bytes: Int
+}
+
+/// What the near-cache knows about a key.
+enum NearCacheAnswer: Sendable {
+    case value(NanaValue)
+    case absent
+    /// Present, value unknown (learned from `contains`); answers `contains` only.
+    case exists
+}
+
+/// The stamps a tracked reply vouched for a key's answer with.
+struct NearCacheStamps: Sendable {
+    var keyWord: Int
+    var keyStamp: UInt64
+    var tableStamp: UInt64
+}
+
+/// Whether the connection a near-cache belongs to is still up: after it is lost nothing is
+/// answered from memory (a new daemon may be serving writes this process cannot see).
+final class ConnectionLiveness: Sendable {
+    private let alive = Atomic<Bool>(true)
+    var isAlive: Bool { alive.load(ordering: .acquiring) }
+    func lost() { alive.store(false, ordering: .releasing) }
+}
+
+/// One tracking handle's near-cache: entries checked against the file's board on every hit.
+final class NearCacheTable: Sendable {
+    let board: MappedBoard
+    let tableWord: Int
+    private let connection: ConnectionLiveness
+    private let store: Mutex<NearCacheStore>
+
+    init(board: MappedBoard, tableWord: Int, connection: ConnectionLiveness, limits: NanaNearCache) {
+        self.board = board
+        self.tableWord = tableWord
+        self.connection = connection
+        self.store = Mutex(NearCacheStore(maximumEntries: limits.maximumEntries, maximumBytes: limits.maximumBytes))
+    }
+
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    /// The answer for `key` if an entry is good: not expired, and both stamps it was read with
+    /// still on the board. Anything else is a miss (`nil`), and a stale entry is dropped.
+    /// - Parameter needsValue: an entry that knows only that the key exists does not answer.
+    func lookup(_ key: String, needsValue: Bool) -> NearCacheAnswer? {
+        let usable = connection.isAlive && !board.inTransaction.load(ordering: .acquiring)
+        return store.withLock { store in
+            guard usable, let slot = store.index[key] else {
+                store.misses += 1
+                return nil
+            }
+            let entry = store.slots[slot]
+            if entry.deadline != .max, entry.deadline <= Self.now() {
+                store.remove(slot)
+                store.misses += 1
+                return nil
+            }
+            guard board.load(entry.stamps.keyWord) == entry.stamps.keyStamp, board.load(tableWord) == entry.stamps.tableStamp else {
+                store.remove(slot)
+                store.invalidations += 1
+                store.misses += 1
+                return nil
+            }
+            if needsValue, case .exists = entry.answer {
+                store.misses += 1
+                return nil
+            }
+            store.touch(slot)
+            store.hits += 1
+            return entry.answer
+        }
+    }
+
+    /// Keeps what a tracked reply said about `key`, unless its stamps have already moved on.
+    /// - Parameters:
+    ///   - expiresIn: a TTL table's remaining life of the entry, in seconds.
+    ///   - sentAt: when the request left (``now()``): the life counts from there.
+    func fill(_ key: String, _ answer: NearCacheAnswer, _ stamps: NearCacheStamps, expiresIn: Double?, sentAt: UInt64) {
+        guard connection.isAlive,
+              board.load(stamps.keyWord) == stamps.keyStamp, board.load(tableWord) == stamps.tableStamp else { return }
+        let deadline: UInt64 = expiresIn.map { life in
+            guard life > 0 else { return 0 }
+            let nanoseconds = life * 1e9
+            return nanoseconds >= Double(UInt64.max - sentAt) ? .max : sentAt + UInt64(nanoseconds)
+        } ?? .max
+        if deadline == 0 { return }
+        store.withLock { store in
+            if case .exists = answer, let slot = store.index[key], case .value = store.slots[slot].answer,
+               store.slots[slot].stamps.keyStamp == stamps.keyStamp, store.slots[slot].stamps.tableStamp == stamps.tableStamp {
+                return  // keep the value: it says more
+            }
+            store.put(key, answer, stamps, deadline: deadline, bytes: Self.cost(key, answer))
+        }
+    }
+
+    func removeAll() { store.withLock { $0.removeAll() } }
+
+    var statistics: NanaNearCacheStatistics {
+        store.withLock { NanaNearCacheStatistics(hits: $0.hits, misses: $0.misses, invalidations: $0.invalidations, entries: $0.index.count, bytes: $0.bytes) }
+    }
+
+    /// An entry's size for the byte limit: the key, the value, and the bookkeeping around them.
+    static func cost(_ key: String, _ answer: NearCacheAnswer) -> Int {
+        let overhead = 96
+        guard case .value(let value) = answer else { return overhead + key.utf8.count }
+        return overhead + key.utf8.count + size(of: value)
+    }
+
+    static func size(of value: NanaValue) -> Int {
+        switch value {
+        case .nil, .bool, .int, .uint, .double: 9
+        case .string(let s): 16 + s.utf8.count
+        case .binary(let b): 16 + b.count
+        case .array(let a): a.reduce(16) { $0 + size(of: $1) }
+        case .map(let m): m.reduce(32) { $0 + 16 + $1.key.utf8.count + size(of: $1.value) }
+        @unknown default: 16
+        }
+    }
+}
+
+/// The entries of one near-cache, least recently used first: a dictionary into slots threaded
+/// on a doubly linked list by index, so that a hit moves its entry in O(1).
+struct NearCacheStore {
+    struct Slot {
+        var key: String
+        var answer: NearCacheAnswer
+        var stamps: NearCacheStamps
+        /// Uptime nanoseconds past which the entry is not used; `.max` for none.
+        var deadline: UInt64
+        var bytes: Int
+        var previous: Int
+        var next: Int
+    }
+
+    static let none = -1
+    let maximumEntries: Int
+    let maximumBytes: Int
+    var index: [String: Int] = [:]
+    var slots: [Slot] = []
+    var free: [Int] = []
+    var head = NearCacheStore.none
+    var tail = NearCacheStore.none
+    var bytes = 0
+    var hits = 0
+    var misses = 0
+    var invalidations = 0
+
+    init(maximumEntries: Int, maximumBytes: Int) {
+        self.maximumEntries = maximumEntries
+        self.maximumBytes = maximumBytes
+    }
+
+    mutating func put(_ key: String, _ answer: NearCacheAnswer, _ stamps: NearCacheStamps, deadline: UInt64, bytes cost: Int) {
+        if let slot = index[key] { remove(slot) }
+        guard maximumEntries > 0, cost <= maximumBytes else { return }
+        let entry = Slot(key: key, answer: answer, stamps: stamps, deadline: deadline, bytes: cost, previous: Self.none, next: Self.none)
+        let slot: Int
+        if let reused = free.popLast() {
+            slots[reused] = entry
+            slot = reused
+        } else {
+            slot = slots.count
+            slots.append(entry)
+        }
+        index[key] = slot
+        bytes += cost
+        append(slot)
+        while index.count > maximumEntries || bytes > maximumBytes, head != Self.none { remove(head) }
+    }
+
+    mutating func touch(_ slot: Int) {
+        guard slot != tail else { return }
+        unlink(slot)
+        append(slot)
+    }
+
+    mutating func remove(_ slot: Int) {
+        unlink(slot)
+        index[slots[slot].key] = nil
+        bytes -= slots[slot].bytes
+        slots[slot].key = ""
+        slots[slot].answer = .absent  // let the value go now
+        free.append(slot)
+    }
+
+    mutating func removeAll() {
+        index.removeAll()
+        slots.removeAll()
+        free.removeAll()
+        head = Self.none
+        tail = Self.none
+        bytes = 0
+    }
+
+    private mutating func append(_ slot: Int) {
+        slots[slot].previous = tail
+        slots[slot].next = Self.none
+        if tail != Self.none { slots[tail].next = slot } else { head = slot }
+        tail = slot
+    }
+
+    private mutating func unlink(_ slot: Int) {
+        let previous = slots[slot].previous, next = slots[slot].next
+        if previous != Self.none { slots[previous].next = next } else { head = next }
+        if next != Self.none { slots[next].previous = previous } else { tail = previous }
+    }
+}

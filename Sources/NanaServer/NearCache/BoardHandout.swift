@@ -1,0 +1,172 @@
+import CNanaBoard
+import Foundation
+import Logging
+import NanaStorage
+import Synchronization
+
+/// Hands near-cache boards to clients as read-only descriptors, over a side socket
+/// (`<socket>.board`) served by one thread of its own.
+///
+/// Why a side socket outside SwiftNIO: a descriptor travels as SCM_RIGHTS ancillary data, and
+/// NIO's stream channels carry none (only its datagram channels read control messages). The
+/// exchange is one short request and one reply per board, so a blocking thread is simpler than
+/// teaching NIO a new channel type.
+///
+/// The exchange (proto/PROTOCOL.md §10.3): the client sends `NBRD` and the 16-byte token an
+/// `open` with `near_cache` returned; the daemon checks that the token is live (single use, 10 s)
+/// and that the peer's uid (SO_PEERCRED) is the uid of the connection it was given to, and
+/// answers one status byte, with the descriptor attached when the status is 0, else followed by
+/// a message.
+package final class BoardHandout: Sendable {
+    enum Status: UInt8 {
+        case granted = 0
+        case unknownToken = 1
+        case wrongPeer = 2
+        case unavailable = 3
+        case badRequest = 4
+    }
+
+    static let requestMagic: [UInt8] = Array("NBRD".utf8)
+    static let tokenLength = 16
+    static let grantLifetime: UInt64 = 10_000_000_000
+    /// How long one client may take to send its request: the thread serves one at a time.
+    static let requestTimeoutMilliseconds: Int32 = 500
+
+    private struct Grant {
+        let board: Board
+        let uid: UInt32
+        let expires: UInt64
+    }
+
+    let path: String
+    private let listener: Int32
+    private let grants = Mutex<[[UInt8]: Grant]>([:])
+    private let stopping = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    private let logger: Logger
+
+    /// Binds `path` (removing a stale socket there) with `mode` and `group`, and starts serving.
+    init(path: String, mode: UInt16, group: gid_t?, logger: Logger) throws {
+        self.path = path
+        self.logger = logger
+        var status = stat()
+        if lstat(path, &status) == 0 {
+            guard status.st_mode & S_IFMT == S_IFSOCK else { throw NanadError("\(path) exists and is not a socket; refusing to replace it") }
+            unlink(path)  // the main socket's probe already showed no other nanad serves here
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw NanadError("cannot create the near-cache socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw NanadError("cannot use \(path) as the near-cache socket: the path is too long")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in raw.copyBytes(from: bytes) }
+        let previousMask = umask(0o777 & ~mode_t(mode))
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(previousMask)
+        guard bound == 0, listen(fd, 64) == 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw NanadError("cannot listen on the near-cache socket \(path): \(message)")
+        }
+        _ = chmod(path, mode_t(mode))
+        if let group, chown(path, uid_t.max, group) != 0 {
+            logger.warning("cannot set the near-cache socket's group", metadata: ["gid": "\(group)", "error": "\(String(cString: strerror(errno)))"])
+        }
+        listener = fd
+        let handout = self
+        let thread = Thread { handout.serve() }
+        thread.name = "nanad-boards"
+        thread.start()
+    }
+
+    /// A token for one client of uid `uid` to fetch `board` with.
+    func grant(_ board: Board, to uid: UInt32) -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        let token = (0..<Self.tokenLength).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        let now = DispatchTime.now().uptimeNanoseconds
+        grants.withLock { grants in
+            grants = grants.filter { $0.value.expires > now }
+            grants[token] = Grant(board: board, uid: uid, expires: now + Self.grantLifetime)
+        }
+        return token
+    }
+
+    /// Stops serving and removes the socket; waits for the thread.
+    func stop() {
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        finished.wait()
+        close(listener)
+        unlink(path)
+        grants.withLock { $0.removeAll() }
+    }
+
+    private func serve() {
+        defer { finished.signal() }
+        while !stopping.load(ordering: .acquiring) {
+            var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, 200) > 0 else { continue }
+            let client = accept(listener, nil, nil)
+            guard client >= 0 else { continue }
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            answer(client)
+            close(client)
+        }
+    }
+
+    private func answer(_ client: Int32) {
+        guard let request = readRequest(client) else {
+            return refuse(client, .badRequest, "expected NBRD and a 16-byte token")
+        }
+        let token = Array(request[Self.requestMagic.count...])
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard let grant = grants.withLock({ $0.removeValue(forKey: token) }), grant.expires > now else {
+            return refuse(client, .unknownToken, "unknown or expired near-cache token")
+        }
+        var peer = PeerCredentials()
+        var length = socklen_t(MemoryLayout<PeerCredentials>.size)
+        guard getsockopt(client, PeerCredentials.socketLevel, PeerCredentials.option, &peer, &length) == 0, peer.uid == grant.uid else {
+            logger.warning("refused a near-cache board to a peer other than the one it was granted to", metadata: ["peer.uid": "\(peer.uid)", "granted.uid": "\(grant.uid)"])
+            return refuse(client, .wrongPeer, "this token was granted to another user")
+        }
+        let descriptor: Int32
+        do throws(StorageError) { descriptor = try grant.board.readOnlyDescriptor() } catch {
+            return refuse(client, .unavailable, error.message)
+        }
+        var status = Status.granted.rawValue
+        _ = nana_send_with_descriptor(client, &status, 1, descriptor)
+        close(descriptor)
+    }
+
+    /// NBRD and the token, within the request timeout.
+    private func readRequest(_ client: Int32) -> [UInt8]? {
+        let wanted = Self.requestMagic.count + Self.tokenLength
+        var request = [UInt8](repeating: 0, count: wanted)
+        var got = 0
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(Self.requestTimeoutMilliseconds) * 1_000_000
+        while got < wanted {
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now < deadline else { return nil }
+            var ready = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else { return nil }
+            let n = request.withUnsafeMutableBytes { recv(client, $0.baseAddress! + got, wanted - got, Int32(MSG_DONTWAIT)) }
+            if n <= 0 {
+                if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+                return nil
+            }
+            got += n
+        }
+        guard request.starts(with: Self.requestMagic) else { return nil }
+        return request
+    }
+
+    private func refuse(_ client: Int32, _ status: Status, _ message: String) {
+        let reply = [status.rawValue] + Array(message.utf8.prefix(255))
+        _ = reply.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+}

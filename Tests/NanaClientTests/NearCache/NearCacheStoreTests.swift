@@ -1,0 +1,63 @@
+import NanaWire
+import Testing
+
+@testable import NanaClient
+
+/// The near-cache's bounded store: least recently used first out, by entries and by bytes.
+@Suite struct NearCacheStoreTests {
+    private static let stamps = NearCacheStamps(keyWord: 300, keyStamp: 1, tableStamp: 1)
+
+    private func put(_ store: inout NearCacheStore, _ key: String, bytes: Int = 100) {
+        store.put(key, .value(.string(key)), Self.stamps, deadline: .max, bytes: bytes)
+    }
+
+    private func keys(_ store: NearCacheStore) -> [String] {
+        var keys: [String] = []
+        var slot = store.head
+        while slot != NearCacheStore.none {
+            keys.append(store.slots[slot].key)
+            slot = store.slots[slot].next
+        }
+        return keys
+    }
+
+    @Test func theLeastRecentlyUsedEntryGoesFirst() {
+        var store = NearCacheStore(maximumEntries: 3, maximumBytes: 10_000)
+        for key in ["a", "b", "c"] { put(&store, key) }
+        store.touch(store.index["a"]!)
+        put(&store, "d")
+        #expect(keys(store) == ["c", "a", "d"])
+        #expect(store.index["b"] == nil)
+        put(&store, "c")  // a refill moves it to the back
+        #expect(keys(store) == ["a", "d", "c"])
+        #expect(store.index.count == 3 && store.bytes == 300)
+    }
+
+    @Test func bytesAreBoundedToo() {
+        var store = NearCacheStore(maximumEntries: 100, maximumBytes: 1000)
+        for i in 0..<10 { put(&store, "k\(i)", bytes: 150) }
+        #expect(store.bytes <= 1000)
+        #expect(keys(store) == (4..<10).map { "k\($0)" })
+        put(&store, "huge", bytes: 1001)
+        #expect(store.index["huge"] == nil, "an entry larger than the whole store is not kept")
+        #expect(store.bytes == 900)
+    }
+
+    @Test func removingAndReusingSlotsKeepsTheListWhole() {
+        var store = NearCacheStore(maximumEntries: 10, maximumBytes: 10_000)
+        for key in ["a", "b", "c", "d"] { put(&store, key) }
+        store.remove(store.index["b"]!)
+        store.remove(store.index["d"]!)
+        put(&store, "e")
+        #expect(keys(store) == ["a", "c", "e"])
+        #expect(store.slots.count == 4, "freed slots are reused")
+        store.removeAll()
+        #expect(keys(store).isEmpty && store.bytes == 0 && store.index.isEmpty)
+    }
+
+    @Test func sizesGrowWithTheValue() {
+        #expect(NearCacheTable.cost("k", .value(.string(String(repeating: "x", count: 1000)))) > 1000)
+        #expect(NearCacheTable.cost("k", .absent) < NearCacheTable.cost("k", .value(.int(1))) + 16)
+        #expect(NearCacheTable.size(of: ["a": [1, 2, 3]]) > NearCacheTable.size(of: [1, 2, 3]))
+    }
+}
