@@ -23,6 +23,23 @@ import Testing
         #expect((summary["invalidations"]?.int64Value ?? 0) > 2000, "\(run.stdout)")
     }
 
+    /// Four processes make random gets (through their near-caches) and sets on 100 keys for
+    /// 30 s; a checker confirms that every read returned a value that was current at some
+    /// instant between its start and its end.
+    @Test func fourProcessesReadingAndWritingForThirtySecondsReadNothingStale() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let run = try await runTool("nanabench", ["near-mix", "--socket", daemon.socketPath, "--processes", "4", "--seconds", "30", "--keys", "100"])
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        let summary = try JSONReader.value(from: Array((run.stdout.split(separator: "\n").first ?? "").utf8))
+        #expect(summary["stale"] == 0, "\(run.stdout)")
+        #expect((summary["reads"]?.int64Value ?? 0) > 10_000, "\(run.stdout)")
+        #expect((summary["writes"]?.int64Value ?? 0) > 2_000, "\(run.stdout)")
+        #expect((summary["hits"]?.int64Value ?? 0) > 1_000, "\(run.stdout)")
+        #expect((summary["invalidations"]?.int64Value ?? 0) > 1_000, "\(run.stdout)")
+        try await daemon.stop()
+    }
+
     @Test func aHitMakesNoRoundTripAndAWriteFromAnotherClientEndsIt() async throws {
         let daemon = try await Daemon.start()
         defer { daemon.removeFolder() }
