@@ -9,6 +9,8 @@
 # installed if missing), loadgen.c driving nanad with the same connections and depths as Redis,
 # and NanaSQLite 1.6.2 in a venv under /tmp. Each anchor is run RUNS times too, and a last table
 # puts nanad's medians beside the anchors' with the ratios docs/BENCHMARKS.md reports.
+# With --anchors it also runs the near-cache's figures (coherence over 100,000 rounds, hits
+# beside NanaSQLite's, the read-mostly mix from 4 processes; files near-*).
 #
 # Usage: tools/bench.sh [--anchors] [--runs N] [--requests N] [--only IDS] [--out DIR] [--no-build]
 #   --only IDS: nanabench's workloads, comma-separated (e.g. c,d,j,k); all by default.
@@ -136,6 +138,31 @@ if [ "$anchors" = 1 ]; then
     done
 fi
 
+# --- near-cache (issue #20) ------------------------------------------------------------------
+# With --anchors: the coherence check across processes (100,000 rounds, restarts included), and
+# RUNS rounds of the near-cache figures beside NanaSQLite's, interleaved: tools/bench_near_anchor.py
+# for NanaSQLite in-process and for the drop-in through nanad (near-cache on and off), and
+# `nanabench near-mix` (4 processes, 95 % gets on 10,000 keys, 5 % sets) with and without it.
+if [ "$anchors" = 1 ]; then
+    start_nanad "$bin/nanad" "$tmp/nanad.sock" "$tmp/near-data" "$out/nanad.log"
+    log "near-cache: coherence, 100,000 rounds"
+    "$bin/nanabench" coherence --rounds 100000 --restart-every 1000 --nanad "$bin/nanad" | tee "$out/near-coherence.txt" || echo "coherence failed" >&2
+    client_venv="$repo/.build/nanad-client-venv"
+    if [ ! -x "$client_venv/bin/python" ]; then
+        python3 -m venv "$client_venv"
+    fi
+    "$client_venv/bin/python" -m pip install -q ./tools/nanad-client
+    for run in $(seq "$runs"); do
+        log "near-cache figures, round $run/$runs"
+        (cd "$tmp" && "$venv/bin/python" "$repo/tools/bench_near_anchor.py") | tee "$out/near-nanasqlite-run$run.json"
+        "$client_venv/bin/python" tools/bench_near_anchor.py --socket "$tmp/nanad.sock" | tee "$out/near-dropin-run$run.json"
+        "$client_venv/bin/python" tools/bench_near_anchor.py --socket "$tmp/nanad.sock" --near-cache off --n 200000 | tee "$out/near-dropin-off-run$run.json"
+        "$bin/nanabench" near-mix --socket "$tmp/nanad.sock" --db near-mix-$run.db --keys 10000 --set-percent 5 --seconds 10 --no-check | tee "$out/near-mix-run$run.json"
+        "$bin/nanabench" near-mix --socket "$tmp/nanad.sock" --db near-mix-$run.db --keys 10000 --set-percent 5 --seconds 10 --no-check --near-cache-off | tee "$out/near-mix-off-run$run.json"
+    done
+    stop_nanad
+fi
+
 # --- summary ---------------------------------------------------------------------------------
 if command -v python3 >/dev/null; then
     python3 - "$out" "$runs" "$anchors" <<'PY' | tee "$out/summary.md"
@@ -152,7 +179,7 @@ by_id = {}
 for f in files("nanad-run*.json"):
     for w in json.load(open(f))["workloads"]:
         by_id.setdefault(w["id"], []).append(w)
-order = ["a", "b", "ping", "b-loop", "ping-loop", "c", "c-loop", "d", "e", "f", "g", "h", "i", "j", "k"]
+order = ["a", "b", "ping", "b-loop", "ping-loop", "c", "c-loop", "d", "d-tracked", "e", "n", "n16", "f", "g", "h", "i", "j", "k"]
 print(f"## nanad through nanabench (NanaClient), median of {runs} runs\n")
 print("| id | workload | rate/s (median) | runs | p50 µs | p99 µs | errors | notes |")
 print("|---|---|---|---|---|---|---|---|")

@@ -8,9 +8,10 @@ extension NanaDatabase {
     public var nearCacheStatistics: NanaNearCacheStatistics? { nearCache?.statistics }
 
     /// The value of `key`, or nil when it is missing.
-    func trackedGet(_ key: String) async throws -> NanaValue? {
+    /// - Parameter lookedUp: the caller has just missed in the near-cache (do not count twice).
+    func trackedGet(_ key: String, lookedUp: Bool = false) async throws -> NanaValue? {
         try Task.checkCancellation()  // as a call would: a cancelled task gets no answer, hit or not
-        if let nearCache, let answer = nearCache.lookup(key, needsValue: true) {
+        if !lookedUp, let nearCache, let answer = nearCache.lookup(key, needsValue: true) {
             if case .value(let value) = answer { return value }
             return nil
         }

@@ -68,7 +68,13 @@ public struct NanaDatabase: Sendable {
     /// The value of `key`, or `default` when the key is missing (`get`).
     public func get(_ key: String, default defaultValue: NanaValue = .nil) async throws -> NanaValue {
         if !hooks.isEmpty { return try await hookedGet("get", key, default: defaultValue) }
-        if isTracking { return try await trackedGet(key) ?? defaultValue }
+        // A near-cache hit without another async frame (trackedGet is the whole path).
+        if let nearCache, let answer = nearCache.lookup(key, needsValue: true) {
+            try Task.checkCancellation()
+            if case .value(let value) = answer { return value }
+            return defaultValue
+        }
+        if isTracking { return try await trackedGet(key, lookedUp: nearCache != nil) ?? defaultValue }
         return try await call("get", ["key": .string(key), "default": defaultValue])
     }
 

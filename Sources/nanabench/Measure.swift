@@ -239,3 +239,10 @@ func runUntimed(
     result.notes["per_call_clock"] = 0
     return result
 }
+
+/// This process's resident memory in KiB (VmRSS), 0 where /proc has none.
+func residentKilobytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+    return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+}

@@ -6,7 +6,7 @@ import NanaWire
 /// The near-cache under concurrent writers (issue #20): `processes` OS processes make random
 /// gets and sets on `keys` keys for `seconds`, each read through its near-cache, each
 /// operation logged with when it began and ended (CLOCK_MONOTONIC, shared by the processes).
-/// Then a checker confirms that every read returned a value that was current at some instant
+/// Every key starts at 0. Then a checker confirms that every read returned a value that was current at some instant
 /// between the read's start and its end. Prints `{"processes", "reads", "writes", "hits",
 /// "misses", "invalidations", "stale"}` and the first stale reads; exits non-zero on any.
 ///
@@ -24,12 +24,16 @@ struct NearMix: AsyncParsableCommand {
     @Option(help: "Seconds each process runs.") var seconds = 30.0
     @Option(help: "Keys shared by the processes.") var keys = 100
     @Option(help: "Share of operations that are sets, in percent.") var setPercent = 30
+    @Flag(help: "Read without near-caches (every get a round trip), to compare.") var nearCacheOff = false
+    @Flag(help: "Do not log operations or check them: only count (for the benchmark).") var noCheck = false
     @Option(help: "Internal: run as worker number N, logging to --log.") var worker: Int?
     @Option(help: "Internal: the worker's log file.") var log: String?
 
     /// One logged operation: 5 words.
     struct Operation {
         static let missing: Int64 = -1
+        /// What every key holds before the workers start.
+        static let initial: Int64 = 0
         var isSet: Bool
         var key: Int
         /// The value written or read (`missing` when the read found nothing).
@@ -45,7 +49,11 @@ struct NearMix: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let client = try await NanaClient.connect(socketPath: socket, clientName: "nanabench-near-mix")
-        try await (try await client.open(db, nearCache: .off)).clear()
+        let table = try await client.open(db, nearCache: .off)
+        try await table.clear()
+        var rows = NanaParams()
+        for key in 0..<keys { rows["k\(key)"] = .int(Operation.initial) }
+        try await table.batchUpdate(rows)
         await client.close()
         var running: [Process] = []
         for p in 0..<processes {
@@ -53,6 +61,7 @@ struct NearMix: AsyncParsableCommand {
             process.executableURL = me
             process.arguments = ["near-mix", "--socket", socket, "--db", db, "--seconds", "\(seconds)", "--keys", "\(keys)",
                                  "--set-percent", "\(setPercent)", "--worker", "\(p)", "--log", "\(folder)/\(p).log"]
+                + (nearCacheOff ? ["--near-cache-off"] : []) + (noCheck ? ["--no-check"] : [])
             try process.run()
             running.append(process)
         }
@@ -72,6 +81,8 @@ struct NearMix: AsyncParsableCommand {
             "writes": .int(Int64(operations.count - reads)), "hits": .int(counters["hits"] ?? 0),
             "misses": .int(counters["misses"] ?? 0), "invalidations": .int(counters["invalidations"] ?? 0),
             "stale": .int(Int64(stale.count)),
+            "ops_per_second": .double(Double(operations.count + Int(counters["counted"] ?? 0)) / seconds),
+            "checked": .bool(!noCheck),
         ]))
         for line in stale.prefix(20) { print(line) }
         if !stale.isEmpty { throw ExitCode.failure }
@@ -85,10 +96,16 @@ struct NearMix: AsyncParsableCommand {
 
     private func work(_ worker: Int, _ log: String) async throws {
         let client = try await NanaClient.connect(socketPath: socket, clientName: "nanabench-near-mix-\(worker)")
-        let table = try await client.open(db)
+        let table = try await client.open(db, nearCache: nearCacheOff ? .off : NanaNearCache(maximumEntries: max(10_000, 2 * keys), maximumBytes: 64 << 20))
         let names = (0..<keys).map { "k\($0)" }
+        // Every process starts with every key in its near-cache (one batch_get per 1,000 keys),
+        // so that the run measures the steady state, not the first read of each key.
+        if !nearCacheOff {
+            for chunk in stride(from: 0, to: keys, by: 1000) { _ = try await table.batchGet(Array(names[chunk..<min(keys, chunk + 1000)])) }
+        }
         var random = SplitMix(seed: UInt64(worker + 1) * 7919)
         var operations: [Operation] = []
+        var counted = 0
         var sequence: Int64 = 0
         let stop = Self.now() + UInt64(seconds * 1e9)
         while Self.now() < stop {
@@ -98,14 +115,14 @@ struct NearMix: AsyncParsableCommand {
                 sequence += 1
                 let value = Int64(worker) << 32 | sequence
                 try await table.set(names[key], .int(value))
-                operations.append(Operation(isSet: true, key: key, value: value, start: start, end: Self.now()))
+                if noCheck { counted += 1 } else { operations.append(Operation(isSet: true, key: key, value: value, start: start, end: Self.now())) }
             } else {
                 let read = try await table.get(names[key], default: .int(Operation.missing))
-                operations.append(Operation(isSet: false, key: key, value: read.int64Value ?? -2, start: start, end: Self.now()))
+                if noCheck { counted += 1 } else { operations.append(Operation(isSet: false, key: key, value: read.int64Value ?? -2, start: start, end: Self.now())) }
             }
         }
         let stats = table.nearCacheStatistics
-        var text = "stats \(stats?.hits ?? 0) \(stats?.misses ?? 0) \(stats?.invalidations ?? 0)\n"
+        var text = "stats \(stats?.hits ?? 0) \(stats?.misses ?? 0) \(stats?.invalidations ?? 0) \(counted)\n"
         text.reserveCapacity(operations.count * 48)
         for op in operations { text += "\(op.isSet ? "S" : "G") \(op.key) \(op.value) \(op.start) \(op.end)\n" }
         try text.write(toFile: log, atomically: true, encoding: .utf8)
@@ -118,8 +135,8 @@ struct NearMix: AsyncParsableCommand {
         var stats: [String: Int64] = [:]
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ")
-            if fields.first == "stats", fields.count == 4 {
-                stats = ["hits": Int64(fields[1]) ?? 0, "misses": Int64(fields[2]) ?? 0, "invalidations": Int64(fields[3]) ?? 0]
+            if fields.first == "stats", fields.count == 5 {
+                stats = ["hits": Int64(fields[1]) ?? 0, "misses": Int64(fields[2]) ?? 0, "invalidations": Int64(fields[3]) ?? 0, "counted": Int64(fields[4]) ?? 0]
                 continue
             }
             guard fields.count == 5, let key = Int(fields[1]), let value = Int64(fields[2]),
@@ -156,8 +173,8 @@ struct NearMix: AsyncParsableCommand {
                 if keyEnds[mid] < read.start { low = mid + 1 } else { high = mid }
             }
             let before = low
-            if read.value == Operation.missing {
-                if before > 0 { stale.append("k\(read.key) read missing at \(read.start), but a write of it ended at \(keyEnds[0])") }
+            if read.value == Operation.missing || read.value == Operation.initial {
+                if before > 0 { stale.append("k\(read.key) read \(read.value == Operation.initial ? "its initial value" : "missing") at \(read.start), but a write of it ended at \(keyEnds[0])") }
                 continue
             }
             guard let write = writeByValue[read.value], write.key == read.key else {

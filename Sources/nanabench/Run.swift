@@ -19,6 +19,8 @@ import NanaWire
 ///   n  get, sequential, one task, near-cache hit (no round trip; every other read workload
 ///      opens its handles with the near-cache off, to measure the daemon)
 ///   n16  n from 16 tasks of one client at once
+///   d-tracked  d's shape on a fresh file with a near-cache board and on one without, in turn,
+///      3 times each: the cost of bumping stamps on every write
 ///   f  batch_update of 10,000 items, repeated, median items/s
 ///   g  4 `nanabench worker` processes writing 3,000 keys each to one fresh file at once
 ///   h  query returning 1,000 rows
@@ -37,7 +39,7 @@ struct Run: AsyncParsableCommand {
     var requests = 100_000
     @Flag(help: "Also print a JSON summary (one line, after the table).") var json = false
     @Option(name: .customLong("json-file"), help: "Also write the JSON summary to this file.") var jsonFile: String?
-    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,b-loop,ping-loop,c,c-loop,d,e,n,n16,f,g,h,i,j,k); all by default.") var only: String?
+    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,b-loop,ping-loop,c,c-loop,d,d-tracked,e,n,n16,f,g,h,i,j,k); all by default.") var only: String?
     @Option(name: .customLong("batch-repeats"), help: "Timed batch_update calls (workload f).") var batchRepeats = 10
     @Option(name: .customLong("batch-items"), help: "Items per batch_update call (workload f).") var batchItems = 10_000
     @Option(help: "Connections of workloads c and d (each one client with one task doing sequential calls); j and k keep 16.")
@@ -63,7 +65,7 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let selected = Set((only ?? "a,b,ping,b-loop,ping-loop,c,c-loop,d,e,n,n16,f,g,h,i,j,k").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        let selected = Set((only ?? "a,b,ping,b-loop,ping-loop,c,c-loop,d,d-tracked,e,n,n16,f,g,h,i,j,k").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
         // Distinct per run, so that set workloads insert new rows even when --db is reused.
         let tag = String(Int(Date().timeIntervalSince1970 * 1000) % 100_000_000, radix: 36) + "-\(getpid())"
 
@@ -120,8 +122,8 @@ struct Run: AsyncParsableCommand {
 
         // (c), (d), (j) and (k): one task per connection; c and d on the first `--connections`
         // connections, j and k on the first 16.
-        if !selected.isDisjoint(with: ["c", "d", "j", "k"]) {
-            let opening = selected.isDisjoint(with: ["j", "k"]) ? connections : max(connections, Self.connections)
+        if !selected.isDisjoint(with: ["c", "d", "d-tracked", "j", "k"]) {
+            let opening = selected.isDisjoint(with: ["j", "k", "d-tracked"]) ? connections : max(connections, Self.connections)
             var lanes: [NanaDatabase] = []
             for c in 0..<opening {
                 let other = try await NanaClient.connect(socketPath: socket, clientName: "nanabench-\(c)")
@@ -160,6 +162,35 @@ struct Run: AsyncParsableCommand {
                 let run = await runLanes(connections, perLane: perLane) { l, i in try await conns[l].set(setKeys[l][i], values[i % Self.keyspace]) }
                 var r = summarize(id: "d", name: "set_\(connections)_connections", title: "set, \(connections) connection\(connections == 1 ? "" : "s") (group commit)", lanes: run.lanes, wall: run.wall)
                 noteGroupCommit(&r, before: before, after: await writerCounters(database))
+                report(r)
+            }
+
+            // (d-plain, d-tracked) d's shape on two fresh files, one with a near-cache board (a
+            // tracking handle open on it, so every set bumps stamps) and one without, run in
+            // turn three times each; the medians are reported.
+            if selected.contains("d-tracked") {
+                var rates: [String: [Double]] = ["plain": [], "tracked": []]
+                for round in 0..<3 {
+                    for kind in ["plain", "tracked"] {
+                        let file = "\(db)-\(kind)-\(tag)-\(round)"
+                        let tracker = kind == "tracked" ? try await client.open(file) : nil
+                        if kind == "tracked", tracker?.nearCacheStatistics == nil { throw BenchError("no near-cache board for \(file)") }
+                        var handles: [NanaDatabase] = []
+                        for lane in conns.prefix(count) { handles.append(try await lane.client.open(file, nearCache: .off)) }
+                        let lanes = handles
+                        let perLane = requests / count
+                        await warmUp(count, perLane: max(1, perLane / 10)) { l, i in try await lanes[l].set("w-\(l)-\(i)", values[i % Self.keyspace]) }
+                        let run = await runLanes(count, perLane: perLane) { l, i in try await lanes[l].set("s-\(l)-\(i)", values[i % Self.keyspace]) }
+                        rates[kind]?.append(Double(run.lanes.reduce(0) { $0 + $1.samples.count }) / run.wall.seconds)
+                        for handle in handles { try await handle.close() }
+                        try await tracker?.close()
+                    }
+                }
+                let plain = median(rates["plain"] ?? []), tracked = median(rates["tracked"] ?? [])
+                var r = WorkloadResult(id: "d-tracked", name: "set_16_connections_tracked_vs_plain", title: "set, 16 connections, file with a board vs without (medians of 3 each)",
+                                       unit: "ops", count: 0, seconds: 0, rate: tracked, p50Microseconds: 0, p99Microseconds: 0, errors: 0)
+                r.notes["plain_rate"] = plain
+                r.notes["tracked_over_plain"] = plain > 0 ? tracked / plain : 0
                 report(r)
             }
 
@@ -233,7 +264,9 @@ struct Run: AsyncParsableCommand {
         // from 16 tasks of one client; every timed read is a hit (the table is not written).
         if selected.contains("n") || selected.contains("n16") {
             let near = try await client.open(db, nearCache: NanaNearCache(maximumEntries: 2 * Self.keyspace, maximumBytes: 1 << 28))
+            let residentBefore = residentKilobytes()
             for key in keys { _ = try await near.get(key) }
+            let filledKilobytes = residentKilobytes() - residentBefore
             let body: @Sendable (Int, Int) async throws -> Void = { l, i in
                 let v = try await near.get(keys[(l * 613 + i) % Self.keyspace])
                 if v.isNil { throw BenchError("get returned nil") }
@@ -241,7 +274,13 @@ struct Run: AsyncParsableCommand {
             let before = near.nearCacheStatistics
             if selected.contains("n") {
                 await warmUp(1, perLane: 10_000, body)
-                report(await runUntimed(id: "n", name: "get_near_cache_sequential", title: "get (near-cache hit), sequential, 1 task", lanes: 1, perLane: requests * 20, body))
+                var r = await runUntimed(id: "n", name: "get_near_cache_sequential", title: "get (near-cache hit), sequential, 1 task", lanes: 1, perLane: requests * 20, body)
+                // What this process's memory grew by when the near-cache took the keyspace
+                // (the board's mapping included; the first fill maps it).
+                r.notes["fill_rss_kb"] = Double(filledKilobytes)
+                r.notes["entries"] = Double(near.nearCacheStatistics?.entries ?? 0)
+                r.notes["entry_bytes"] = Double(near.nearCacheStatistics?.bytes ?? 0)
+                report(r)
             }
             if selected.contains("n16") {
                 await warmUp(Self.connections, perLane: 1000, body)

@@ -14,7 +14,7 @@ import inspect
 import json
 from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tuple
 
-from . import _wire
+from . import _near, _wire
 from ._options import TableOptions, plain
 from ._wire import MISSING_WIRE, is_missing
 from .exceptions import NanaSQLiteClosedError
@@ -208,6 +208,12 @@ class Operations:
         self._h_write_success = any(hasattr(h, "on_write_success") for h in hooks)
         self._h_delete_success = any(hasattr(h, "on_delete_success") for h in hooks)
         self._h_batch_validate = any(hasattr(h, "validate_batch_write") for h in hooks)
+        self._refresh_near_fast()
+
+    def _refresh_near_fast(self) -> None:
+        # The near-cache the hit fast path may use: none when hooks transform reads.
+        near = getattr(self, "_near", None)
+        self._near_fast = near if near is not None and not self._h_read else None
 
     def _before_write(self, key: str, value: Any) -> Any:
         for hook in self._hooks:
@@ -247,6 +253,38 @@ class Operations:
             fn = getattr(hook, "on_delete_success", None)
             if fn is not None:
                 fn(self, key, old)
+
+    # ---------------------------------------------------------------- near-cache
+
+    def _init_near(self, kwargs: Dict[str, Any]) -> None:
+        """Takes the near-cache's constructor options (not NanaSQLite's: ``near_cache=True``,
+        ``near_cache_size`` entries, ``near_cache_bytes``) out of ``kwargs``."""
+        enabled = kwargs.pop("near_cache", True)
+        size = kwargs.pop("near_cache_size", _near.DEFAULT_ENTRIES)
+        limit = kwargs.pop("near_cache_bytes", _near.DEFAULT_BYTES)
+        for name, number in (("near_cache_size", size), ("near_cache_bytes", limit)):
+            if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {number!r}")
+        self._tracking = bool(enabled) and size > 0 and limit > 0
+        self._near_limits = (size, limit)
+        self._near: Optional[_near.NearCache] = None
+        self._near_fast: Optional[_near.NearCache] = None
+
+    def _inherit_near(self, parent: Any) -> None:
+        self._tracking = parent._tracking
+        self._near_limits = parent._near_limits
+        self._near = None
+        self._near_fast = None
+
+    def _adopt_near(self, reply: Dict[str, Any]) -> None:
+        """After an ``open`` or ``table`` reply: this handle's near-cache (a new one each time)."""
+        self._near = _near.make(reply, self._conn, *self._near_limits) if self._tracking else None
+        self._refresh_near_fast()
+
+    def near_cache_stats(self) -> Optional[Dict[str, int]]:
+        """This handle's near-cache counters (hits, misses, invalidations, entries, bytes), or
+        None when it has none (turned off, or the daemon offered no board)."""
+        return self._near.statistics() if self._near is not None else None
 
     def _closed_error(self) -> NanaSQLiteClosedError:
         if getattr(self, "_closed", False):

@@ -62,7 +62,24 @@ class _ConnectionState:
         # is lost (the daemon rolled it back), and calls refuse until commit/rollback is called.
         self.in_transaction = False
         self.transaction_lost: Optional[str] = None
+        # The near-cache (_near.py): boards mapped on this connection, by generation; and
+        # whether reads must bypass every near-cache of the connection, from the moment a
+        # begin_transaction is sent until its transaction is known to be over.
+        self.near_boards: Dict[Any, Any] = {}
+        self.near_caches: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._near_bypass = False
         self._next_id = 0
+
+    @property
+    def near_bypass(self) -> bool:
+        return self._near_bypass
+
+    @near_bypass.setter
+    def near_bypass(self, bypassed: bool) -> None:
+        if bypassed != self._near_bypass:
+            self._near_bypass = bypassed
+            for near in list(self.near_caches):
+                near.bypass(bypassed)
 
     def _msgid(self) -> int:
         msgid = self._next_id
@@ -90,6 +107,13 @@ class _ConnectionState:
                 self.in_transaction = True
         elif error is None or (isinstance(error, dict) and error.get("type") == "NanaSQLiteTransactionError"):
             self.in_transaction = False
+        self.near_bypass = self.in_transaction
+
+    def _new_generation(self) -> None:
+        """A new connection: the old one's boards, near-caches and bypass go with it."""
+        self.near_boards = {}
+        self.near_caches = weakref.WeakSet()
+        self._near_bypass = False
 
     def _broke(self, cls: type, reason: str) -> None:
         if self.broken is None:
@@ -185,6 +209,7 @@ class SyncConnection(_ConnectionState):
             self.broken = None
             self.in_transaction = False
             self.generation += 1
+            self._new_generation()
             generation = self.generation
         if old is not None:
             try:
@@ -208,6 +233,8 @@ class SyncConnection(_ConnectionState):
                 raise StaleGeneration()
             msgid = self._msgid()
             sock = self._sock
+            if method == "begin_transaction":
+                self.near_bypass = True
         data = _wire.encode_request(msgid, method, params)  # local errors leave nothing pending
         slot: List[Any] = [False, None, None]
         with self._cond:
@@ -309,6 +336,7 @@ class SyncConnection(_ConnectionState):
             if self.closed:
                 return
             self.closed = True
+            self.near_bypass = True  # for good: a closed connection's near-caches answer nothing
             sock = self._sock
             if sock is not None:
                 self._fail(NanaSQLiteClosedError, "the database was closed", sock)
@@ -424,6 +452,7 @@ class AsyncConnection(_ConnectionState):
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         self._drop_transport()
         self.generation += 1
+        self._new_generation()
         generation = self.generation
         try:
             transport, _ = await loop.create_unix_connection(
@@ -469,6 +498,8 @@ class AsyncConnection(_ConnectionState):
             raise StaleGeneration()
         msgid = self._msgid()
         data = _wire.encode_request(msgid, method, params)
+        if method == "begin_transaction":
+            self.near_bypass = True
         future = self._loop.create_future()  # type: ignore[union-attr]
         self._pending[msgid] = future
         try:
@@ -526,6 +557,7 @@ class AsyncConnection(_ConnectionState):
         if self.closed:
             return
         self.closed = True
+        self.near_bypass = True  # for good: a closed connection's near-caches answer nothing
         self._fail(NanaSQLiteClosedError, "the database was closed", self.generation)
         self.in_transaction = False
         self.transaction_lost = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Dict, Generator, Optional, Tuple
 
+from . import _near
 from ._base import UNSET, Operations, build_open_params, resolve_child_hooks, async_method
 from ._connection import AsyncConnection, StaleGeneration
 from ._options import TableOptions
@@ -94,14 +95,18 @@ class AsyncNanaSQLite(Operations):
         # As in NanaSQLite, errors of the arguments surface at the first await.
         self._init_error: Optional[BaseException] = None
         try:
+            self._init_near(kwargs)
             self._options = TableOptions.from_constructor(v2_mode, v2_config, kwargs)
         except Exception as exc:
             self._init_error = exc
             self._options = TableOptions()
+            self._tracking, self._near_limits, self._near, self._near_fast = False, (0, 0), None, None
         self._open_params = build_open_params(
             db_path, table, bulk_load, optimize, cache_size_mb, strict_sql_validation, self._options, kwargs,
             max_workers=max_workers,
         )
+        if self._tracking:
+            self._open_params["near_cache"] = True
         self._init_hooks(kwargs.get("hooks"), validator, coerce)
         self._conn = AsyncConnection(socket_path(socket))
         self._root = self
@@ -133,6 +138,17 @@ class AsyncNanaSQLite(Operations):
             return stop.value
 
     async def _arequest(self, method: str, params: Dict[str, Any]) -> Any:
+        if self._tracking and method in _near.TRACKED:
+            gen = _near.operation(self._near, method, params)
+            try:
+                request = gen.send(None)
+                while True:
+                    request = gen.send(await self._asend(request[0], request[1]))
+            except StopIteration as stop:
+                return stop.value
+        return await self._asend(method, params)
+
+    async def _asend(self, method: str, params: Dict[str, Any]) -> Any:
         conn = self._conn
         loop = asyncio.get_running_loop()
         for _ in range(3):
@@ -175,6 +191,7 @@ class AsyncNanaSQLite(Operations):
                 reply = await conn.call("table", {"db": root._handle, "table_name": self._table_request}, generation)
             self._handle = reply["db"]
             self._table = reply["table"]
+            self._adopt_near(reply)
             self._gen = generation
 
     async def _ensure_initialized(self) -> None:
@@ -243,6 +260,7 @@ class AsyncNanaSQLite(Operations):
             self._hooks, validator, coerce, hooks, self._validator, self._coerce
         )
         child._refresh_hook_flags()
+        child._inherit_near(self)
         child._conn = self._conn
         child._root = self._root
         child._parent = self
@@ -276,6 +294,7 @@ class AsyncNanaSQLite(Operations):
                 "Cannot close connection while transaction is in progress. Please commit or rollback first."
             )
         self._closed = True
+        self._near = self._near_fast = None
         if self is self._root:
             conn.close()
 
@@ -298,6 +317,59 @@ def _install() -> None:
         setattr(AsyncNanaSQLite, name, async_method(op, name, owner))
     # Its `upsert` alias takes conflict_columns by keyword only; `aupsert` also positionally.
     setattr(AsyncNanaSQLite, "upsert", async_method(Operations._op_upsert_kw, "upsert", owner))
+    # A near-cache hit is answered before the generator machinery (see NanaSQLite.get).
+    slow_get, slow_contains = AsyncNanaSQLite.aget, AsyncNanaSQLite.acontains
+    for name in ("aget", "get"):
+        setattr(AsyncNanaSQLite, name, _fast_get(name, owner, slow_get))
+    for name in ("acontains", "contains"):
+        setattr(AsyncNanaSQLite, name, _fast_contains(name, owner, slow_contains))
+
+
+def _fast_get(name: str, owner: str, slow: Any) -> Any:
+    async def method(self: AsyncNanaSQLite, key: str, default: Any = None) -> Any:
+        near = self._near_fast
+        if near is not None:
+            entries = near.entries
+            try:
+                entry = entries[key]  # a subscript: cheaper than .get() on a hit
+            except (KeyError, TypeError):
+                entry = None
+            if entry is not None:
+                words = near.words
+                if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
+                    entries.move_to_end(key)
+                    near.hits += 1
+                    value = entry[0]
+                    return default if value is _near.ABSENT else value
+        return await slow(self, key, default)
+    return _named(method, name, owner, slow)
+
+
+def _fast_contains(name: str, owner: str, slow: Any) -> Any:
+    async def method(self: AsyncNanaSQLite, key: str) -> bool:
+        near = self._near_fast
+        if near is not None:
+            entries = near.entries
+            try:
+                entry = entries[key]  # a subscript: cheaper than .get() on a hit
+            except (KeyError, TypeError):
+                entry = None
+            if entry is not None:
+                words = near.words
+                if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
+                    entries.move_to_end(key)
+                    near.hits += 1
+                    return entry[0] is not _near.ABSENT
+        return await slow(self, key)
+    return _named(method, name, owner, slow)
+
+
+def _named(method: Any, name: str, owner: str, like: Any) -> Any:
+    method.__name__ = name
+    method.__qualname__ = f"{owner}.{name}"
+    method.__doc__ = like.__doc__
+    method.__signature__ = like.__signature__
+    return method
 
 
 _install()

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Dict, Generator, Iterator, Optional
 
+from . import _near
+from ._near import ABSENT as _ABSENT
 from ._base import UNSET, Operations, build_open_params, resolve_child_hooks, sync_method
 from ._connection import StaleGeneration, SyncConnection
 from ._options import TableOptions
@@ -15,7 +17,7 @@ from .exceptions import NanaSQLiteConnectionError, NanaSQLiteError, NanaSQLiteTr
 
 # Seed method name -> operation (nanad_client._base.Operations._op_<name>).
 SYNC_METHODS = [
-    "get", "keys", "values", "items", "pop", "update", "setdefault", "clear", "to_dict", "copy",
+    "keys", "values", "items", "pop", "update", "setdefault", "clear", "to_dict", "copy",
     "batch_get", "batch_update", "batch_update_partial", "batch_delete",
     "load_all", "refresh", "is_cached", "get_fresh", "clear_cache",
     "increment", "patch",
@@ -84,10 +86,13 @@ class NanaSQLite(Operations, MutableMapping):
     ) -> None:
         self._db_path = db_path
         self._table = table
+        self._init_near(kwargs)
         self._options = TableOptions.from_constructor(v2_mode, v2_config, kwargs)
         self._open_params = build_open_params(
             db_path, table, bulk_load, optimize, cache_size_mb, strict_sql_validation, self._options, kwargs
         )
+        if self._tracking:
+            self._open_params["near_cache"] = True
         self._init_hooks(kwargs.get("hooks"), validator, coerce)
         self._conn = SyncConnection(socket_path(socket))
         self._root = self
@@ -125,6 +130,17 @@ class NanaSQLite(Operations, MutableMapping):
             return stop.value
 
     def _request(self, method: str, params: Dict[str, Any]) -> Any:
+        if self._tracking and method in _near.TRACKED:
+            gen = _near.operation(self._near, method, params)
+            try:
+                request = gen.send(None)
+                while True:
+                    request = gen.send(self._send(request[0], request[1]))
+            except StopIteration as stop:
+                return stop.value
+        return self._send(method, params)
+
+    def _send(self, method: str, params: Dict[str, Any]) -> Any:
         conn = self._conn
         for _ in range(3):
             if conn._sock is None or conn.broken is not None:
@@ -155,14 +171,71 @@ class NanaSQLite(Operations, MutableMapping):
                 reply = conn.call("table", {"db": root._handle, "table_name": self._table_request}, generation)
             self._handle = reply["db"]
             self._table = reply["table"]
+            self._adopt_near(reply)
             self._gen = generation
 
     # ------------------------------------------------------------ dict protocol
 
-    __getitem__ = sync_method(Operations._op_getitem, "__getitem__", "NanaSQLite")
+    _getitem = sync_method(Operations._op_getitem, "__getitem__", "NanaSQLite")
+    _get = sync_method(Operations._op_get, "get", "NanaSQLite")
+    _contains = sync_method(Operations._op_contains, "__contains__", "NanaSQLite")
+
+    # A near-cache hit is answered here, before the generator machinery: a dict lookup and
+    # two reads of the board that match (PROTOCOL.md 10.5). Everything else, TTL entries and
+    # hooks that transform reads included, takes the full path (_near.operation).
+    def __getitem__(self, key: str) -> Any:
+        near = self._near_fast
+        if near is not None:
+            entries = near.entries
+            try:
+                entry = entries[key]  # a subscript: cheaper than .get() on a hit
+            except (KeyError, TypeError):
+                entry = None
+            if entry is not None:
+                words = near.words
+                if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
+                    entries.move_to_end(key)
+                    near.hits += 1
+                    value = entry[0]
+                    if value is _ABSENT:
+                        raise KeyError(key)
+                    return value
+        return self._getitem(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        near = self._near_fast
+        if near is not None:
+            entries = near.entries
+            try:
+                entry = entries[key]  # a subscript: cheaper than .get() on a hit
+            except (KeyError, TypeError):
+                entry = None
+            if entry is not None:
+                words = near.words
+                if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
+                    entries.move_to_end(key)
+                    near.hits += 1
+                    value = entry[0]
+                    return default if value is _ABSENT else value
+        return self._get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        near = self._near_fast
+        if near is not None:
+            entries = near.entries
+            try:
+                entry = entries[key]  # a subscript: cheaper than .get() on a hit
+            except (KeyError, TypeError):
+                entry = None
+            if entry is not None:
+                words = near.words
+                if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
+                    entries.move_to_end(key)
+                    near.hits += 1
+                    return entry[0] is not _ABSENT
+        return self._contains(key)
     __setitem__ = sync_method(Operations._op_set, "__setitem__", "NanaSQLite")
     __delitem__ = sync_method(Operations._op_delete, "__delitem__", "NanaSQLite")
-    __contains__ = sync_method(Operations._op_contains, "__contains__", "NanaSQLite")  # type: ignore[assignment]
     __len__ = sync_method(Operations._op_len, "__len__", "NanaSQLite")
 
     def __iter__(self) -> Iterator[str]:
@@ -244,6 +317,7 @@ class NanaSQLite(Operations, MutableMapping):
         child._validator = child_validator
         child._coerce = child_coerce
         child._refresh_hook_flags()
+        child._inherit_near(self)
         child._conn = self._conn
         child._root = self._root
         child._parent = self
@@ -282,6 +356,7 @@ class NanaSQLite(Operations, MutableMapping):
                 "Cannot close connection while transaction is in progress. Please commit or rollback first."
             )
         self._closed = True
+        self._near = self._near_fast = None
         if self is self._root:
             conn.close()
 
