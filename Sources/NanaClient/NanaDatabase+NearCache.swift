@@ -10,7 +10,6 @@ extension NanaDatabase {
     /// The value of `key`, or nil when it is missing.
     /// - Parameter lookedUp: the caller has just missed in the near-cache (do not count twice).
     func trackedGet(_ key: String, lookedUp: Bool = false) async throws -> NanaValue? {
-        try Task.checkCancellation()  // as a call would: a cancelled task gets no answer, hit or not
         if !lookedUp, let nearCache, let answer = nearCache.lookup(key, needsValue: true) {
             if case .value(let value) = answer { return value }
             return nil
@@ -28,7 +27,6 @@ extension NanaDatabase {
     }
 
     func trackedContains(_ key: String) async throws -> Bool {
-        try Task.checkCancellation()
         if let nearCache, let answer = nearCache.lookup(key, needsValue: false) {
             if case .absent = answer { return false }
             return true
@@ -47,7 +45,6 @@ extension NanaDatabase {
     /// The values of the keys that exist, in the order asked: hits from the near-cache, the
     /// rest in one `batch_get`.
     func trackedBatchGet(_ keys: [String]) async throws -> NanaParams {
-        try Task.checkCancellation()
         var known: [String: NearCacheAnswer] = [:]
         var missing: [String] = []
         for key in keys where known[key] == nil && !missing.contains(key) {
