@@ -212,6 +212,41 @@ import Testing
         try await daemon.stop()
     }
 
+    /// Clients that connect to the board socket and say nothing, or half a request, or
+    /// garbage, delay nobody: a client opening a tracking handle meanwhile gets its board at
+    /// once, and each silent one is answered "bad request" after the request timeout.
+    @Test func silentOrBrokenBoardRequestsDelayNobody() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let boardSocket = daemon.socketPath + ".board"
+        var silent: [Int32] = []
+        for i in 0..<20 {
+            let fd = try unixSocket(SOCK_STREAM, path: boardSocket, "connect", connect)
+            if i == 0 { _ = Array("NB".utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } }
+            silent.append(fd)
+        }
+        let garbage = try unixSocket(SOCK_STREAM, path: boardSocket, "connect", connect)
+        _ = Array("GET / HTTP/1.1\r\n\r\n".utf8).withUnsafeBytes { send(garbage, $0.baseAddress, $0.count, 0) }
+        let client = try await daemon.connect()
+        let started = ContinuousClock.now
+        let db = try await client.open("silent.db")
+        #expect(db.nearCacheStatistics != nil, "no board while others were silent")
+        #expect(ContinuousClock.now - started < .milliseconds(400))
+        // The garbage is refused at once, the silent ones after the request timeout.
+        for fd in [garbage] + silent {
+            var status: UInt8 = 0xFF
+            var timeout = timeval(tv_sec: 3, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            #expect(recv(fd, &status, 1, 0) == 1)
+            #expect(status == 4)
+            close(fd)
+        }
+        try await db.set("k", 1)
+        #expect(try await db.get("k") == 1)
+        await client.close()
+        #expect(try await daemon.stop() == 0)
+    }
+
     // MARK: Helpers
 
     private func getCalls(_ client: NanaClient) async throws -> Int64 {

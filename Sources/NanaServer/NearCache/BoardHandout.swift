@@ -16,7 +16,8 @@ import Synchronization
 /// `open` with `near_cache` returned; the daemon checks that the token is live (single use, 10 s)
 /// and that the peer's uid (SO_PEERCRED) is the uid of the connection it was given to, and
 /// answers one status byte, with the descriptor attached when the status is 0, else followed by
-/// a message.
+/// a message. One poll loop waits on every connection at once (up to ``maximumPending``), so a
+/// client that connects and says nothing delays nobody.
 package final class BoardHandout: Sendable {
     enum Status: UInt8 {
         case granted = 0
@@ -29,7 +30,7 @@ package final class BoardHandout: Sendable {
     static let requestMagic: [UInt8] = Array("NBRD".utf8)
     static let tokenLength = 16
     static let grantLifetime: UInt64 = 10_000_000_000
-    /// How long one client may take to send its request: the thread serves one at a time.
+    /// How long one client may take to send its request.
     static let requestTimeoutMilliseconds: Int32 = 500
 
     private struct Grant {
@@ -106,21 +107,75 @@ package final class BoardHandout: Sendable {
         grants.withLock { $0.removeAll() }
     }
 
+    /// A connection whose request has not fully arrived.
+    private struct Pending {
+        let fd: Int32
+        var request: [UInt8] = []
+        let deadline: UInt64
+    }
+
+    /// Connections waited on at once; past it the oldest is dropped. A client that connects and
+    /// sends nothing therefore holds one of these for the request timeout, and delays no one.
+    static let maximumPending = 64
+
+    /// One poll loop over the listener and every connection still sending its request.
     private func serve() {
-        defer { finished.signal() }
+        var pending: [Pending] = []
+        defer {
+            for connection in pending { close(connection.fd) }
+            finished.signal()
+        }
+        let wanted = Self.requestMagic.count + Self.tokenLength
         while !stopping.load(ordering: .acquiring) {
-            var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            guard poll(&ready, 1, 200) > 0 else { continue }
-            let client = accept(listener, nil, nil)
-            guard client >= 0 else { continue }
-            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-            answer(client)
-            close(client)
+            var now = DispatchTime.now().uptimeNanoseconds
+            var soonest: Int32 = 200
+            if let deadline = pending.map(\.deadline).min() {
+                soonest = deadline > now ? Int32(min(UInt64(200), (deadline - now) / 1_000_000 + 1)) : 0
+            }
+            var descriptors = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+            for connection in pending { descriptors.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)) }
+            guard poll(&descriptors, nfds_t(descriptors.count), soonest) >= 0 else { continue }
+            now = DispatchTime.now().uptimeNanoseconds
+            var finished: Set<Int32> = []
+            for (index, descriptor) in descriptors.enumerated().dropFirst() where descriptor.revents != 0 {
+                var connection = pending[index - 1]
+                var buffer = [UInt8](repeating: 0, count: wanted - connection.request.count)
+                let n = buffer.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+                if n <= 0 {
+                    finished.insert(connection.fd)  // hung up (or failed) before asking
+                    continue
+                }
+                connection.request += buffer[..<n]
+                pending[index - 1] = connection
+                if connection.request.count == wanted || !Self.requestMagic.starts(with: connection.request.prefix(Self.requestMagic.count)) {
+                    answer(connection.fd, connection.request)
+                    finished.insert(connection.fd)
+                }
+            }
+            for connection in pending where !finished.contains(connection.fd) && connection.deadline <= now {
+                refuse(connection.fd, .badRequest, "expected NBRD and a 16-byte token within \(Self.requestTimeoutMilliseconds) ms")
+                finished.insert(connection.fd)
+            }
+            if !finished.isEmpty {
+                for fd in finished { close(fd) }
+                pending.removeAll { finished.contains($0.fd) }
+            }
+            if descriptors[0].revents & Int16(POLLIN) != 0 {
+                let client = accept(listener, nil, nil)
+                guard client >= 0 else { continue }
+                _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+                if pending.count >= Self.maximumPending {
+                    close(pending.removeFirst().fd)
+                }
+                pending.append(Pending(fd: client, deadline: now + UInt64(Self.requestTimeoutMilliseconds) * 1_000_000))
+            }
         }
     }
 
-    private func answer(_ client: Int32) {
-        guard let request = readRequest(client) else {
+    /// Answers a complete request (or one that is not NBRD).
+    private func answer(_ client: Int32, _ request: [UInt8]) {
+        guard request.count == Self.requestMagic.count + Self.tokenLength, request.starts(with: Self.requestMagic) else {
             return refuse(client, .badRequest, "expected NBRD and a 16-byte token")
         }
         let token = Array(request[Self.requestMagic.count...])
@@ -141,28 +196,6 @@ package final class BoardHandout: Sendable {
         var status = Status.granted.rawValue
         _ = nana_send_with_descriptor(client, &status, 1, descriptor)
         close(descriptor)
-    }
-
-    /// NBRD and the token, within the request timeout.
-    private func readRequest(_ client: Int32) -> [UInt8]? {
-        let wanted = Self.requestMagic.count + Self.tokenLength
-        var request = [UInt8](repeating: 0, count: wanted)
-        var got = 0
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(Self.requestTimeoutMilliseconds) * 1_000_000
-        while got < wanted {
-            let now = DispatchTime.now().uptimeNanoseconds
-            guard now < deadline else { return nil }
-            var ready = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
-            guard poll(&ready, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else { return nil }
-            let n = request.withUnsafeMutableBytes { recv(client, $0.baseAddress! + got, wanted - got, Int32(MSG_DONTWAIT)) }
-            if n <= 0 {
-                if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
-                return nil
-            }
-            got += n
-        }
-        guard request.starts(with: Self.requestMagic) else { return nil }
-        return request
     }
 
     private func refuse(_ client: Int32, _ status: Status, _ message: String) {
