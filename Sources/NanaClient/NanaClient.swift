@@ -32,14 +32,21 @@ public final class NanaClient: Sendable {
     /// The near-cache boards this connection mapped, by generation (weakly: a board goes when
     /// the last handle using it does).
     private let boards = Mutex<[UInt64: WeakBoard]>([:])
+    /// The near-caches of the handles this client opened, for ``nearCacheStatistics``.
+    private let nearCaches = Mutex<[WeakNearCache]>([])
+    /// What ``open(_:table:bulkLoad:optimize:cacheSizeMB:options:nearCache:)`` uses when it is
+    /// not told.
+    public let defaultNearCache: NanaNearCache
 
     private struct WeakBoard { weak var board: MappedBoard? }
+    private struct WeakNearCache { weak var table: NearCacheTable? }
 
-    private init(channel: any Channel, handler: NIOLoopBound<ClientChannelHandler>, serverInfo: NanaValue, liveness: ConnectionLiveness) {
+    private init(channel: any Channel, handler: NIOLoopBound<ClientChannelHandler>, serverInfo: NanaValue, liveness: ConnectionLiveness, nearCache: NanaNearCache) {
         self.channel = channel
         self.handler = handler
         self.serverInfo = serverInfo
         self.liveness = liveness
+        self.defaultNearCache = nearCache
         executor = ConnectionExecutor(eventLoop: channel.eventLoop)
     }
 
@@ -53,11 +60,14 @@ public final class NanaClient: Sendable {
     ///   - socketPath: the daemon's socket; ``defaultSocketPath`` when `nil`.
     ///   - clientName: how the daemon's logs name this client.
     ///   - maximumFrameLength: largest response frame accepted.
+    ///   - nearCache: the near-cache each ``open(_:table:bulkLoad:optimize:cacheSizeMB:options:nearCache:)``
+    ///     gets unless it says otherwise (``NanaNearCache/default``; ``NanaNearCache/off`` for none).
     public static func connect(
         socketPath: String? = nil,
         clientName: String = "nana-swift",
         maximumFrameLength: Int = 256 * 1024 * 1024,
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        nearCache: NanaNearCache = .default
     ) async throws -> NanaClient {
         let path = socketPath ?? defaultSocketPath
         let channel: any Channel
@@ -79,7 +89,7 @@ public final class NanaClient: Sendable {
         }
         let liveness = ConnectionLiveness()
         channel.closeFuture.whenComplete { _ in liveness.lost() }
-        let client = NanaClient(channel: channel, handler: handler, serverInfo: .nil, liveness: liveness)
+        let client = NanaClient(channel: channel, handler: handler, serverInfo: .nil, liveness: liveness, nearCache: nearCache)
         let info: NanaValue
         do {
             info = try await client.call("hello", ["protocol": .int(NanaProtocol.version), "client": .string(clientName)])
@@ -87,7 +97,7 @@ public final class NanaClient: Sendable {
             try? await channel.close()
             throw NanaClientError(.handshakeFailed, "nanad refused hello: \(error)")
         }
-        return NanaClient(channel: channel, handler: handler, serverInfo: info, liveness: liveness)
+        return NanaClient(channel: channel, handler: handler, serverInfo: info, liveness: liveness, nearCache: nearCache)
     }
 
     /// Sends one call and waits for its result. The typed methods of ``NanaDatabase`` are
@@ -126,8 +136,10 @@ public final class NanaClient: Sendable {
     ///   - cacheSizeMB: SQLite's page cache; decided by the first open of a file.
     ///   - options: write-behind and the table's other shared settings (see ``NanaOpenOptions``).
     ///   - nearCache: how much this handle (and each table opened from it) keeps in this
-    ///     process; ``NanaNearCache/off`` sends every read to the daemon.
-    public func open(_ dbPath: String, table: String = "data", bulkLoad: Bool = false, optimize: Bool = true, cacheSizeMB: Int = 64, options: NanaOpenOptions = NanaOpenOptions(), nearCache: NanaNearCache = .default) async throws -> NanaDatabase {
+    ///     process, ``defaultNearCache`` when nil; ``NanaNearCache/off`` sends every read to
+    ///     the daemon.
+    public func open(_ dbPath: String, table: String = "data", bulkLoad: Bool = false, optimize: Bool = true, cacheSizeMB: Int = 64, options: NanaOpenOptions = NanaOpenOptions(), nearCache: NanaNearCache? = nil) async throws -> NanaDatabase {
+        let nearCache = nearCache ?? defaultNearCache
         var params: NanaParams = [
             "db_path": .string(dbPath), "table": .string(table), "bulk_load": .bool(bulkLoad),
             "optimize": .bool(optimize), "cache_size_mb": .int(Int64(cacheSizeMB)),
@@ -157,7 +169,26 @@ public final class NanaClient: Sendable {
             }
         }
         guard board.load(Int(tableWord)) != nil else { return nil }
-        return NearCacheTable(board: board, tableWord: Int(tableWord), connection: liveness, limits: limits)
+        let table = NearCacheTable(board: board, tableWord: Int(tableWord), connection: liveness, limits: limits)
+        nearCaches.withLock { caches in
+            caches.removeAll { $0.table == nil }
+            caches.append(WeakNearCache(table: table))
+        }
+        return table
+    }
+
+    /// The near-cache counters of every handle of this client still open, summed (per handle:
+    /// ``NanaDatabase/nearCacheStatistics``).
+    public var nearCacheStatistics: NanaNearCacheStatistics {
+        let tables = nearCaches.withLock { $0.compactMap(\.table) }
+        return tables.reduce(into: NanaNearCacheStatistics(hits: 0, misses: 0, invalidations: 0, entries: 0, bytes: 0)) { total, table in
+            let one = table.statistics
+            total.hits += one.hits
+            total.misses += one.misses
+            total.invalidations += one.invalidations
+            total.entries += one.entries
+            total.bytes += one.bytes
+        }
     }
 
     /// Round trip with no work: `"pong"`.

@@ -74,6 +74,27 @@ import Testing
         try await daemon.stop()
     }
 
+    @Test func aClientSetsTheDefaultAndSumsItsHandlesCounters() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let plain = try await NanaClient.connect(socketPath: daemon.socketPath, nearCache: .off)
+        let untracked = try await plain.open("client.db")
+        try await untracked.set("k", 1)
+        #expect(try await untracked.get("k") == 1)
+        #expect(untracked.nearCacheStatistics == nil)
+        let tracked = try await plain.open("client.db", nearCache: .default)  // the handle overrides its client
+        #expect(try await tracked.get("k") == 1)
+        #expect(try await tracked.get("k") == 1)
+        #expect(tracked.nearCacheStatistics?.hits == 1)
+        let other = try await tracked.table("other")
+        try await other.set("o", 2)
+        for _ in 0..<3 { #expect(try await other.get("o") == 2) }
+        let total = plain.nearCacheStatistics
+        #expect(total.hits == 3 && total.misses == 2 && total.entries == 2)
+        await plain.close()
+        try await daemon.stop()
+    }
+
     @Test func theNearCacheStaysWithinItsLimitsAndTransactionsBypassIt() async throws {
         let daemon = try await Daemon.start()
         defer { daemon.removeFolder() }
