@@ -26,7 +26,27 @@ final class FuzzServer {
         var configuration = ServerConfiguration(socketPath: dataDirectory + "/unused.sock", dataDirectory: dataDirectory)
         configure(&configuration)
         let registry = try DatabaseRegistry(dataDirectory: configuration.dataDirectory, decoder: ValueCodec(), logger: logger, idleCloseDelay: configuration.idleFileCloseDelay, maximumOpenFiles: configuration.maximumOpenFiles)
-        state = ServerState(configuration: configuration, registry: registry, logger: logger)
+        let nearCache = Self.nearCache(logger)
+        state = ServerState(configuration: configuration, registry: registry, logger: logger, boards: nearCache?.boards, boardHandout: nearCache?.handout)
+    }
+
+    /// One board folder and handout socket for the whole process, so that `near_cache` opens
+    /// make boards and every change bumps them as in the daemon (nothing here redeems a token).
+    nonisolated(unsafe) private static var sharedNearCache: (boards: BoardDirectory, handout: BoardHandout)??
+    nonisolated(unsafe) fileprivate static var sharedFolder: String?
+
+    private static func nearCache(_ logger: Logger) -> (boards: BoardDirectory, handout: BoardHandout)? {
+        if let made = sharedNearCache { return made }
+        let folder = NSTemporaryDirectory() + "nanafuzz-boards-\(getpid())"
+        sharedFolder = folder
+        let made = try? (BoardDirectory(path: folder + ".boards", logger: logger), BoardHandout(path: folder + ".board", mode: 0o600, group: nil, logger: logger))
+        atexit {  // the boards are gone with their databases; the folder and the socket are left
+            guard let folder = FuzzServer.sharedFolder else { return }
+            rmdir(folder + ".boards")
+            unlink(folder + ".board")
+        }
+        sharedNearCache = .some(made.map { (boards: $0.0, handout: $0.1) })
+        return made.map { (boards: $0.0, handout: $0.1) }
     }
 
     var configuration: ServerConfiguration { state.configuration }

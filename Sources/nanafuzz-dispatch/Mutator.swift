@@ -40,7 +40,7 @@ enum FrameMutator {
         "warn_duplicate_table_instance", "allowed_sql_functions", "forbidden_sql_functions", "max_clause_length", "override_allowed",
         "v2_mode", "v2_config", "flush_mode", "flush_interval", "flush_count", "v2_chunk_size", "v2_max_dlq_size", "v2_enable_metrics",
         "memory_first", "memory_flush_interval", "chunk_size", "max_dlq_size", "enable_metrics", "cache_strategy", "cache_size",
-        "cache_ttl", "cache_persistence_ttl", "encryption_key", "encryption_mode", "constraints", "constraint", "type", "fields",
+        "cache_ttl", "cache_persistence_ttl", "near_cache", "encryption_key", "encryption_mode", "constraints", "constraint", "type", "fields",
         "op", "key_prefix", "message", "unique", "foreign_key", "check", "required", "sql", "parameters", "parameters_list",
         "data", "where", "columns", "order_by", "limit", "offset", "group_by", "conflict_columns", "if_not_exists", "primary_key",
         "index_name", "if_exists", "column_name", "column_type", "pragma_name", "dest_path", "src_path", "verify", "allow_incomplete",

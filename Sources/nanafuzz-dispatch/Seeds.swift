@@ -214,6 +214,14 @@ enum Seeds {
             c("set", ["db": 1, "key": "m", "value": "x"]), c("get", ["db": 1, "key": "m"]), c("clear", ["db": 1]),
             c("setdefault", ["db": 1, "key": "m", "default": 2]), c("flush", ["db": 1, "wait": true]), wait, c("items", ["db": 1]),
         ]),
+        ("near-cache", [
+            open("data", ["near_cache": true]), open("ttl", ["near_cache": true, "cache_strategy": "ttl", "cache_ttl": 0.2, "cache_persistence_ttl": true]), wait,
+            c("set", ["db": 1, "key": "a", "value": 1]), c("get", ["db": 1, "key": "a"]), c("contains", ["db": 1, "key": "b"]),
+            c("batch_get", ["db": 1, "keys": ["a", "b", "a"]]), c("table", ["db": 1, "table_name": "other"]), wait,
+            c("begin_transaction", ["db": 1]), c("set", ["db": 1, "key": "a", "value": 2]), c("get", ["db": 1, "key": "a"]), c("rollback", ["db": 1]),
+            c("execute", ["db": 1, "sql": "UPDATE data SET value = '3' WHERE key = 'a'"]), c("get", ["db": 1, "key": "a"]),
+            c("set", ["db": 2, "key": "t", "value": 1]), c("get", ["db": 2, "key": "t"]), c("clear", ["db": 1]), c("stats", ["db": 1]),
+        ]),
         ("cache-strategies", [
             open("lru", ["cache_strategy": "lru", "cache_size": 2]), open("ttl", ["cache_strategy": "ttl", "cache_ttl": 1, "cache_persistence_ttl": true]),
             open("unb", ["cache_strategy": "unbounded", "cache_size": 10]), wait,

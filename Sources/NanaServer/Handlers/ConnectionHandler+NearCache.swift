@@ -9,13 +9,16 @@ extension ConnectionHandler {
     func openReply(_ id: Int64, _ table: KeyValueTable, tracking: Bool) -> NanaValue {
         var reply: NanaParams = ["db": .int(id), "table": .string(table.name)]
         guard tracking else { return .map(reply) }
-        guard let boards = state.boards, let handout = state.boardHandout, let peer else {
+        guard let boards = state.boards, let handout = state.boardHandout else {
             reply["near_cache_refused"] = "the near-cache is off on this nanad"
             return .map(reply)
         }
+        // A connection's peer is known once it is admitted; without one (an embedded channel,
+        // the fuzz target) the board is made and bumped, but its token is no real uid's.
+        let uid = peer?.uid ?? UInt32.max
         do {
             let (board, tableWord) = try table.nearCacheBoard(in: boards)
-            let token = handout.grant(board, to: peer.uid)
+            let token = handout.grant(board, to: uid)
             reply["board"] = [
                 "socket": .string(handout.path), "token": .binary(token),
                 "generation": .uint(board.generation), "words": .int(Int64(board.words)),

@@ -47,7 +47,7 @@ package final class BoardHandout: Sendable {
     private let logger: Logger
 
     /// Binds `path` (removing a stale socket there) with `mode` and `group`, and starts serving.
-    init(path: String, mode: UInt16, group: gid_t?, logger: Logger) throws {
+    package init(path: String, mode: UInt16, group: gid_t?, logger: Logger) throws {
         self.path = path
         self.logger = logger
         var status = stat()
