@@ -65,7 +65,8 @@ class _ConnectionState:
         # The near-cache (_near.py): boards mapped on this connection, by generation; and
         # whether reads must bypass every near-cache of the connection, from the moment a
         # begin_transaction is sent until its transaction is known to be over.
-        self.near_boards: Dict[Any, Any] = {}
+        # Weakly: a board goes (and is unmapped) when the last near-cache using it does.
+        self.near_boards: "weakref.WeakValueDictionary[Any, Any]" = weakref.WeakValueDictionary()
         self.near_caches: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self._near_bypass = False
         self._next_id = 0
@@ -111,7 +112,7 @@ class _ConnectionState:
 
     def _new_generation(self) -> None:
         """A new connection: the old one's boards, near-caches and bypass go with it."""
-        self.near_boards = {}
+        self.near_boards = weakref.WeakValueDictionary()
         self.near_caches = weakref.WeakSet()
         self._near_bypass = False
 

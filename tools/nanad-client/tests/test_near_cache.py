@@ -190,3 +190,25 @@ def test_a_daemon_restart_drops_every_entry(second_nanad, dbfile):
     assert db["k"] == 2 and db.near_cache_stats()["hits"] == 1
     writer.close()
     db.close()
+
+
+def test_a_board_is_unmapped_with_the_last_handle_using_it(nanad, dbfile):
+    import gc
+
+    root = NanaSQLite(dbfile, socket=nanad.socket)
+    root["k"] = 1
+    boards = root._conn.near_boards
+    assert len(boards) == 1
+    other = NanaSQLite("other-" + dbfile, socket=nanad.socket)
+    assert len(other._conn.near_boards) == 1  # a connection of its own
+    child = root.table("t")
+    assert len(boards) == 1  # the same file: the same board
+    child.close()
+    del child
+    gc.collect()
+    assert len(boards) == 1
+    root.close()
+    other.close()
+    del root
+    gc.collect()
+    assert len(boards) == 0
