@@ -268,6 +268,33 @@ import Testing
         #expect(try await daemon.stop() == 0)
     }
 
+    /// A second handle on a file reuses the board the client already maps, leaving its token
+    /// unused; once the file is closed and the token has expired (10 s), the daemon holds
+    /// nothing of the board (its descriptor is gone).
+    @Test func anUnusedTokenHoldsNothingOnceItExpires() async throws {
+        let daemon = try await Daemon.start(arguments: ["--close-idle-files-after", "0.2"])
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let baseline = try await client.stats()["server"]?["descriptors"]?.int64Value ?? -1
+        let first = try await client.open("token.db")
+        let second = try await client.open("token.db")
+        #expect(first.nearCacheStatistics != nil && second.nearCacheStatistics != nil)
+        try await first.set("k", 1)
+        #expect(try await second.get("k") == 1)
+        try await second.close()
+        try await first.close()
+        var descriptors: Int64 = .max
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            descriptors = try await client.stats()["server"]?["descriptors"]?.int64Value ?? -1
+            if descriptors <= baseline { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect(descriptors <= baseline, "descriptors: \(baseline) before, \(descriptors) after")
+        await client.close()
+        try await daemon.stop()
+    }
+
     // MARK: Helpers
 
     private func getCalls(_ client: NanaClient) async throws -> Int64 {

@@ -136,6 +136,7 @@ package final class BoardHandout: Sendable {
             for connection in pending { descriptors.append(pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0)) }
             guard poll(&descriptors, nfds_t(descriptors.count), soonest) >= 0 else { continue }
             now = DispatchTime.now().uptimeNanoseconds
+            dropExpiredGrants(now)
             var finished: Set<Int32> = []
             for (index, descriptor) in descriptors.enumerated().dropFirst() where descriptor.revents != 0 {
                 var connection = pending[index - 1]
@@ -170,6 +171,16 @@ package final class BoardHandout: Sendable {
                 }
                 pending.append(Pending(fd: client, deadline: now + UInt64(Self.requestTimeoutMilliseconds) * 1_000_000))
             }
+        }
+    }
+
+    /// Forgets the tokens nobody redeemed in time (a client that already maps a file's board
+    /// leaves the next token of that file unused): each holds its board, and so the board's
+    /// descriptor and mapping, after the file itself is closed.
+    private func dropExpiredGrants(_ now: UInt64) {
+        grants.withLock { grants in
+            guard grants.values.contains(where: { $0.expires <= now }) else { return }
+            grants = grants.filter { $0.value.expires > now }
         }
     }
 
