@@ -92,15 +92,9 @@ struct NearHostile: AsyncParsableCommand {
 
     /// Asks the side socket for a board with `token`; the descriptor, or why not.
     static func redeem(_ path: String, _ token: [UInt8]) -> Result<Int32, RedeemFailure> {
-        let sock = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let sock = nana_unix_connect(path)
+        guard sock >= 0 else { return .failure(RedeemFailure(message: "connect: \(String(cString: strerror(errno)))")) }
         defer { close(sock) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(sock, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { return .failure(RedeemFailure(message: "connect: \(String(cString: strerror(errno)))")) }
         let request = Array("NBRD".utf8) + token
         _ = request.withUnsafeBytes { send(sock, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var reply = [UInt8](repeating: 0, count: 256)

@@ -3,7 +3,9 @@
 //   Synchronization.Atomic lives only in Swift-owned storage, not in memory another process
 //   maps, and swift-atomics is not among this project's dependencies);
 // - passing a descriptor over a Unix socket (SCM_RIGHTS): the CMSG_* accessors are macros
-//   Swift does not import, and SwiftNIO carries no ancillary data on stream sockets.
+//   Swift does not import, and SwiftNIO carries no ancillary data on stream sockets;
+// - connecting and listening on the board's side socket, so that the daemon, the client and
+//   the tools fill a `sockaddr_un` (a fixed C array in Swift) in one place.
 #ifndef CNANABOARD_H
 #define CNANABOARD_H
 
@@ -35,6 +37,14 @@ static inline void nana_board_store(uint64_t *word, uint64_t value) {
 static inline uint64_t nana_board_increment(uint64_t *word) {
     return __atomic_add_fetch(word, 1, __ATOMIC_RELEASE);
 }
+
+/// A Unix stream socket connected to `path` (close-on-exec), or -1 with errno set
+/// (ENAMETOOLONG for a path that does not fit `sun_path`).
+int nana_unix_connect(const char *path);
+
+/// A Unix stream socket bound to `path` (created with permissions `0777 & ~mask`, the mask set
+/// only around bind) and listening, close-on-exec; or -1 with errno set.
+int nana_unix_listen(const char *path, unsigned mask, int backlog);
 
 /// Sends `length` bytes of `data` with descriptor `fd` attached (SCM_RIGHTS), or without one
 /// when `fd` < 0. Returns the bytes sent, or -1 with errno set.

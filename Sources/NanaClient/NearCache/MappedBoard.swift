@@ -61,25 +61,14 @@ final class MappedBoard: @unchecked Sendable {  // the mapping is read-only shar
     }
 
     private static func receiveDescriptor(_ socketPath: String, _ token: [UInt8]) throws(NanaClientError) -> Int32 {
-        let sock = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard sock >= 0 else { throw NanaClientError(.connectFailed, "cannot create a socket: \(String(cString: strerror(errno)))") }
+        let sock = nana_unix_connect(socketPath)
+        guard sock >= 0 else {
+            throw NanaClientError(.connectFailed, "cannot connect to the near-cache socket \(socketPath): \(String(cString: strerror(errno)))")
+        }
         defer { close(sock) }
         var timeout = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let path = Array(socketPath.utf8)
-        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw NanaClientError(.connectFailed, "the near-cache socket path is too long")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(sock, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
-            throw NanaClientError(.connectFailed, "cannot connect to the near-cache socket \(socketPath): \(String(cString: strerror(errno)))")
-        }
         let request = Array("NBRD".utf8) + token
         guard request.withUnsafeBytes({ send(sock, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
             throw NanaClientError(.connectFailed, "cannot ask for the near-cache board: \(String(cString: strerror(errno)))")

@@ -55,25 +55,9 @@ package final class BoardHandout: Sendable {
             guard status.st_mode & S_IFMT == S_IFSOCK else { throw NanadError("\(path) exists and is not a socket; refusing to replace it") }
             unlink(path)  // the main socket's probe already showed no other nanad serves here
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw NanadError("cannot create the near-cache socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(fd)
-            throw NanadError("cannot use \(path) as the near-cache socket: the path is too long")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in raw.copyBytes(from: bytes) }
-        let previousMask = umask(0o777 & ~mode_t(mode))
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        umask(previousMask)
-        guard bound == 0, listen(fd, 64) == 0 else {
-            let message = String(cString: strerror(errno))
-            close(fd)
-            throw NanadError("cannot listen on the near-cache socket \(path): \(message)")
+        let fd = nana_unix_listen(path, UInt32(0o777 & ~mode), 64)
+        guard fd >= 0 else {
+            throw NanadError("cannot listen on the near-cache socket \(path): \(String(cString: strerror(errno)))")
         }
         _ = chmod(path, mode_t(mode))
         if let group, chown(path, uid_t.max, group) != 0 {
