@@ -56,8 +56,12 @@ public struct ServerConfiguration: Sendable {
 
     /// Where the near-cache boards live: a private folder beside the socket.
     public var boardDirectoryPath: String { socketPath + ".boards" }
-    /// The side socket that hands boards out (``BoardHandout``).
-    public var boardSocketPath: String { socketPath + ".board" }
+    /// The side socket that hands boards out (``BoardHandout``). Absolute, since the `open`
+    /// reply names it to clients, whose working folder may not be the daemon's.
+    public var boardSocketPath: String {
+        let path = socketPath + ".board"
+        return path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
 
     public init(socketPath: String = NanaProtocol.defaultSocketPath, dataDirectory: String = "nanad-data") {
         self.socketPath = socketPath
