@@ -2,12 +2,21 @@
 /// (those are ``NanaWire/NanaRemoteError``).
 public struct NanaClientError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
-        private enum Base: Sendable, Hashable { case connectionClosed, connectFailed, protocolViolation, handshakeFailed }
+        private enum Base: Sendable, Hashable { case connectionClosed, connectFailed, protocolViolation, handshakeFailed, connectionLost, outcomeUnknown, unavailable }
         private let base: Base
         private init(_ base: Base) { self.base = base }
 
-        /// The connection is gone: closed by this client, by the daemon, or lost.
+        /// This client was closed (``NanaClient/close()``, or its ``NanaClient/run()`` ended).
         public static let connectionClosed = Code(.connectionClosed)
+        /// The connection was lost while a call that is not retried (see ``NanaRetryPolicy``)
+        /// was in flight; it changed nothing, and may be sent again.
+        public static let connectionLost = Code(.connectionLost)
+        /// The connection was lost while a write was in flight: the daemon may or may not
+        /// have committed it. Read back before writing again where that matters.
+        public static let outcomeUnknown = Code(.outcomeUnknown)
+        /// No connection came within ``NanaClientConfiguration/connectionTimeout``; the client
+        /// keeps trying, and a later call may succeed.
+        public static let unavailable = Code(.unavailable)
         /// The socket could not be reached.
         public static let connectFailed = Code(.connectFailed)
         /// The daemon sent something this client cannot read.
@@ -21,6 +30,9 @@ public struct NanaClientError: Error, Sendable, Hashable, CustomStringConvertibl
             case .connectFailed: "connect failed"
             case .protocolViolation: "protocol violation"
             case .handshakeFailed: "handshake failed"
+            case .connectionLost: "connection lost"
+            case .outcomeUnknown: "outcome unknown"
+            case .unavailable: "unavailable"
             }
         }
     }
@@ -34,4 +46,9 @@ public struct NanaClientError: Error, Sendable, Hashable, CustomStringConvertibl
     }
 
     public var description: String { "\(code): \(message)" }
+
+    /// Whether the same call may simply be made again: nothing it asked for happened.
+    public var isRetryable: Bool {
+        code == .connectionLost || code == .unavailable || code == .connectFailed
+    }
 }

@@ -36,9 +36,7 @@ extension NanaDatabase {
     }
 
     private func send(_ method: String, _ params: NanaParams) async throws -> NanaValue {
-        var params = params
-        params["db"] = .int(handle)
-        return try await client.call(method, params)
+        try await call(method, params)
     }
 
     private func activeHooks(for key: String) -> [any NanaHook] {

@@ -4,7 +4,9 @@ import OrderedCollections
 // The reads of a tracking handle (PROTOCOL §10): answered from the near-cache while the
 // board's stamps vouch for the entry, else one round trip whose reply fills it.
 extension NanaDatabase {
-    /// This handle's near-cache counters; nil when it has none.
+    /// This handle's near-cache counters; nil when it was opened with ``NanaNearCache/off``.
+    /// While the daemon offers no board (started with `--near-cache-slots 0`), nothing is
+    /// kept and every read counts as a miss.
     public var nearCacheStatistics: NanaNearCacheStatistics? { nearCache?.statistics }
 
     /// The value of `key`, or nil when it is missing.
@@ -15,13 +17,13 @@ extension NanaDatabase {
             return nil
         }
         let sentAt = NearCacheTable.now()
-        let reply = try await call("get", ["key": .string(key)])
+        let (reply, connection) = try await callTracked("get", ["key": .string(key)])
         guard let fields = reply.arrayValue, fields.count == 6, let found = fields[0].boolValue else {
             throw NanaClientError(.protocolViolation, "unexpected tracked get reply: \(reply)")
         }
         let value: NanaValue? = found ? .some(fields[1]) : .none  // not `nil`: NanaValue takes the literal as its own .nil
         if let nearCache, let stamps = Self.stamps(fields[2], fields[3], fields[4]) {
-            nearCache.fill(key, value.map(NearCacheAnswer.value) ?? .absent, stamps, expiresIn: fields[5].doubleValue, sentAt: sentAt)
+            nearCache.fill(key, value.map(NearCacheAnswer.value) ?? .absent, stamps, expiresIn: fields[5].doubleValue, sentAt: sentAt, connectionID: connection.id)
         }
         return value
     }
@@ -32,12 +34,12 @@ extension NanaDatabase {
             return true
         }
         let sentAt = NearCacheTable.now()
-        let reply = try await call("contains", ["key": .string(key)])
+        let (reply, connection) = try await callTracked("contains", ["key": .string(key)])
         guard let fields = reply.arrayValue, fields.count == 5, let found = fields[0].boolValue else {
             throw NanaClientError(.protocolViolation, "unexpected tracked contains reply: \(reply)")
         }
         if let nearCache, let stamps = Self.stamps(fields[1], fields[2], fields[3]) {
-            nearCache.fill(key, found ? .exists : .absent, stamps, expiresIn: fields[4].doubleValue, sentAt: sentAt)
+            nearCache.fill(key, found ? .exists : .absent, stamps, expiresIn: fields[4].doubleValue, sentAt: sentAt, connectionID: connection.id)
         }
         return found
     }
@@ -52,7 +54,7 @@ extension NanaDatabase {
         }
         if !missing.isEmpty {
             let sentAt = NearCacheTable.now()
-            let reply = try await call("batch_get", ["keys": .array(missing.map(NanaValue.string))])
+            let (reply, connection) = try await callTracked("batch_get", ["keys": .array(missing.map(NanaValue.string))])
             guard let fields = reply.arrayValue, fields.count == 3, let values = fields[0].mapValue, let perKey = fields[2].arrayValue else {
                 throw NanaClientError(.protocolViolation, "unexpected tracked batch_get reply: \(reply)")
             }
@@ -61,7 +63,7 @@ extension NanaDatabase {
                 for item in perKey {
                     guard let item = item.arrayValue, item.count == 4, let key = item[0].stringValue, let answer = known[key],
                           let stamps = Self.stamps(item[1], item[2], fields[1]) else { continue }
-                    nearCache.fill(key, answer, stamps, expiresIn: item[3].doubleValue, sentAt: sentAt)
+                    nearCache.fill(key, answer, stamps, expiresIn: item[3].doubleValue, sentAt: sentAt, connectionID: connection.id)
                 }
             }
         }

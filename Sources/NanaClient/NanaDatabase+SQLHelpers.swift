@@ -27,9 +27,7 @@ extension NanaDatabase {
     }
 
     private func helper(_ method: String, _ params: NanaParams) async throws -> NanaValue {
-        var params = params
-        params["db"] = .int(handle)
-        return try await client.call(method, params)
+        try await call(method, params)
     }
 
     // MARK: Rows

@@ -20,47 +20,49 @@ public struct NanaSQLResult: Sendable, Hashable {
 /// NanaSQLite's exception name (`KeyError`, `NanaSQLiteValidationError`, …).
 public struct NanaDatabase: Sendable {
     public let client: NanaClient
-    /// The daemon's handle for this table on this connection.
-    public let handle: Int64
-    /// The table's name.
-    public let table: String
+    /// How it was opened and its handle on the current connection: the same table goes on
+    /// working after the client reconnects.
+    let registration: TableRegistration
     /// Hooks run in this process around reads, writes and deletes, in order (``NanaHook``);
     /// none unless set with ``withHooks(_:)``. Tables opened with ``table(_:)`` inherit them.
     public let hooks: [any NanaHook]
     /// The near-cache limits asked for at `open`; when enabled the daemon answers `get`,
     /// `contains` and `batch_get` with stamps (a tracking handle, PROTOCOL §10).
     let nearCacheLimits: NanaNearCache
-    /// This handle's near-cache; nil when off, or when the daemon offered no board.
-    let nearCache: NearCacheTable?
+
+    /// The daemon's handle for this table on the client's current connection (it changes
+    /// when the client reconnects); for ``NanaClient/call(_:_:)`` with methods the typed API
+    /// does not cover.
+    public var handle: Int64 { registration.lastHandle }
+    /// The table's name.
+    public var table: String { registration.table }
+    /// This handle's near-cache; nil when off.
+    var nearCache: NearCacheTable? { registration.nearCache }
 
     var isTracking: Bool { nearCacheLimits.isEnabled }
 
-    init(client: NanaClient, openReply: NanaValue, hooks: [any NanaHook] = [], nearCache: NanaNearCache = .off) throws {
-        guard let handle = openReply["db"]?.int64Value, let table = openReply["table"]?.stringValue else {
-            throw NanaClientError(.protocolViolation, "unexpected reply to open: \(openReply)")
-        }
+    init(client: NanaClient, registration: TableRegistration, hooks: [any NanaHook] = [], nearCache: NanaNearCache = .off) {
         self.client = client
-        self.handle = handle
-        self.table = table
+        self.registration = registration
         self.hooks = hooks
         self.nearCacheLimits = nearCache
-        self.nearCache = nearCache.isEnabled ? client.nearCacheTable(openReply, limits: nearCache) : nil
     }
 
     /// The same handle with other hooks (``withHooks(_:)``).
     init(_ database: NanaDatabase, hooks: [any NanaHook]) {
         self.client = database.client
-        self.handle = database.handle
-        self.table = database.table
+        self.registration = database.registration
         self.hooks = hooks
         self.nearCacheLimits = database.nearCacheLimits
-        self.nearCache = database.nearCache
     }
 
     func call(_ method: String, _ params: NanaParams = [:]) async throws -> NanaValue {
-        var params = params
-        params["db"] = .int(handle)
-        return try await client.call(method, params)
+        try await client.send(method, params, table: registration).value
+    }
+
+    /// A call, and the connection that answered it (whose board a tracked reply's stamps are on).
+    func callTracked(_ method: String, _ params: NanaParams) async throws -> (value: NanaValue, connection: ClientConnection) {
+        try await client.send(method, params, table: registration)
     }
 
     // MARK: Dict interface
@@ -195,27 +197,41 @@ public struct NanaDatabase: Sendable {
     /// Starts a transaction on this file for this connection: until ``commit()`` or
     /// ``rollback()``, this connection's calls run inside it and see their own writes, other
     /// clients keep reading committed data, and their writes wait. The daemon rolls it back
-    /// if this connection drops or the daemon's transaction timeout passes.
+    /// if this connection drops or the daemon's transaction timeout passes; after a dropped
+    /// connection, the calls on this file fail with `NanaSQLiteTransactionError` until
+    /// `rollback()` or `commit()` (which fail the same way, and end it).
     public func beginTransaction() async throws {
         // Reads from here to the end go to the daemon: they must see the transaction's own
         // writes, which change no stamp until COMMIT.
-        nearCache?.board.inTransaction.store(true, ordering: .releasing)
-        do { _ = try await call("begin_transaction") } catch {
-            nearCache?.board.inTransaction.store(false, ordering: .releasing)
+        let board = nearCache?.board
+        board?.inTransaction.store(true, ordering: .releasing)
+        do {
+            let (_, connection) = try await callTracked("begin_transaction", [:])
+            registration.root.noteTransaction(on: connection.id)
+        } catch {
+            board?.inTransaction.store(false, ordering: .releasing)
             throw error
         }
     }
 
     /// Commits the transaction; its writes become visible to every client.
     public func commit() async throws {
-        defer { nearCache?.board.inTransaction.store(false, ordering: .releasing) }
-        _ = try await call("commit")
+        try await endTransaction("commit")
     }
 
     /// Rolls the transaction back; nothing it wrote remains.
     public func rollback() async throws {
-        defer { nearCache?.board.inTransaction.store(false, ordering: .releasing) }
-        _ = try await call("rollback")
+        try await endTransaction("rollback")
+    }
+
+    /// Whatever the answer (even none: the connection lost), the transaction is over.
+    private func endTransaction(_ method: String) async throws {
+        let board = nearCache?.board
+        defer {
+            registration.root.noteTransaction(on: nil)
+            board?.inTransaction.store(false, ordering: .releasing)
+        }
+        _ = try await call(method)
     }
 
     /// Whether this connection has a transaction open on this file.
@@ -367,12 +383,15 @@ public struct NanaDatabase: Sendable {
 
     /// Another key-value table of the same file (`table`), with this handle's ``hooks``.
     public func table(_ name: String) async throws -> NanaDatabase {
-        try NanaDatabase(client: client, openReply: try await call("table", ["table_name": .string(name)]), hooks: hooks, nearCache: nearCacheLimits)
+        let child = TableRegistration(origin: .table(parent: registration, name: name), dbPath: registration.dbPath, table: name, nearCache: nearCacheLimits)
+        try await client.bind(child)
+        return NanaDatabase(client: client, registration: child, hooks: hooks, nearCache: nearCacheLimits)
     }
 
-    /// Closes this handle (and the tables opened from it, if it came from `open`).
+    /// Closes this handle (and the tables opened from it, if it came from `open`); it is not
+    /// opened again when the client reconnects, and later calls on it fail with
+    /// `NanaSQLiteClosedError`. Closing twice is not an error.
     public func close() async throws {
-        nearCache?.removeAll()
-        _ = try await call("close")
+        try await client.close(registration)
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NanaStorage
 import Synchronization
@@ -43,6 +44,10 @@ package final class ServerState: Sendable {
     /// be set up (then `open`'s `near_cache` is answered without a board).
     let boards: BoardDirectory?
     let boardHandout: BoardHandout?
+    /// This run of the daemon, for `hello`: a client tells a restarted daemon from the same one.
+    let instance = String((0..<4).map { _ in String(format: "%04x", UInt16.random(in: .min ... .max)) }.joined())
+    /// When this run started (seconds since 1970), for `hello`.
+    let startedAt = Date().timeIntervalSince1970
 
     package init(configuration: ServerConfiguration, registry: DatabaseRegistry, logger: Logger, boards: BoardDirectory? = nil, boardHandout: BoardHandout? = nil) {
         self.configuration = configuration

@@ -9,10 +9,10 @@ import NanaWire
 /// - `get TABLE KEY` prints the value as JSON, or `MISSING`;
 /// - `contains TABLE KEY` prints `true` or `false`;
 /// - `batch TABLE KEY…` prints the found values as a JSON object;
-/// - `stats` prints the near-caches' counters summed, and the reconnections, as JSON.
+/// - `stats` prints the near-caches' counters summed, and the client's reconnections, as JSON.
 ///
-/// A call that fails because the daemon went away (restarted) reconnects, reopens every table
-/// and is tried again; anything else prints `ERROR message`.
+/// When the daemon restarts the client reconnects and reopens its tables by itself (reads in
+/// flight go again); a call that fails prints `ERROR message`.
 struct NearReader: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "near-reader", abstract: "Read through near-caches as told on stdin (for the coherence tests).")
 
@@ -22,43 +22,26 @@ struct NearReader: AsyncParsableCommand {
 
     func run() async throws {
         let names = tables.split(separator: ",").map(String.init)
-        var session = try await Session.open(socket: socket, db: db, tables: names)
-        var reconnections = 0
-        var retired: [NanaNearCacheStatistics] = []
+        let session = try await Session.open(socket: socket, db: db, tables: names)
         while let line = readLine() {
             let words = line.split(separator: " ").map(String.init)
             guard let command = words.first else { continue }
             if command == "stats" {
-                let all = retired + session.handles.values.compactMap(\.nearCacheStatistics)
+                let all = session.handles.values.compactMap(\.nearCacheStatistics)
                 let total = { (field: KeyPath<NanaNearCacheStatistics, Int>) in NanaValue.int(Int64(all.reduce(0) { $0 + $1[keyPath: field] })) }
                 emit(try JSONWriter.string(from: ["hits": total(\.hits), "misses": total(\.misses), "invalidations": total(\.invalidations),
-                                                  "reconnections": .int(Int64(reconnections))]))
+                                                  "reconnections": .int(Int64(session.client.statistics.reconnects))]))
                 continue
             }
             guard words.count >= 3 else {
                 emit("ERROR expected: \(command) TABLE KEY")
                 continue
             }
-            var attempts = 0
-            while true {
-                do {
-                    guard let handle = session.handles[words[1]] else { throw ValidationError("table \(words[1]) is not open") }
-                    emit(try await Self.answer(command, Array(words[2...]), on: handle))
-                    break
-                } catch let error as NanaClientError where attempts < 200 {
-                    // The daemon went away: wait for the next one, then ask it.
-                    _ = error
-                    attempts += 1
-                    try await Task.sleep(for: .milliseconds(50))
-                    guard let fresh = try? await Session.open(socket: socket, db: db, tables: names) else { continue }
-                    retired += session.handles.values.compactMap(\.nearCacheStatistics)
-                    await session.client.close()
-                    session = fresh
-                    reconnections += 1
-                } catch {
-                    emit("ERROR \(error)")
-                    break
-                }
+            do {
+                guard let handle = session.handles[words[1]] else { throw ValidationError("table \(words[1]) is not open") }
+                emit(try await Self.answer(command, Array(words[2...]), on: handle))
+            } catch {
+                emit("ERROR \(error)")
             }
         }
         await session.client.close()

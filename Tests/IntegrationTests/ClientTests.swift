@@ -359,10 +359,10 @@ import Testing
         try await daemon.stop()
     }
 
-    @Test func lostConnectionFailsCallsInFlightAndLaterCallsFast() async throws {
+    @Test func aWriteInFlightAtALossIsReportedAsOutcomeUnknownAndCallsWaitOnlyTheirDeadline() async throws {
         let daemon = try await Daemon.start()
         defer { daemon.removeFolder() }
-        let client = try await daemon.connect()
+        let client = try await NanaClient.connect(configuration: NanaClientConfiguration(socketPath: daemon.socketPath, connectionTimeout: .milliseconds(300)))
         let db = try await client.open("lost.db")
         var big = NanaParams()
         for i in 0..<200_000 { big["key-\(i)"] = .string("value \(i)") }
@@ -371,14 +371,27 @@ import Testing
         try await daemon.stop(SIGKILL)
         do {
             try await inFlight.value
+            Issue.record("a write in flight at the loss succeeded")
         } catch let error as NanaClientError {
-            #expect(error.code == .connectionClosed)
-        } catch {
-            Issue.record("unexpected error \(error)")
+            #expect(error.code == .outcomeUnknown, "\(error)")
+            #expect(!error.isRetryable)
         }
+        // No daemon: a call waits for a connection up to its deadline, then says so.
         let start = ContinuousClock.now
-        await #expect(throws: NanaClientError.self) { try await db.get("x") }
-        #expect(ContinuousClock.now - start < .seconds(5))
+        do {
+            _ = try await db.get("x")
+            Issue.record("a call with no daemon succeeded")
+        } catch let error as NanaClientError {
+            #expect(error.code == .unavailable, "\(error)")
+            #expect(error.isRetryable)
+        }
+        let waited = ContinuousClock.now - start
+        #expect(waited >= .milliseconds(250) && waited < .seconds(3), "\(waited)")
+        #expect(client.connectionState == .reconnecting)
+        #expect(client.statistics.failedCalls == 2)
+        await client.close()
+        #expect(client.connectionState == .closed)
+        await #expect(throws: NanaClientError(.connectionClosed, "the client was closed")) { _ = try await db.get("x") }
     }
 }
 

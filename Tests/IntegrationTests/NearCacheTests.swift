@@ -153,7 +153,9 @@ import Testing
         let handle = try await plain.open("stats.db")
         #expect(try await handle.get("k") == 1)
         #expect(try await handle.get("k") == 1)
-        #expect(handle.nearCacheStatistics == nil)
+        // No board offered: nothing is kept, every read is a miss.
+        let counters = try #require(handle.nearCacheStatistics)
+        #expect(counters.hits == 0 && counters.misses == 2 && counters.entries == 0 && counters.bytes == 0, "\(counters)")
         await plain.close()
         try await off.stop()
 

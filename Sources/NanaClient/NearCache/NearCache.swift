@@ -62,7 +62,22 @@ final class ConnectionLiveness: Sendable {
     func lost() { alive.store(false, ordering: .releasing) }
 }
 
+/// The board a near-cache is checked against, and the connection it came through: a new
+/// connection brings a new binding, and the entries read under the old one go.
+struct NearCacheBinding: Sendable {
+    let board: MappedBoard
+    let tableWord: Int
+    let connection: ConnectionLiveness
+    /// ``ClientConnection/id``: a reply fills the near-cache only while it is bound to the
+    /// connection the reply came through.
+    let connectionID: UInt64
+}
+
 /// One tracking handle's near-cache: entries checked against the file's board on every hit.
+///
+/// It lives as long as its handle and is bound to one connection's board at a time
+/// (``bind(_:)``): after a reconnection it starts empty on the new board. Unbound, every read
+/// is a miss.
 ///
 /// A near-cache of at least ``shardingThreshold`` entries is split by key hash into
 /// ``shardCount`` stores, each an LRU with an equal share of the limits and a lock of its own:
@@ -72,25 +87,34 @@ final class NearCacheTable: Sendable {
     static let shardCount = 8
     static let shardingThreshold = 1024
 
-    let board: MappedBoard
-    let tableWord: Int
-    private let connection: ConnectionLiveness
     private let shards: [Shard]
 
     private final class Shard: Sendable {
-        let store: Mutex<NearCacheStore>
-        init(_ store: NearCacheStore) { self.store = Mutex(store) }
+        /// The binding lives beside the entries, under the same lock: a hit takes one lock.
+        let store: Mutex<(binding: NearCacheBinding?, entries: NearCacheStore)>
+        init(_ store: NearCacheStore) { self.store = Mutex((nil, store)) }
     }
 
-    init(board: MappedBoard, tableWord: Int, connection: ConnectionLiveness, limits: NanaNearCache) {
-        self.board = board
-        self.tableWord = tableWord
-        self.connection = connection
+    init(limits: NanaNearCache) {
         let count = limits.maximumEntries >= Self.shardingThreshold ? Self.shardCount : 1
         shards = (0..<count).map { _ in
             Shard(NearCacheStore(maximumEntries: limits.maximumEntries / count, maximumBytes: limits.maximumBytes / count))
         }
     }
+
+    /// Checks entries against `binding` from now on, dropping every entry read under another;
+    /// `nil` leaves the near-cache empty and answering nothing.
+    func bind(_ binding: NearCacheBinding?) {
+        for shard in shards {
+            shard.store.withLock { store in
+                store.entries.removeAll()
+                store.binding = binding
+            }
+        }
+    }
+
+    /// The board it is bound to now (for a transaction's bypass flag).
+    var board: MappedBoard? { shards[0].store.withLock { $0.binding?.board } }
 
     /// The key's shard, from its last byte and length: a second SipHash of the key (the
     /// dictionary hashes it anyway) would cost a tenth of a hit.
@@ -108,33 +132,34 @@ final class NearCacheTable: Sendable {
     /// still on the board. Anything else is a miss (`nil`), and a stale entry is dropped.
     /// - Parameter needsValue: an entry that knows only that the key exists does not answer.
     func lookup(_ key: String, needsValue: Bool) -> NearCacheAnswer? {
-        let usable = connection.isAlive && !board.inTransaction.load(ordering: .acquiring)
-        return store(of: key).store.withLock { store in
-            guard usable, let slot = store.index[key] else {
-                store.misses += 1
+        store(of: key).store.withLock { shard in
+            guard let binding = shard.binding, binding.connection.isAlive, !binding.board.inTransaction.load(ordering: .acquiring),
+                  let slot = shard.entries.index[key] else {
+                shard.entries.misses += 1
                 return nil
             }
             // Fields read in place: copying the slot would retain its key and value.
-            let stamps = store.slots[slot].stamps
-            let deadline = store.slots[slot].deadline
+            let stamps = shard.entries.slots[slot].stamps
+            let deadline = shard.entries.slots[slot].deadline
             if deadline != .max, deadline <= Self.now() {
-                store.remove(slot)
-                store.misses += 1
+                shard.entries.remove(slot)
+                shard.entries.misses += 1
                 return nil
             }
-            guard board.load(stamps.keyWord) == stamps.keyStamp, board.load(tableWord) == stamps.tableStamp else {
-                store.remove(slot)
-                store.invalidations += 1
-                store.misses += 1
+            let board = binding.board
+            guard board.load(stamps.keyWord) == stamps.keyStamp, board.load(binding.tableWord) == stamps.tableStamp else {
+                shard.entries.remove(slot)
+                shard.entries.invalidations += 1
+                shard.entries.misses += 1
                 return nil
             }
-            if needsValue, case .exists = store.slots[slot].answer {
-                store.misses += 1
+            if needsValue, case .exists = shard.entries.slots[slot].answer {
+                shard.entries.misses += 1
                 return nil
             }
-            store.touch(slot)
-            store.hits += 1
-            return store.slots[slot].answer
+            shard.entries.touch(slot)
+            shard.entries.hits += 1
+            return shard.entries.slots[slot].answer
         }
     }
 
@@ -142,29 +167,32 @@ final class NearCacheTable: Sendable {
     /// - Parameters:
     ///   - expiresIn: a TTL table's remaining life of the entry, in seconds.
     ///   - sentAt: when the request left (``now()``): the life counts from there.
-    func fill(_ key: String, _ answer: NearCacheAnswer, _ stamps: NearCacheStamps, expiresIn: Double?, sentAt: UInt64) {
-        guard connection.isAlive,
-              board.load(stamps.keyWord) == stamps.keyStamp, board.load(tableWord) == stamps.tableStamp else { return }
+    ///   - connectionID: the connection the reply came through.
+    func fill(_ key: String, _ answer: NearCacheAnswer, _ stamps: NearCacheStamps, expiresIn: Double?, sentAt: UInt64, connectionID: UInt64) {
         let deadline: UInt64 = expiresIn.map { life in
             guard life > 0 else { return 0 }
             let nanoseconds = life * 1e9
             return nanoseconds >= Double(UInt64.max - sentAt) ? .max : sentAt + UInt64(nanoseconds)
         } ?? .max
         if deadline == 0 { return }
-        store(of: key).store.withLock { store in
-            if case .exists = answer, let slot = store.index[key], case .value = store.slots[slot].answer,
-               store.slots[slot].stamps.keyStamp == stamps.keyStamp, store.slots[slot].stamps.tableStamp == stamps.tableStamp {
+        store(of: key).store.withLock { shard in
+            guard let binding = shard.binding, binding.connectionID == connectionID, binding.connection.isAlive,
+                  binding.board.load(stamps.keyWord) == stamps.keyStamp, binding.board.load(binding.tableWord) == stamps.tableStamp else { return }
+            // Read in place: a copy of the store would make the put below copy it whole.
+            if case .exists = answer, let slot = shard.entries.index[key], case .value = shard.entries.slots[slot].answer,
+               shard.entries.slots[slot].stamps.keyStamp == stamps.keyStamp, shard.entries.slots[slot].stamps.tableStamp == stamps.tableStamp {
                 return  // keep the value: it says more
             }
-            store.put(key, answer, stamps, deadline: deadline, bytes: Self.cost(key, answer))
+            shard.entries.put(key, answer, stamps, deadline: deadline, bytes: Self.cost(key, answer))
         }
     }
 
-    func removeAll() { for shard in shards { shard.store.withLock { $0.removeAll() } } }
+    func removeAll() { for shard in shards { shard.store.withLock { $0.entries.removeAll() } } }
 
     var statistics: NanaNearCacheStatistics {
         shards.reduce(into: NanaNearCacheStatistics(hits: 0, misses: 0, invalidations: 0, entries: 0, bytes: 0)) { total, shard in
-            shard.store.withLock { store in
+            shard.store.withLock { shard in
+                let store = shard.entries
                 total.hits += store.hits
                 total.misses += store.misses
                 total.invalidations += store.invalidations

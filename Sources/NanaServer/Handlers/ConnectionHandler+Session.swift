@@ -10,7 +10,11 @@ extension ConnectionHandler {
             throw NanaRemoteError(.protocolError, "unsupported protocol version \(version); this nanad speaks \(NanaProtocol.version)")
         }
         if let client = try args.optionalString("client") { logger[metadataKey: "nana.client"] = "\(client)" }
-        reply(msgid, .value(["server": .string(NanadInfo.name), "version": .string(NanadInfo.version), "protocol": .int(NanaProtocol.version)]))
+        reply(msgid, .value([
+            "server": .string(NanadInfo.name), "version": .string(NanadInfo.version), "protocol": .int(NanaProtocol.version),
+            "instance": .string(state.instance), "pid": .int(Int64(getpid())), "started_at": .double(state.startedAt),
+            "repeatable": .array(WireMethod.repeatableNames.map(NanaValue.string)),
+        ]))
     }
 
     func open(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {

@@ -25,6 +25,16 @@ public enum AccessClass: String, Sendable, CaseIterable {
     /// queue, VACUUM, backup and restore.
     case admin
 
+    /// Whether a call of the class may be sent again when its connection was lost before the
+    /// answer came (`hello`'s `repeatable`, PROTOCOL §7.1): it changes nothing in the file, or
+    /// (opening and closing handles) nothing a second time.
+    public var repeatable: Bool {
+        switch self {
+        case .connection, .handle, .read: true
+        case .statement, .write, .schema, .admin: false
+        }
+    }
+
     /// Whether a read-only rule admits the class.
     public var admittedReadOnly: Bool {
         switch self {
@@ -139,6 +149,9 @@ public final class WireMethod: Sendable {
 extension WireMethod {
     /// Declarations by name, and each name's counter index (the position in ``all``).
     static let index: [String: Int] = Dictionary(uniqueKeysWithValues: all.enumerated().map { ($1.name, $0) })
+
+    /// The methods a client may send again after a lost connection (``AccessClass/repeatable``).
+    public static let repeatableNames: [String] = all.filter(\.access.repeatable).map(\.name)
 
     /// The declaration of `name`, if there is one.
     public static func named(_ name: String) -> WireMethod? { index[name].map { all[$0] } }

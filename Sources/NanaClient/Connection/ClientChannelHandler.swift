@@ -9,7 +9,8 @@ final class CallState: Sendable {
 }
 
 /// The client's side of a connection: writes requests, matches responses to waiting calls by
-/// msgid (in any order), and fails every waiting call when the connection ends.
+/// msgid (in any order), and fails every waiting call when the connection ends (with
+/// ``ConnectionFailure``: whether a call was sent decides whether it may go again).
 ///
 /// Lives on the channel's event loop; the continuation table is touched only there, and
 /// whoever removes an entry resumes it, exactly once.
@@ -19,15 +20,18 @@ final class ClientChannelHandler: ChannelInboundHandler {
 
     private var pending: [UInt32: CheckedContinuation<NanaValue, any Error>] = [:]
     private var context: ChannelHandlerContext?
-    private var failure: NanaClientError?
+    /// Set once the connection can carry no more calls; its reason is what they fail with.
+    private var failure: String?
+    private let closeReason: ConnectionCloseReason
     private let reader = MessagePackReader()
     private let writer = MessagePackWriter()
     private var out = FrameOutbox()
     private var frames = FrameAccumulator()
     private let maximumFrameLength: Int
 
-    init(maximumFrameLength: Int) {
+    init(maximumFrameLength: Int, closeReason: ConnectionCloseReason) {
         self.maximumFrameLength = maximumFrameLength
+        self.closeReason = closeReason
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -35,7 +39,7 @@ final class ClientChannelHandler: ChannelInboundHandler {
     }
 
     func send(msgid: UInt32, method: String, params: NanaParams, state: CallState, continuation: CheckedContinuation<NanaValue, any Error>) {
-        if let failure { return continuation.resume(throwing: failure) }
+        if let failure { return continuation.resume(throwing: ConnectionFailure.notSent(failure)) }
         if state.cancelled.load(ordering: .relaxed) { return continuation.resume(throwing: CancellationError()) }
         pending[msgid] = continuation
         writer.reset()
@@ -56,7 +60,7 @@ final class ClientChannelHandler: ChannelInboundHandler {
             return !broken
         }
         if let length = oversized {
-            failAll(NanaClientError(.protocolViolation, "the daemon sent a frame of \(length) bytes, over this client's maximum"))
+            failAll("the daemon sent a frame of \(length) bytes, over this client's maximum")
             broken = true
         }
         if broken { context.close(promise: nil) }
@@ -68,7 +72,7 @@ final class ClientChannelHandler: ChannelInboundHandler {
             Result { () throws(MessagePackError) in try reader.decode(bytes) }
         }
         guard case .success(let value) = decoded, let message = try? NanaMessage(value) else {
-            failAll(NanaClientError(.protocolViolation, "the daemon sent a malformed frame"))
+            failAll("the daemon sent a malformed frame")
             return false
         }
         switch message {
@@ -81,7 +85,7 @@ final class ClientChannelHandler: ChannelInboundHandler {
         case .notification(let method, let params) where method == "error":
             // The daemon's last word before it closes the connection.
             let error = NanaRemoteError(wireValue: .map(params))
-            failure = NanaClientError(.connectionClosed, "the daemon closed the connection: \(error)")
+            setFailure("the daemon closed the connection: \(error)")
         case .notification, .request:
             break
         }
@@ -89,21 +93,28 @@ final class ClientChannelHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failAll(failure ?? NanaClientError(.connectionClosed, "the connection to nanad was closed"))
+        failAll("the daemon closed the connection")
         self.context = nil
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        failAll(NanaClientError(.connectionClosed, "connection error: \(error)"))
+        failAll("connection error: \(error)")
         context.close(promise: nil)
     }
 
-    private func failAll(_ error: NanaClientError) {
-        if failure == nil { failure = error }
+    /// The first reason wins: the daemon's own last word (or this client's close) says more
+    /// than the end of the stream that follows it.
+    private func setFailure(_ reason: String) {
+        guard failure == nil else { return }
+        failure = closeReason.keep(reason)
+    }
+
+    private func failAll(_ reason: String) {
+        setFailure(reason)
         let waiting = pending
         pending.removeAll()
-        for (_, continuation) in waiting { continuation.resume(throwing: failure ?? error) }
+        for (_, continuation) in waiting { continuation.resume(throwing: ConnectionFailure.lost(failure ?? reason)) }
     }
 
     private func scheduleFlush() {
