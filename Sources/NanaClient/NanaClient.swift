@@ -129,8 +129,9 @@ public final class NanaClient: Sendable {
     func send(_ method: String, _ params: NanaParams, table: TableRegistration?) async throws -> (value: NanaValue, connection: ClientConnection) {
         try Task.checkCancellation()
         var retries = 0
+        var deadline: NIODeadline?
         while true {
-            let connection = try await readyConnection()
+            let connection = try await readyConnection(deadline: &deadline)
             var params = params
             if let table {
                 do {
@@ -170,10 +171,14 @@ public final class NanaClient: Sendable {
 
     private func counted() { counters.withLock { $0.failedCalls += 1 } }
 
-    /// The connection calls go on, waiting for one (up to the connection timeout) while there
-    /// is none.
-    private func readyConnection() async throws -> ClientConnection {
+    /// The connection calls go on, waiting for one while there is none. `deadline` is the
+    /// call's: set to the connection timeout from now when it first has to wait, and kept
+    /// for the waits of its retries, so that a call lasts at most one timeout in waiting,
+    /// however often it is lost and sent again.
+    private func readyConnection(deadline: inout NIODeadline?) async throws -> ClientConnection {
         if let connection = lifecycle.withLock({ $0.connection }) { return connection }
+        let until = deadline ?? .now() + .nanoseconds(Self.nanoseconds(configuration.connectionTimeout))
+        deadline = until
         let id = waiterIDs.wrappingAdd(1, ordering: .relaxed).newValue
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (waiter: Waiter) in
@@ -183,7 +188,7 @@ public final class NanaClient: Sendable {
                 case .closed:
                     waiter.resume(throwing: NanaClientError(.connectionClosed, "the client was closed"))
                 case .wait:
-                    eventLoop.scheduleTask(in: .nanoseconds(Self.nanoseconds(configuration.connectionTimeout))) { [self] in waiterLeft(id, cancelled: false) }
+                    eventLoop.scheduleTask(deadline: until) { [self] in waiterLeft(id, cancelled: false) }
                     if Task.isCancelled { waiterLeft(id, cancelled: true) }
                 }
             }
@@ -240,8 +245,9 @@ public final class NanaClient: Sendable {
     func bind(_ registration: TableRegistration) async throws {
         registrations.withLock { $0[ObjectIdentifier(registration)] = WeakRegistration(registration: registration) }
         do {
+            var deadline: NIODeadline?
             while true {
-                let connection = try await readyConnection()
+                let connection = try await readyConnection(deadline: &deadline)
                 do {
                     _ = try await registration.handle(on: connection, for: nil)
                     return

@@ -15,7 +15,8 @@ public struct NanaClientConfiguration: Sendable {
     /// The waits between attempts to reconnect.
     public var reconnectBackoff: NanaReconnectBackoff
     /// How long a call waits for a connection while there is none (before the first one, or
-    /// while reconnecting), then fails with ``NanaClientError/Code/unavailable``.
+    /// while reconnecting), then fails with ``NanaClientError/Code/unavailable``. It bounds
+    /// the call's waiting in all: a read retried after a loss waits out what is left of it.
     public var connectionTimeout: Duration
     /// How long a daemon that accepted the connection may take to answer `hello` before the
     /// attempt counts as failed (a stopped daemon accepts and never answers). Generous: a
