@@ -138,7 +138,9 @@ let package = Package(
             name: "IntegrationTests",
             // The executables are dependencies so that `swift test` builds them: the tests start them.
             // NanaServer for its method table (ReadOnlyAccessTests calls every declared method).
-            dependencies: ["NanaClient", "NanaWire", "NanaServer", "nanad", "nanactl", "nanabench", "nanafuzz", "nanafuzz-dispatch", .product(name: "OrderedCollections", package: "swift-collections")],
+            dependencies: ["NanaClient", "NanaWire", "NanaServer", "nanad", "nanactl", "nanabench", "nanafuzz", "nanafuzz-dispatch",
+                           .product(name: "OrderedCollections", package: "swift-collections"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,0 +1,118 @@
+import Foundation
+import Logging
+import NanaClient
+import NanaWire
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// `NanaClient` as a swift-service-lifecycle `Service` in a real `ServiceGroup`, and the
+/// misuses of a client's lifecycle: every one gets a clear error, at once.
+@Suite(.serialized) struct ClientServiceTests {
+    /// A service of the app: uses the client from its own task while the group runs, as an
+    /// HTTP server's handlers would, and reports what it did.
+    final class Worker: Service {
+        let client: NanaClient
+        let restart: @Sendable () async throws -> Void
+        let done: Mutex<[String]> = Mutex([])
+
+        init(client: NanaClient, restart: @escaping @Sendable () async throws -> Void) {
+            self.client = client
+            self.restart = restart
+        }
+
+        func run() async throws {
+            // Made before the client's run() has connected: the calls wait for the connection.
+            let db = try await client.open("service.db")
+            try await db.set("before", "restart")
+            try await restart()
+            // The table handed out before the restart carries on.
+            try await db.set("after", "restart")
+            let both = try await db.batchGet(["before", "after"])
+            done.withLock { $0 = both.keys.sorted() }
+            try await gracefulShutdown()
+        }
+    }
+
+    @Test func runsInAServiceGroupThroughARestartAndClosesOnGracefulShutdown() async throws {
+        let first = try await Daemon.start()
+        let folder = first.folder
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let daemon = Mutex(first)
+        let client = NanaClient(configuration: NanaClientConfiguration(socketPath: first.socketPath, clientName: "service-test"))
+        #expect(client.connectionState == .connecting)
+        let worker = Worker(client: client, restart: {
+            try await daemon.withLock { $0 }.stop(SIGKILL)
+            let next = try await Daemon.start(folder: folder)
+            daemon.withLock { $0 = next }
+        })
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: client), .init(service: worker)], logger: Logger(label: "service-test")))
+        let running = Task { try await group.run() }
+        // The worker finishes its calls, then the group shuts down, the client last.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while worker.done.withLock({ $0.isEmpty }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(worker.done.withLock { $0 } == ["after", "before"])
+        #expect(client.statistics.reconnects == 1)
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(client.connectionState == .closed)
+        await #expect { _ = try await client.call("ping") } throws: { ($0 as? NanaClientError)?.code == .connectionClosed }
+        // A client runs once: a second run() is refused.
+        await #expect { try await client.run() } throws: { ($0 as? NanaClientError)?.code == .connectionClosed }
+        try await daemon.withLock { $0 }.stop()
+    }
+
+    @Test func closingWhileCallsWaitEndsThemAtOnce() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await NanaClient.connect(configuration: NanaClientConfiguration(socketPath: daemon.socketPath, connectionTimeout: .seconds(30)))
+        let db = try await client.open("wait.db")
+        try await daemon.stop(SIGKILL)
+        // No daemon: these wait for a connection that will not come within their deadline.
+        let waiting = (0..<8).map { i in Task { try await db.set("k\(i)", .int(Int64(i))) } }
+        try await Task.sleep(for: .milliseconds(200))
+        let closedAt = ContinuousClock.now
+        await client.close()
+        for call in waiting {
+            await #expect { try await call.value } throws: { ($0 as? NanaClientError)?.code == .connectionClosed }
+        }
+        #expect(ContinuousClock.now - closedAt < .seconds(2), "waiting calls outlived close()")
+        #expect(client.connectionState == .closed)
+    }
+
+    @Test func aClosedClientAndItsTablesRefuseEveryCall() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("closed.db")
+        try await db.set("kept", "yes")
+        // A client made by connect() is already running: run() is refused, not run twice.
+        await #expect { try await client.run() } throws: { ($0 as? NanaClientError)?.code == .connectionClosed }
+        let states = client.connectionStates()
+        await client.close()
+        await client.close()  // closing twice is not an error
+        func isClosed(_ error: any Error) -> Bool { (error as? NanaClientError)?.code == .connectionClosed }
+        await #expect(performing: { _ = try await db.get("kept") }, throws: isClosed)
+        await #expect(performing: { try await db.set("new", "no") }, throws: isClosed)
+        await #expect(performing: { _ = try await db.table("other") }, throws: isClosed)
+        await #expect(performing: { _ = try await client.open("closed.db") }, throws: isClosed)
+        await #expect(performing: { try await client.ping() }, throws: isClosed)
+        // The sequence of states ends with the client.
+        var seen: [NanaConnectionState] = []
+        for await state in states { seen.append(state) }
+        #expect(seen == [.ready, .closed])
+        // Nothing was written after close; what was written before is there.
+        let other = try await daemon.connect()
+        let again = try await other.open("closed.db")
+        #expect(try await again.get("kept") == "yes")
+        #expect(try await again.get("new") == .nil)
+        // A table closed on a live client says so, and is not reopened.
+        try await again.close()
+        await expectRemote(.closed) { _ = try await again.get("kept") }
+        await other.close()
+        try await daemon.stop()
+    }
+}
