@@ -154,4 +154,38 @@ import Testing
         print("restart rounds: \(seen.calls) calls, \(seen.failures) failed during outages, \(statistics.reconnects) reconnects, "
             + "recovery after accept median \(recoveries.sorted()[recoveries.count / 2]) max \(recoveries.max() ?? .zero), longest call \(seen.longestCall)")
     }
+
+    /// `nanabench outages`, in its own process, while this test (from outside) kills nanad and
+    /// starts it again: one report per outage, each naming the new run of the daemon.
+    @Test func theOutagesWorkloadReportsEachRestartFromBothSides() async throws {
+        var daemon = try await Daemon.start()
+        let folder = daemon.folder
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let socket = daemon.socketPath
+        let bench = Task { try await runTool("nanabench", ["outages", "--socket", socket, "--seconds", "5", "--callers", "8", "--json"]) }
+        var pids: [Int64] = []
+        for signal in [SIGKILL, SIGTERM] {
+            try await Task.sleep(for: .milliseconds(1200))
+            try await daemon.stop(signal)
+            daemon = try await Daemon.start(folder: folder)
+            pids.append(Int64(daemon.process.processIdentifier))
+        }
+        let run = try await bench.value
+        #expect(run.status == 0, "\(run.stderr)")
+        let lines = try run.stdout.split(separator: "\n").map { try JSONReader.value(from: Array($0.utf8)) }
+        let outages = lines.filter { $0["outage"] != nil }
+        #expect(outages.count == 2, "\(run.stdout)")
+        for (outage, pid) in zip(outages, pids) {
+            #expect(outage["restarted"] == true)
+            #expect(outage["pid"]?.int64Value == pid)
+            let afterStart = outage["first_success_after_daemon_start_ms"]?.doubleValue ?? -1
+            #expect(afterStart > 0 && afterStart < 1000, "\(outage)")
+            let startedAfterLoss = outage["daemon_started_after_loss_ms"]?.doubleValue ?? -1
+            let lossToSuccess = outage["loss_to_first_success_ms"]?.doubleValue ?? -1
+            #expect(startedAfterLoss > 0 && lossToSuccess > startedAfterLoss, "\(outage)")
+        }
+        let summary = try #require(lines.last)
+        #expect(summary["summary"] == true && summary["other_errors"] == 0 && summary["restarts"] == 2, "\(summary)")
+        try await daemon.stop()
+    }
 }
