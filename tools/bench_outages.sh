@@ -42,7 +42,7 @@ cleanup() {
 trap cleanup EXIT
 
 start_nanad "$bin/nanad" "$tmp/nanad.sock" "$tmp/data" "$tmp/nanad.log"
-signals=$( (yes KILL | head -n "$kills"; yes TERM | head -n "$terms") | shuf)
+signals=$( (for _ in $(seq "$kills"); do echo KILL; done; for _ in $(seq "$terms"); do echo TERM; done) | shuf)
 rounds=$((kills + terms))
 # Long enough for every round (at most ~1.3 s each), and a little more.
 seconds=$(( rounds * 2 + 3 ))

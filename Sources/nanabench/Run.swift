@@ -39,7 +39,7 @@ struct Run: AsyncParsableCommand {
     var requests = 100_000
     @Flag(help: "Also print a JSON summary (one line, after the table).") var json = false
     @Option(name: .customLong("json-file"), help: "Also write the JSON summary to this file.") var jsonFile: String?
-    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,b-loop,ping-loop,c,c-loop,d,d-tracked,e,n,n16,f,g,h,i,j,k); all by default.") var only: String?
+    @Option(help: "Workloads to run, comma-separated ids (a,b,ping,b-loop,ping-loop,c,c-loop,d,d-tracked,e,e2,e4,n,n16,f,g,h,i,j,k); all but e2 and e4 by default.") var only: String?
     @Option(name: .customLong("batch-repeats"), help: "Timed batch_update calls (workload f).") var batchRepeats = 10
     @Option(name: .customLong("batch-items"), help: "Items per batch_update call (workload f).") var batchItems = 10_000
     @Option(help: "Connections of workloads c and d (each one client with one task doing sequential calls); j and k keep 16.")
@@ -258,6 +258,25 @@ struct Run: AsyncParsableCommand {
                 if v.isNil { throw BenchError("get returned nil") }
             }
             report(summarize(id: "e", name: "get_1_connection_64_in_flight", title: "get (cache hit), 1 connection, 64 in flight", lanes: run.lanes, wall: run.wall))
+        }
+
+        // (e2, e4) the same 64 calls in flight from one process, spread over 2 and 4 clients,
+        // each its own connection on the next event loop: whether a pool would help (#18).
+        for pool in [2, 4] where selected.contains("e\(pool)") {
+            var members: [NanaDatabase] = []
+            for p in 0..<pool {
+                let member = try await NanaClient.connect(socketPath: socket, clientName: "nanabench-pool-\(p)")
+                members.append(try await member.open(db, nearCache: .off))
+            }
+            let pooled = members
+            let perLane = requests * 2 / Self.inFlight
+            await warmUp(Self.inFlight, perLane: perLane / 10) { l, i in _ = try await pooled[l % pool].get(keys[(l * 151 + i) % Self.keyspace]) }
+            let run = await runLanes(Self.inFlight, perLane: perLane) { l, i in
+                let v = try await pooled[l % pool].get(keys[(l * 151 + i) % Self.keyspace])
+                if v.isNil { throw BenchError("get returned nil") }
+            }
+            report(summarize(id: "e\(pool)", name: "get_\(pool)_connections_64_in_flight", title: "get (cache hit), 64 in flight over \(pool) connections of one process", lanes: run.lanes, wall: run.wall))
+            for member in pooled { await member.client.close() }
         }
 
         // (n) and (n16): get through a near-cache holding the whole keyspace, from one task and

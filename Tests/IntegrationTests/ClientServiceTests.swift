@@ -115,4 +115,44 @@ import Testing
         await other.close()
         try await daemon.stop()
     }
+
+    /// Keeps what was logged, for the test to read.
+    final class LogRecords: Sendable {
+        let list = Mutex<[(level: Logger.Level, message: String, metadata: Logger.Metadata)]>([])
+    }
+
+    struct RecordingLogHandler: LogHandler {
+        let records: LogRecords
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            records.list.withLock { $0.append((event.level, "\(event.message)", metadata.merging(event.metadata ?? [:]) { $1 })) }
+        }
+    }
+
+    @Test func eachDisconnectIsLoggedWithItsReasonAndEachReconnectionWithItsWait() async throws {
+        let first = try await Daemon.start()
+        let folder = first.folder
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let handler = RecordingLogHandler(records: LogRecords())
+        let logger = Logger(label: "log-test") { _ in handler }
+        let client = try await NanaClient.connect(configuration: NanaClientConfiguration(socketPath: first.socketPath, logger: logger))
+        try await first.stop(SIGKILL)
+        let second = try await Daemon.start(folder: folder)
+        try await client.ping()
+        await client.close()
+        try await second.stop()
+        let records = handler.records.list.withLock { $0 }
+        let lost = records.filter { $0.message == "lost the connection to nanad" }
+        #expect(lost.count == 1 && lost.first?.level == .warning, "\(records.map(\.message))")
+        let reason = lost.first?.metadata["nana.reason"].map { "\($0)" } ?? ""
+        #expect(reason.contains("closed"), "reason: \(reason)")
+        #expect(records.contains { $0.message == "reconnected to nanad" && $0.metadata["nana.after"] != nil }, "\(records.map(\.message))")
+    }
 }
