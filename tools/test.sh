@@ -11,3 +11,7 @@ swift test --skip ManyFilesTests
 swift test --skip-build --filter ManyFilesTests
 # The Python drop-in client (tools/nanad-client) against the nanad just built.
 tools/nanad-client/run_tests.sh
+# The Hummingbird example (Examples/NanaNotes), only when asked: its first build takes minutes.
+if [ "${NANAD_EXAMPLES:-0}" = 1 ]; then
+    Examples/NanaNotes/smoke.sh
+fi

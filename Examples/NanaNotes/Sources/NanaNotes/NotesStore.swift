@@ -65,7 +65,7 @@ struct NotesStore: Sendable {
         }
         router.post("hits/:name") { _, context -> Count in
             let name = try context.parameters.require("name")
-            let count = try await hits.table().increment(name)
+            let count = try await hits.table().increment(name, default: 0)
             return Count(name: name, count: count.int64Value ?? 0, by: copy)
         }
         router.get("status") { _, _ -> Status in
