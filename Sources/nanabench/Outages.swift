@@ -24,6 +24,12 @@ struct Outages: AsyncParsableCommand {
     @Option(help: "How long a call waits for a connection, in seconds.") var timeout = 5.0
     @Flag(help: "One JSON object per line (each outage, then a summary) instead of text.") var json = false
 
+    func validate() throws {
+        guard callers >= 1 else { throw ValidationError("--callers must be at least 1") }
+        guard seconds > 0, seconds.isFinite else { throw ValidationError("--seconds must be a positive number") }
+        guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be a positive number") }
+    }
+
     func run() async throws {
         let client = try await NanaClient.connect(configuration: NanaClientConfiguration(
             socketPath: socket, clientName: "nanabench-outages", connectionTimeout: .milliseconds(Int64(timeout * 1000))))

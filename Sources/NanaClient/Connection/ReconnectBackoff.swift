@@ -22,14 +22,18 @@ public struct NanaReconnectBackoff: Sendable, Hashable {
     }
 
     /// The wait before attempt `attempt` (0 is the first after a loss); `random` in [0, 1).
+    /// Settings out of range are taken at their nearest sensible value: delays of at least
+    /// 1 ms, a multiplier of at least 1, a jitter between 0 and 1.
     public func delay(beforeAttempt attempt: Int, random: Double) -> Duration {
         guard attempt > 0 else { return .zero }
-        let cap = Self.seconds(maximum)
-        var full = Self.seconds(initial)
+        // Never less than a millisecond: a zero or negative setting would retry in a busy loop.
+        let floor = 0.001
+        let cap = max(Self.seconds(maximum), floor)
+        var full = max(Self.seconds(initial), floor)
         for _ in 1..<attempt where full < cap { full *= max(multiplier, 1) }
         full = min(full, cap)
         let fraction = 1 - min(max(jitter, 0), 1) * min(max(random, 0), 1)
-        return .nanoseconds(Int64(full * fraction * 1e9))
+        return .nanoseconds(Int64(max(full * fraction, floor) * 1e9))
     }
 
     private static func seconds(_ d: Duration) -> Double {

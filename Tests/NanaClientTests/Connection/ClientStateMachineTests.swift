@@ -64,6 +64,15 @@ import Testing
         #expect(backoff.delay(beforeAttempt: 30, random: 1) == .milliseconds(250))
     }
 
+    @Test func backoffSettingsOutOfRangeNeverMakeABusyLoop() {
+        let zero = NanaReconnectBackoff(initial: .zero, maximum: .zero, multiplier: 0, jitter: 7)
+        #expect(zero.delay(beforeAttempt: 5, random: 0) == .milliseconds(1))
+        let negative = NanaReconnectBackoff(initial: .milliseconds(-5), maximum: .seconds(-1), multiplier: -3, jitter: -1)
+        #expect(negative.delay(beforeAttempt: 1, random: 0.9) == .milliseconds(1))
+        let flat = NanaReconnectBackoff(initial: .milliseconds(20), maximum: .seconds(1), multiplier: 0.5, jitter: 0)
+        #expect(flat.delay(beforeAttempt: 9, random: 0.9) == .milliseconds(20), "a multiplier below 1 is taken as 1")
+    }
+
     @Test func aTableIsOpenedOncePerConnectionWhileOtherCallsWait() {
         var binding = TableBinding<String>()
         let r1 = binding.need(on: 1)
