@@ -414,9 +414,13 @@ public final class NanaClient: Sendable {
         await sleeper.value
     }
 
+    /// `duration` in nanoseconds, held within a century either way: a `Duration` reaches far
+    /// past what `Int64` nanoseconds (and a deadline added to now) can hold, and a timeout set
+    /// to "forever" must not trap.
     static func nanoseconds(_ duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        let century: Int64 = 100 * 365 * 86_400
+        return min(max(seconds, -century), century) * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 
     // MARK: Shortcuts

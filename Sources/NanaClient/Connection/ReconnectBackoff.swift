@@ -23,12 +23,12 @@ public struct NanaReconnectBackoff: Sendable, Hashable {
 
     /// The wait before attempt `attempt` (0 is the first after a loss); `random` in [0, 1).
     /// Settings out of range are taken at their nearest sensible value: delays of at least
-    /// 1 ms, a multiplier of at least 1, a jitter between 0 and 1.
+    /// 1 ms and at most a day, a multiplier of at least 1, a jitter between 0 and 1.
     public func delay(beforeAttempt attempt: Int, random: Double) -> Duration {
         guard attempt > 0 else { return .zero }
         // Never less than a millisecond: a zero or negative setting would retry in a busy loop.
         let floor = 0.001
-        let cap = max(Self.seconds(maximum), floor)
+        let cap = min(max(Self.seconds(maximum), floor), 86_400)  // and never over a day
         var full = max(Self.seconds(initial), floor)
         for _ in 1..<attempt where full < cap { full *= max(multiplier, 1) }
         full = min(full, cap)

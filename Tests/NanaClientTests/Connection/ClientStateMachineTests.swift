@@ -71,6 +71,10 @@ import Testing
         #expect(negative.delay(beforeAttempt: 1, random: 0.9) == .milliseconds(1))
         let flat = NanaReconnectBackoff(initial: .milliseconds(20), maximum: .seconds(1), multiplier: 0.5, jitter: 0)
         #expect(flat.delay(beforeAttempt: 9, random: 0.9) == .milliseconds(20), "a multiplier below 1 is taken as 1")
+        let forever = NanaReconnectBackoff(initial: .seconds(Int64.max), maximum: .seconds(Int64.max))
+        #expect(forever.delay(beforeAttempt: 3, random: 0) == .seconds(86_400))
+        #expect(NanaClient.nanoseconds(.seconds(Int64.max)) == 100 * 365 * 86_400 * 1_000_000_000)
+        #expect(NanaClient.nanoseconds(.milliseconds(-7)) == -7_000_000)
     }
 
     @Test func aTableIsOpenedOncePerConnectionWhileOtherCallsWait() {
