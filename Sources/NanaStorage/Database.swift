@@ -20,6 +20,10 @@ public struct DatabaseOptions: Sendable, Hashable {
     public var checkpointWhenIdlePages: Int32 = 1000
     /// WAL size (pages) at which the writer checkpoints even with work waiting.
     public var checkpointForcedPages: Int32 = 10000
+    /// SQLite's `journal_size_limit`: once a checkpoint has copied all of the WAL, the next
+    /// write truncates a bigger WAL back to this many bytes, so a burst's WAL gives its disk
+    /// space back (SQLite's default keeps it at its largest).
+    public var journalSizeLimitBytes: Int64 = 4 << 20
     /// Longest one call of clients' SQL (`execute`, `execute_many`, `fetch_*`, the SQL helpers)
     /// may run before SQLite interrupts it; 0: no limit. On the writer such a call holds every
     /// client's writes to the file: a recursive query that never ends held them forever (found
@@ -41,6 +45,8 @@ public struct WriterStatistics: Sendable, Hashable {
     public var largestBatch = 0
     /// WAL checkpoints the writer ran.
     public var checkpoints = 0
+    /// Writes refused because the disk was full, and whether it is full now.
+    public internal(set) var diskFull = DiskFullEpisode()
     /// Group-commit batch sizes: `batchSizes[i]` counts transactions of up to
     /// `batchSizeBounds[i]` requests (the last bucket: more than the second-last bound).
     public var batchSizes = [Int](repeating: 0, count: WriterStatistics.batchSizeBounds.count)
@@ -383,12 +389,14 @@ public final class Database: Sendable {
     /// Counts a write-behind chunk the flusher committed.
     func recordFlush(rows: Int) {
         guard rows > 0 else { return }
-        statistics.withLock {
+        let ended = statistics.withLock {
             $0.commits += 1
             $0.writes += rows
             $0.largestBatch = max($0.largestBatch, rows)
             $0.recordBatch(rows)
+            return $0.diskFull.committed()
         }
+        logDiskFull(ended)
     }
 
     /// Calls `completion` once every write-behind table of this file has flushed what it
@@ -444,6 +452,7 @@ public final class Database: Sendable {
                 // SQLite's own checkpoint runs inside COMMIT and stalls every writer behind it
                 // for milliseconds; the writer checkpoints between batches instead (below).
                 try connection.execute("PRAGMA wal_autocheckpoint = 0")
+                try connection.execute("PRAGMA journal_size_limit = \(options.journalSizeLimitBytes)")
             }
         } catch {
             writeQueue.close()
@@ -552,9 +561,17 @@ public final class Database: Sendable {
     /// Checkpoints (PASSIVE: never waits for readers) when the WAL is big enough and the queue
     /// is empty, or when it is much bigger whatever is queued. Checkpoints stay on the writer:
     /// SQLite 3.40 can corrupt a WAL that one connection resets while another checkpoints.
+    /// On a disk short of room the WAL is truncated every few hundred KB of growth instead
+    /// (``isDiskLow(_:)``), so that it does not eat the space rows need.
     private func checkpointIfDue(_ wal: WALMonitor, on connection: SQLiteConnection) {
         let idle = options.checkpointWhenIdlePages
-        guard idle > 0, wal.pages >= idle else { return }
+        guard idle > 0 else { return }
+        if isDiskLow(wal) {
+            makeRoom(on: connection)
+            wal.pages = 0
+            return
+        }
+        guard wal.pages >= idle else { return }
         guard wal.pages >= options.checkpointForcedPages || writeQueue.isEmpty else { return }
         do {
             try connection.checkpoint()
@@ -575,57 +592,112 @@ public final class Database: Sendable {
         }
     }
 
-    /// Runs jobs in one transaction; each job's effects are published only after COMMIT.
+    /// Runs jobs in one transaction; each job's effects are published only after COMMIT. A
+    /// batch refused for lack of room is retried once after the WAL is truncated (see
+    /// ``makeRoom(on:)``); refused again, every job fails with the disk-full error.
     private func commit(_ jobs: ArraySlice<WriteJob>, on connection: SQLiteConnection) {
+        var attempt = attemptBatch(jobs, on: connection)
+        if case .diskFull = attempt {
+            makeRoom(on: connection)
+            attempt = attemptBatch(jobs, on: connection)
+        }
+        switch attempt {
+        case .committed(let results, let failures):
+            let ended = statistics.withLock { statistics -> DiskFullEpisode.Transition in
+                statistics.commits += 1
+                statistics.writes += results.count - failures
+                statistics.failedWrites += failures
+                statistics.largestBatch = max(statistics.largestBatch, jobs.count)
+                statistics.recordBatch(jobs.count)
+                return statistics.diskFull.committed()
+            }
+            logDiskFull(ended)
+            for result in results {
+                switch result {
+                case .ran(let outcome, _):
+                    outcome.publish()
+                    outcome.complete()
+                case .failed(let fail, let error):
+                    fail(error)
+                }
+            }
+        case .rolledBack(let results, let error):
+            // SQLite rolled the transaction back (an I/O error, say): nothing in it was
+            // written. Jobs that had failed by themselves keep their own error.
+            for result in results {
+                switch result {
+                case .ran(_, let fail): fail(error)
+                case .failed(let fail, let own): fail(own)
+                }
+            }
+            jobs.dropFirst(results.count).forEach { $0.fail(error) }
+        case .diskFull(let error):
+            let refused = diskFullError(error)
+            recordDiskFull(refused: jobs.count)
+            jobs.forEach { $0.fail(refused) }
+        }
+    }
+
+    /// What one try of a batch came to. Nothing is answered during a try: a batch refused for
+    /// lack of room runs again, and its jobs must not have been answered by the first try.
+    private enum BatchAttempt {
+        /// Committed; `failures` of the results are jobs that failed by themselves.
+        case committed([JobResult], failures: Int)
+        /// Rolled back as a whole after the results so far (the rest never ran).
+        case rolledBack([JobResult], StorageError)
+        /// Rolled back because the disk (or the file's size limit) has no room.
+        case diskFull(StorageError)
+    }
+
+    private enum JobResult {
+        case ran(WriteOutcome, fail: @Sendable (StorageError) -> Void)
+        case failed(@Sendable (StorageError) -> Void, StorageError)
+    }
+
+    private func attemptBatch(_ jobs: ArraySlice<WriteJob>, on connection: SQLiteConnection) -> BatchAttempt {
         do {
             try connection.execute("BEGIN IMMEDIATE")
         } catch {
-            jobs.forEach { $0.fail(error) }
-            return
+            return error.isDiskFull ? .diskFull(error) : .rolledBack([], error)
         }
-        var committed: [(outcome: WriteOutcome, fail: @Sendable (StorageError) -> Void)] = []
-        committed.reserveCapacity(jobs.count)
+        var results: [JobResult] = []
+        results.reserveCapacity(jobs.count)
         var failures = 0
-        for (offset, job) in jobs.enumerated() {
+        for job in jobs {
             do {
                 if job.mode == .savepoint { try connection.execute("SAVEPOINT nana_job") }
                 let action = try job.run(connection)
                 if job.mode == .savepoint { try connection.execute("RELEASE nana_job") }
-                committed.append((action, job.fail))
+                results.append(.ran(action, fail: job.fail))
             } catch {
-                failures += 1
+                if error.isDiskFull {
+                    // The whole batch is tried again after making room, so it goes as a whole.
+                    if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
+                    return .diskFull(error)
+                }
                 if connection.isAutocommit {
-                    // SQLite rolled the whole transaction back (disk full, I/O error): nothing
-                    // in this batch was written.
-                    job.fail(error)
-                    committed.forEach { $0.fail(error) }
-                    jobs.dropFirst(offset + 1).forEach { $0.fail(error) }
-                    return
+                    // SQLite rolled the whole transaction back: nothing in this batch was written.
+                    results.append(.failed(job.fail, error))
+                    return .rolledBack(results, error)
                 }
                 if job.mode == .savepoint {
                     try? connection.execute("ROLLBACK TO nana_job; RELEASE nana_job")
                 }
-                job.fail(error)
+                failures += 1
+                results.append(.failed(job.fail, error))
             }
         }
         do {
             try connection.execute("COMMIT")
         } catch {
             try? connection.execute("ROLLBACK")
-            committed.forEach { $0.fail(error) }
-            return
+            if error.isDiskFull { return .diskFull(error) }
+            return .rolledBack(results.map { result in
+                if case .ran(_, let fail) = result { return .failed(fail, error) }
+                return result
+            }, error)
         }
-        statistics.withLock {
-            $0.commits += 1
-            $0.writes += committed.count
-            $0.failedWrites += failures
-            $0.largestBatch = max($0.largestBatch, jobs.count)
-            $0.recordBatch(jobs.count)
-        }
-        for entry in committed {
-            entry.outcome.publish()
-            entry.outcome.complete()
-        }
+        return .committed(results, failures: failures)
     }
 
     // MARK: Reads

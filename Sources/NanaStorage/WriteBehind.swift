@@ -103,6 +103,8 @@ final class WriteBehind: Sendable {
         var metrics = WriteBehindMetrics()
         var timer: (any DispatchSourceTimer)?
         var shutDown = false
+        /// Rows the disk had no room for are back in staging, and a flush is due for them.
+        var diskFullRetryScheduled = false
     }
 
     /// Distinct staged keys beyond which a flush starts whatever the mode, so that staging
@@ -332,23 +334,30 @@ final class WriteBehind: Sendable {
 
     /// One chunk in one transaction; if it fails, each row alone so that one bad row does not
     /// hold back the others (NanaSQLite's poison-pill recovery). Returns the rows written.
+    /// Rows refused for lack of room are no row's fault: they stay staged (``keepStaged(_:)``).
     private func writeChunk(_ chunk: [(String, StagedOperation)], on connection: SQLiteConnection) -> Int {
-        do {
-            try connection.execute("BEGIN IMMEDIATE")
-            do {
-                for (key, operation) in chunk { try writeRow(connection, key, operation) }
-                try connection.execute("COMMIT")
-                database.recordFlush(rows: chunk.count)
-                return chunk.count
-            } catch {
-                try? connection.execute("ROLLBACK")
+        do throws(StorageError) {
+            try database.retryingOnceForRoom(on: connection) { () throws(StorageError) in
+                try connection.execute("BEGIN IMMEDIATE")
+                do throws(StorageError) {
+                    for (key, operation) in chunk { try writeRow(connection, key, operation) }
+                    try connection.execute("COMMIT")
+                } catch {
+                    try? connection.execute("ROLLBACK")
+                    throw error
+                }
             }
+            database.recordFlush(rows: chunk.count)
+            return chunk.count
+        } catch where error.isDiskFull {
+            keepStaged(chunk[...])
+            return 0
         } catch {
-            // BEGIN failed (the file is locked by another process past busy_timeout): row by
-            // row below meets the same error and records it.
+            // A row failed, or BEGIN did (the file is locked by another process past
+            // busy_timeout): row by row below finds which, and records each error.
         }
         var written = 0
-        for (key, operation) in chunk {
+        for (index, (key, operation)) in chunk.enumerated() {
             do throws(StorageError) {
                 try connection.execute("BEGIN IMMEDIATE")
                 do throws(StorageError) {
@@ -359,12 +368,49 @@ final class WriteBehind: Sendable {
                     try? connection.execute("ROLLBACK")
                     throw error
                 }
+            } catch where error.isDiskFull {
+                keepStaged(chunk[index...])
+                break
             } catch {
                 deadLetter([(key, operation)], error: "KVS Poison Pill row '\(key)' failed: \(error.message)")
             }
         }
         database.recordFlush(rows: written)
         return written
+    }
+
+    /// How long rows refused for lack of room wait before the flusher tries them again.
+    static let diskFullRetryDelay = DispatchTimeInterval.seconds(1)
+
+    /// Puts rows the disk had no room for back into staging (where reads keep finding them;
+    /// a newer staged write to a key wins) and has the flusher try again shortly, so they reach
+    /// the file by themselves once space is freed. At shutdown nothing would try again: they go
+    /// to the dead-letter queue, whose loss at close is logged.
+    private func keepStaged(_ rows: ArraySlice<(String, StagedOperation)>) {
+        enum Next { case retry, deadLetter }
+        let next: Next? = state.withLock { state -> Next? in
+            if state.shutDown { return .deadLetter }
+            for (key, operation) in rows where state.staging[key] == nil {
+                state.staging[key] = operation
+                state.metrics.currentStagingCount += 1
+            }
+            if state.diskFullRetryScheduled { return nil }
+            state.diskFullRetryScheduled = true
+            return .retry
+        }
+        database.recordDiskFull(refused: rows.count)
+        switch next {
+        case .deadLetter:
+            deadLetter(Array(rows), error: "flush failed at shutdown: database or disk is full")
+        case nil:
+            break
+        case .retry:
+            DispatchQueue.global().asyncAfter(deadline: .now() + Self.diskFullRetryDelay) { [weak self] in
+                guard let self else { return }
+                self.state.withLock { $0.diskFullRetryScheduled = false }
+                self.requestFlush(waiter: nil)
+            }
+        }
     }
 
     private func finishCycle(flushed: Int, startedAt: DispatchTime) {

@@ -44,6 +44,8 @@ extension ConnectionHandler {
                 "path": .string(db.path), "sessions": .int(Int64(db.holderCount)), "commits": .int(Int64(w.commits)), "writes": .int(Int64(w.writes)),
                 "failed_writes": .int(Int64(w.failedWrites)), "largest_batch": .int(Int64(w.largestBatch)),
                 "checkpoints": .int(Int64(w.checkpoints)),
+                "disk_full": .bool(w.diskFull.isFull), "disk_full_episodes": .int(Int64(w.diskFull.episodes)),
+                "disk_full_refused_writes": .int(Int64(w.diskFull.refusedWrites)),
                 "batch_sizes": .map(NanaParams(uniqueKeysWithValues: zip(WriterStatistics.batchSizeBounds, w.batchSizes).map { bound, count in
                     (bound == .max ? "more" : "<=\(bound)", NanaValue.int(Int64(count)))
                 })),

@@ -13,6 +13,7 @@ private final class ProgressDeadline {
 final class SQLiteConnection {
     let handle: OpaquePointer
     let path: String
+    private let busyTimeoutMilliseconds: Int32
     private let deadline = ProgressDeadline()
     private var statements: [String: Statement] = [:]
     /// The authorizer rule for clients' SQL on this connection (created on first use).
@@ -38,6 +39,7 @@ final class SQLiteConnection {
         }
         handle = db
         self.path = path
+        self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         sqlite3_extended_result_codes(db, 1)
         sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
         // Every 10,000 virtual-machine steps: past the deadline, interrupt (see withTimeLimit).
@@ -101,10 +103,28 @@ final class SQLiteConnection {
         return statement
     }
 
-    /// Copies the WAL into the database file without waiting for readers.
-    func checkpoint() throws(StorageError) {
+    enum CheckpointMode {
+        /// Copies what it can without waiting for readers.
+        case passive
+        /// Copies all of the WAL and truncates it to nothing, waiting at most
+        /// `waitMilliseconds` for readers of older snapshots (then SQLITE_BUSY).
+        case truncate(waitMilliseconds: Int32)
+    }
+
+    /// Copies the WAL into the database file.
+    func checkpoint(_ mode: CheckpointMode = .passive) throws(StorageError) {
         var logPages: Int32 = 0, checkpointed: Int32 = 0
-        let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, &logPages, &checkpointed)
+        let rc: Int32
+        switch mode {
+        case .passive:
+            rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, &logPages, &checkpointed)
+        case .truncate(let wait):
+            // The connection's own busy timeout (seconds) would hold the writer that long
+            // behind a reader's long query.
+            sqlite3_busy_timeout(handle, wait)
+            rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_TRUNCATE, &logPages, &checkpointed)
+            sqlite3_busy_timeout(handle, busyTimeoutMilliseconds)
+        }
         guard rc == SQLITE_OK else { throw error(rc) }
     }
 

@@ -3,6 +3,8 @@ import CSQLite
 /// Tracks the WAL's size in pages, as SQLite reports it after every commit (`sqlite3_wal_hook`).
 final class WALMonitor {
     var pages: Int32 = 0
+    /// ``pages`` when the writer last asked how much room the disk has left.
+    var pagesAtSpaceProbe: Int32 = 0
     private let connection: SQLiteConnection
 
     init(_ connection: SQLiteConnection) {
