@@ -18,6 +18,8 @@ let package = Package(
         .executable(name: "nanabench", targets: ["nanabench"]),
         .executable(name: "nanafuzz", targets: ["nanafuzz"]),
         .executable(name: "nanafuzz-dispatch", targets: ["nanafuzz-dispatch"]),
+        // The tests' fault-injecting SQLite VFS, loaded into a real nanad with LD_PRELOAD.
+        .library(name: "NanaFaultVFS", type: .dynamic, targets: ["CNanaFaultVFS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -36,6 +38,8 @@ let package = Package(
         .target(name: "CNanaMsgPack", dependencies: ["CMsgPack"]),
         // Atomics on a shared mapping and descriptor passing, for the near-cache's boards.
         .target(name: "CNanaBoard"),
+        // For the tests only (Tests/Support/CNanaFaultVFS/fault_vfs.c): never linked into nanad.
+        .target(name: "CNanaFaultVFS", dependencies: ["CSQLite"], path: "Tests/Support/CNanaFaultVFS"),
 
         .target(
             name: "NanaWire",

@@ -624,10 +624,11 @@ public final class Database: Sendable {
         case .rolledBack(let results, let error):
             // SQLite rolled the transaction back (an I/O error, say): nothing in it was
             // written. Jobs that had failed by themselves keep their own error.
+            let error = writeFailedError(error)
             for result in results {
                 switch result {
                 case .ran(_, let fail): fail(error)
-                case .failed(let fail, let own): fail(own)
+                case .failed(let fail, let own): fail(writeFailedError(own))
                 }
             }
             jobs.dropFirst(results.count).forEach { $0.fail(error) }

@@ -24,7 +24,8 @@ final class Daemon: @unchecked Sendable {
     private let log: FileHandle
     let logPath: String
 
-    init(arguments: [String] = [], folder existing: String? = nil) throws {
+    /// - Parameter environment: variables added to nanad's (the fault VFS's, say).
+    init(arguments: [String] = [], folder existing: String? = nil, environment: [String: String] = [:]) throws {
         folder = existing ?? (NSTemporaryDirectory() + "nanad-it-" + UUID().uuidString.prefix(8))
         socketPath = folder + "/nanad.sock"
         dataDirectory = folder + "/data"
@@ -36,12 +37,15 @@ final class Daemon: @unchecked Sendable {
         process.arguments = ["--socket", socketPath, "--data-dir", dataDirectory, "--log-level", "info"] + arguments
         process.standardOutput = log
         process.standardError = log
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         try process.run()
     }
 
     /// Starts nanad and waits until its socket accepts connections.
-    static func start(arguments: [String] = [], folder: String? = nil) async throws -> Daemon {
-        let daemon = try Daemon(arguments: arguments, folder: folder)
+    static func start(arguments: [String] = [], folder: String? = nil, environment: [String: String] = [:]) async throws -> Daemon {
+        let daemon = try Daemon(arguments: arguments, folder: folder, environment: environment)
         try await daemon.waitUntilServing()
         return daemon
     }

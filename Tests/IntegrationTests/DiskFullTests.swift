@@ -58,7 +58,7 @@ import Testing
     }
 
     static func filler(at path: String, bytes: Int) {
-        FileManager.default.createFile(atPath: path, contents: Data(repeating: 0x5a, count: bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(repeating: 0x5a, count: bytes))
     }
 
     @Test func aFullDiskRefusesWritesClearlyAndTheyResumeWhenSpaceIsFreed() async throws {

@@ -1,6 +1,8 @@
 import CSQLite
 import Glibc
 
+/// Storage that fails under the writer.
+///
 /// A full disk: the writer makes what room the WAL holds, retries once, and otherwise refuses
 /// the write with an error that says so. Writes resume by themselves at the first commit
 /// that fits (there is no state to reset), and each episode is logged once at its start and
@@ -82,7 +84,19 @@ extension Database {
     }
 }
 
+extension Database {
+    /// The error the calls of a transaction SQLite could not write (an I/O error) fail with:
+    /// SQLite's words, and what became of the write. Other errors are left as they are.
+    func writeFailedError(_ error: StorageError) -> StorageError {
+        guard error.isIOError, let code = error.sqliteCode else { return error }
+        return StorageError(.database, "\(error.message) (SQLite code \(code)) writing '\(path)': the transaction was rolled back, so nothing in it was stored", sqliteCode: code)
+    }
+}
+
 extension StorageError {
+    /// Whether SQLite met an I/O error (`SQLITE_IOERR` and its extended codes).
+    var isIOError: Bool { sqliteCode.map { $0 & 0xff == SQLITE_IOERR } ?? false }
+
     /// Whether SQLite refused the write for lack of room (`SQLITE_FULL`: the disk, or the
     /// file's `max_page_count`).
     var isDiskFull: Bool { sqliteCode.map { $0 & 0xff == SQLITE_FULL } ?? false }
