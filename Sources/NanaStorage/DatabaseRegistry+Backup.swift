@@ -22,6 +22,7 @@ extension DatabaseRegistry {
         guard !databases.contains(where: { $0.path == destination }) else {
             return completion(.failure(StorageError(.validation, "dest_path names a database this nanad is serving; back up to a new file")))
         }
+        if let refusal = Self.replacementRefusal(destination) { return completion(.failure(refusal)) }
         let copy: @Sendable () -> Void = {
             if !allowIncomplete, database.openTables.contains(where: { !$0.deadLetters.isEmpty }) {
                 return completion(.failure(StorageError(.database, "Backup refused because the v2 dead-letter queue is not empty; retry or clear failed writes, or pass allow_incomplete=True")))
@@ -29,6 +30,24 @@ extension DatabaseRegistry {
             database.backup(to: destination, verify: verify, completion: completion)
         }
         if flushingStagedRows { database.afterStagedWrites(copy) } else { copy() }
+    }
+
+    /// Why the file at `destination` must not be replaced by a backup, if it must not:
+    /// - Litestream replicates it (it keeps `.<name>-litestream` beside the file): it would go
+    ///   on replicating the old file it holds open, and the replica would never show the copy.
+    /// - A `-wal` lies beside it: someone has the file open, or did not close it cleanly, and
+    ///   SQLite would lay that WAL's pages over the copy at the next open.
+    static func replacementRefusal(_ destination: String) -> StorageError? {
+        let url = URL(fileURLWithPath: destination)
+        let folder = url.deletingLastPathComponent().path
+        let manager = FileManager.default
+        if manager.fileExists(atPath: folder + "/." + url.lastPathComponent + "-litestream") {
+            return StorageError(.validation, "dest_path names a file Litestream replicates: its replica would keep the old file. Back up to a name Litestream's pattern does not match (e.g. ending in .bak)")
+        }
+        if manager.fileExists(atPath: destination + "-wal") {
+            return StorageError(.validation, "dest_path has a -wal file beside it (the file is open elsewhere, or was not closed cleanly): replacing it would pair the copy with that WAL. Back up to a new file")
+        }
+        return nil
     }
 
     /// Replaces `database`'s contents with `source`'s. Rows staged before it reach the old

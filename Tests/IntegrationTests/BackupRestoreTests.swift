@@ -96,6 +96,43 @@ import Testing
         try await daemon.stop()
     }
 
+    /// A backup is renamed over its destination; beside a `-wal` (the file is open elsewhere,
+    /// or was not closed cleanly) SQLite would lay that WAL over the copy, so it is refused,
+    /// and the files are left as they were.
+    @Test func aBackupIsNotRenamedOverAFileWithAWALBesideIt() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let db = try await client.open("live.db")
+        try await db.set("k", "v")
+        let target = daemon.dataDirectory + "/other.db"
+        let script = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA journal_mode=WAL'); c.execute('CREATE TABLE t (x)'); c.execute('INSERT INTO t VALUES (1)'); c.commit(); input()"
+        // Another SQLite client holds other.db open in WAL mode while the backup is asked for.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        holder.arguments = ["python3", "-c", script, target]
+        let stdin = Pipe()
+        holder.standardInput = stdin
+        try holder.run()
+        defer { if holder.isRunning { holder.terminate() } }
+        let opened = try await FileLifecycleTests.eventually { FileManager.default.fileExists(atPath: target + "-wal") }
+        #expect(opened)
+        do {
+            try await db.backup(to: "other.db")
+            Issue.record("a backup replaced a file another client has open")
+        } catch let error as NanaRemoteError {
+            #expect(error.type == .validation && error.message.contains("-wal"), "\(error)")
+        }
+        stdin.fileHandleForWriting.write(Data("\n".utf8))
+        await blocking { holder.waitUntilExit() }
+        let rows = try await runProgram(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT x FROM t').fetchall())", target])
+        #expect(rows.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[(1,)]", "other.db is untouched: \(rows.stdout) \(rows.stderr)")
+        // Closed cleanly (no -wal left), the same backup goes through.
+        #expect(!FileManager.default.fileExists(atPath: target + "-wal"))
+        try await db.backup(to: "other.db")
+        await client.close()
+    }
+
     @Test func codableModelsUseNanaSQLitesWrapper() async throws {
         struct User: Codable, Equatable { var name: String; var age: Int }
         let daemon = try await Daemon.start()
