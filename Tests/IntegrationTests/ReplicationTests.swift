@@ -181,8 +181,10 @@ import Testing
         _ = try await daemon.stop()
     }
 
-    /// SIGTERM to Litestream (what systemd sends the unit) stops nanad cleanly through it, and
-    /// what was acknowledged by then reaches the replica.
+    /// A file created while Litestream runs is replicated; `backup` over a replicated file is
+    /// refused; `restore` and `vacuum` reach the replica; SIGTERM to Litestream (what systemd
+    /// sends the unit) stops nanad cleanly through it, and what was acknowledged by then
+    /// reaches the replica.
     @Test func stoppingLitestreamStopsNanadCleanlyAndShipsTheLastWrites() async throws {
         let folder = NSTemporaryDirectory() + "nanad-repl-" + UUID().uuidString.prefix(8)
         let replica = folder + "/replica"
@@ -208,6 +210,11 @@ import Testing
         } catch let error as NanaRemoteError {
             #expect(error.message.contains("Litestream"), "\(error)")
         }
+        // restore and vacuum write through the WAL, so the replica follows them.
+        try await db.set("after-backup", "gone after the restore")
+        try await db.restore(from: "copy.bak")
+        #expect(try await db.contains("after-backup") == false)
+        try await db.vacuum()
         try await db.set("last", "written")
         await client.close()
         kill(primary.litestream.processIdentifier, SIGTERM)
@@ -218,5 +225,7 @@ import Testing
         #expect(try await Self.restore("app.db", replica: replica, into: output))
         #expect(try await Self.sqliteValue(output, key: "last") == "\"written\"")
         #expect(try await Self.sqliteValue(output, key: "k199") == "199")
+        #expect(try await Self.sqliteValue(output, key: "after-backup") == nil, "the replica has the restored contents")
+        #expect(try await DiskFullTests.integrityCheck(output) == "ok")
     }
 }
