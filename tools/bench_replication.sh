@@ -32,6 +32,8 @@ if [ "$build" = 1 ]; then
     swift build -c release --scratch-path .build-release --product nanad
     swift build -c release --scratch-path .build-release --product nanabench
 fi
+litestream=$(command -v litestream || echo "$repo/.build/tools-venv/bin/litestream")
+[ -x "$litestream" ] || { echo "no litestream: run tools/setup.sh" >&2; exit 1; }
 tmp=$(mktemp -d /tmp/nanad-repl.XXXXXX)
 ls_pid=""
 bg_pid=""
@@ -62,7 +64,7 @@ for run in $(seq "$runs"); do
     data="$tmp/on-$run"
     mkdir -p "$data"
     NANAD_DATA_DIR="$data" NANAD_REPLICA_URL="file://$tmp/replica-$run" \
-        litestream replicate -config tools/litestream/litestream.yml \
+        "$litestream" replicate -config tools/litestream/litestream.yml \
         -exec "$bin/nanad --external-checkpoints --socket $tmp/on.sock --data-dir $data --log-level warning" \
         > "$tmp/litestream-$run.log" 2>&1 &
     ls_pid=$!
@@ -76,7 +78,7 @@ for run in $(seq "$runs"); do
     # Lag under the same load, kept running in the background.
     "$tmp/loadgen" "$tmp/on.sock" lg.db set 16 1 100000000 10000 > /dev/null 2>&1 &
     bg_pid=$!
-    lag=$("$bin/nanabench" replication-lag --socket "$tmp/on.sock" --replica "file://$tmp/replica-$run/lag-probe.db" --probes "$probes" --json)
+    lag=$("$bin/nanabench" replication-lag --socket "$tmp/on.sock" --replica "file://$tmp/replica-$run/lag-probe.db" --probes "$probes" --litestream "$litestream" --json)
     kill "$bg_pid" 2>/dev/null || true; wait "$bg_pid" 2>/dev/null || true; bg_pid=""
     echo "lag $lag" | tee -a "$results"
     kill -TERM "$ls_pid"; wait "$ls_pid" || echo "warning: litestream exited $? after SIGTERM" >&2; ls_pid=""

