@@ -35,8 +35,8 @@ extension DatabaseRegistry {
     /// Why the file at `destination` must not be replaced by a backup, if it must not:
     /// - Litestream replicates it (it keeps `.<name>-litestream` beside the file): it would go
     ///   on replicating the old file it holds open, and the replica would never show the copy.
-    /// - A `-wal` lies beside it: someone has the file open, or did not close it cleanly, and
-    ///   SQLite would lay that WAL's pages over the copy at the next open.
+    /// - A `-wal` with pages in it lies beside it: someone has the file open, or did not close
+    ///   it cleanly, and SQLite would lay those pages over the copy at the next open.
     static func replacementRefusal(_ destination: String) -> StorageError? {
         let url = URL(fileURLWithPath: destination)
         let folder = url.deletingLastPathComponent().path
@@ -44,7 +44,9 @@ extension DatabaseRegistry {
         if manager.fileExists(atPath: folder + "/." + url.lastPathComponent + "-litestream") {
             return StorageError(.validation, "dest_path names a file Litestream replicates: its replica would keep the old file. Back up to a name Litestream's pattern does not match (e.g. ending in .bak)")
         }
-        if manager.fileExists(atPath: destination + "-wal") {
+        // An empty one is harmless: it holds no pages (a read-only connection, a `restore`'s
+        // source, leaves one behind).
+        if let size = (try? manager.attributesOfItem(atPath: destination + "-wal"))?[.size] as? Int, size > 0 {
             return StorageError(.validation, "dest_path has a -wal file beside it (the file is open elsewhere, or was not closed cleanly): replacing it would pair the copy with that WAL. Back up to a new file")
         }
         return nil
