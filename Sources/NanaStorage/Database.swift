@@ -103,6 +103,9 @@ public final class Database: Sendable {
 
     /// The files as opened, to tell when one is replaced underneath (nil until the writer opened them).
     private let files = Mutex<DatabaseFiles?>(nil)
+    /// Odd while the writer runs a batch or a client transaction's step (work that may shrink
+    /// the WAL), even between them; see ``DatabaseFiles/change(onWriter:writerQuiet:)``.
+    private let writerEpoch = Atomic<UInt64>(0)
     /// Set once the file was found deleted, renamed or replaced: nothing more runs on it.
     private let retiredFlag = Atomic<Bool>(false)
     private let retirement = Mutex<DatabaseFiles.Change?>(nil)
@@ -201,7 +204,9 @@ public final class Database: Sendable {
     @discardableResult
     func checkFiles(onWriter: Bool = false) -> Bool {
         if isRetired { return false }
-        guard let problem = files.withLock({ $0?.change(onWriter: onWriter) }) else { return true }
+        let epoch = writerEpoch.load(ordering: .acquiring)
+        let quiet = { epoch & 1 == 0 && self.writerEpoch.load(ordering: .acquiring) == epoch }
+        guard let problem = files.withLock({ $0?.change(onWriter: onWriter, writerQuiet: quiet) }) else { return true }
         retire(problem)
         return false
     }
@@ -469,7 +474,10 @@ public final class Database: Sendable {
         while true {
             if let open = transaction {
                 // A client holds the writer: only its jobs run; everyone else's wait in the queue.
+                writerEpoch.add(1, ordering: .releasing)
                 transaction = serveTransaction(open, on: connection)
+                files.withLock { $0?.writerWrote() }
+                writerEpoch.add(1, ordering: .releasing)
                 if transaction == nil {
                     servedTransaction.withLock { $0 = nil }
                     let held = Double(DispatchTime.now().uptimeNanoseconds - open.started.uptimeNanoseconds) / 1e6
@@ -483,6 +491,8 @@ public final class Database: Sendable {
                 continue
             }
             guard let batch = writeQueue.takeBatch(limit: options.maximumBatchSize) else { break }
+            writerEpoch.add(1, ordering: .releasing)
+            defer { writerEpoch.add(1, ordering: .releasing) }
             // Nothing is written, or acknowledged, into a file that is no longer at the path.
             guard checkFiles(onWriter: true) else {
                 let error = closedError

@@ -48,7 +48,9 @@ struct DatabaseFiles: Sendable {
     /// - Parameter onWriter: whether the caller is the file's writer, the only one that
     ///   writes the main file; only it compares the main file's size and modification time
     ///   (anyone else could see a checkpoint of its own half done).
-    mutating func change(onWriter: Bool) -> Change? {
+    /// - Parameter writerQuiet: off the writer, called when the WAL is found shorter than
+    ///   before: whether the writer ran nothing meanwhile (else the shrinking may be its own).
+    mutating func change(onWriter: Bool, writerQuiet: () -> Bool = { false }) -> Change? {
         let now = Self.identity(of: path)
         if now == nil || now?.device != main.device || now?.inode != main.inode {
             let what = now == nil ? "the database file was deleted or renamed" : "the database file was replaced by another file"
@@ -60,10 +62,17 @@ struct DatabaseFiles: Sendable {
            now.size != main.size || now.modified.tv_sec != main.modified.tv_sec || now.modified.tv_nsec != main.modified.tv_nsec {
             return .overwritten("the database file was overwritten in place")
         }
-        // Only a TRUNCATE checkpoint shrinks a WAL, and nanad's are PASSIVE: when it runs them,
-        // a shorter WAL was overwritten (the wal-index would send reads to garbage frames).
-        if let problem = Self.compare(&wal, with: Self.identity(of: path + "-wal"), name: "-wal", mayShrink: !mainWrittenOnlyByNanad) { return problem }
-        return Self.compare(&shm, with: Self.identity(of: path + "-shm"), name: "-shm", mayShrink: false)
+        // When nanad runs the checkpoints, only its writer shrinks the WAL (a TRUNCATE checkpoint
+        // on a full disk; `journal_size_limit` at the first COMMIT after the WAL restarts), and
+        // it adopts the new size after each batch or transaction step (``writerWrote()``): so
+        // a WAL found shorter while the writer was quiet was cut underneath (the wal-index
+        // would send reads to frames that are gone). Found shorter while the writer worked, it
+        // may be the writer's own doing: the size known is kept for the writer to judge.
+        let walShrinking: () -> Shrinking = { [mainWrittenOnlyByNanad] in
+            !mainWrittenOnlyByNanad ? .allowed : onWriter || writerQuiet() ? .refused : .leftToTheWriter
+        }
+        if let problem = Self.compare(&wal, with: Self.identity(of: path + "-wal"), name: "-wal", shrinking: walShrinking) { return problem }
+        return Self.compare(&shm, with: Self.identity(of: path + "-shm"), name: "-shm", shrinking: { .refused })
     }
 
     /// Whether the main file is, to a `stat`, what the writer last left (size and
@@ -123,16 +132,31 @@ struct DatabaseFiles: Sendable {
         }
     }
 
-    /// A WAL may shrink only under external checkpoints (a TRUNCATE checkpoint, Litestream's);
-    /// the `-shm` mapping never may.
-    private static func compare(_ known: inout Identity?, with now: Identity?, name: String, mayShrink: Bool) -> Change? {
+    /// What a sidecar found shorter than before means.
+    private enum Shrinking {
+        /// Nothing: its new size is adopted (a WAL under external checkpoints).
+        case allowed
+        /// It was changed underneath (a `-shm`, whose mapping must never shrink; a WAL nanad's
+        /// writer did not shrink).
+        case refused
+        /// Not for this caller to judge: the size known is kept for the writer's next look.
+        case leftToTheWriter
+    }
+
+    private static func compare(_ known: inout Identity?, with now: Identity?, name: String, shrinking: () -> Shrinking) -> Change? {
         guard let before = known else {
             known = now
             return nil
         }
         guard let now else { return .sidecar("its \(name) file was deleted") }
         guard now.device == before.device, now.inode == before.inode else { return .sidecar("its \(name) file was replaced by another file") }
-        if !mayShrink, now.size < before.size { return .sidecar("its \(name) file was truncated (from \(before.size) to \(now.size) bytes)") }
+        if now.size < before.size {
+            switch shrinking() {
+            case .allowed: break
+            case .refused: return .sidecar("its \(name) file was truncated (from \(before.size) to \(now.size) bytes)")
+            case .leftToTheWriter: return nil
+            }
+        }
         known = now
         return nil
     }

@@ -181,27 +181,52 @@ import Testing
         await mount.unmount()
     }
 
-    /// A burst grows the WAL far past the idle checkpoint; once checkpointed, the next write
+    /// A burst grows the WAL far past the idle checkpoint; once checkpointed, the next commit
     /// truncates it back to `journal_size_limit` (4 MB) instead of keeping it at its largest.
+    /// nanad's own truncation is not taken for someone cutting the WAL underneath: not by the
+    /// readers looking meanwhile, and not when it happens at a client transaction's COMMIT.
     @Test func theWALGivesItsSpaceBackAfterABurst() async throws {
         let daemon = try await Daemon.start()
         defer { daemon.removeFolder() }
         let client = try await daemon.connect()
         let db = try await client.open("burst.db")
         let wal = daemon.dataDirectory + "/burst.db-wal"
-        func walBytes() -> Int { ((try? FileManager.default.attributesOfItem(atPath: wal))?[.size] as? Int) ?? 0 }
+        @Sendable func walBytes() -> Int { ((try? FileManager.default.attributesOfItem(atPath: wal))?[.size] as? Int) ?? 0 }
         // One transaction of 12 MB: the WAL holds all of it until COMMIT.
         var rows = NanaParams()
         for i in 0..<12_000 { rows["k\(i)"] = .string(String(repeating: "v", count: 1000)) }
+        // Readers on another connection the whole time: each get of a new key reads the file.
+        let readerClient = try await daemon.connect()
+        let reader = try await readerClient.open("burst.db")
+        let reading = Task {
+            var i = 0
+            while !Task.isCancelled {
+                _ = try await reader.get("absent-\(i)")
+                i += 1
+            }
+            return i
+        }
         try await db.batchUpdate(rows)
         let peak = walBytes()
         #expect(peak > 10_000_000, "the burst's WAL: \(peak) bytes")
-        // The writer checkpoints when idle; a later write restarts the WAL and truncates it.
-        let shrank = try await FileLifecycleTests.eventually(10) {
-            try await db.set("tick", .int(Int64(Date().timeIntervalSince1970 * 1000)))
-            return walBytes() <= 4 << 20 + 64 << 10
+        // The writer checkpoints at once (nothing else queued); the next commit, a client
+        // transaction's, restarts the WAL and truncates it.
+        let checkpointed = try await FileLifecycleTests.eventually {
+            (try await DiskFullTests.stats(client)["checkpoints"]?.int64Value ?? 0) >= 1
         }
-        #expect(shrank, "the WAL is \(walBytes()) bytes after its checkpoint (peak \(peak))")
+        #expect(checkpointed)
+        try await db.beginTransaction()
+        try await db.set("in-transaction", 1)
+        try await db.commit()
+        try await db.set("after", 2)
+        #expect(walBytes() <= 4 << 20 + 64 << 10, "the WAL is \(walBytes()) bytes after its checkpoint (peak \(peak))")
+        reading.cancel()
+        let reads = try await reading.value
+        #expect(reads > 10, "the readers ran: \(reads) reads")
+        #expect(try await db.get("after") == 2)
+        #expect(try await DiskFullTests.stats(client)["path"] != nil)
+        #expect(try await FileLifecycleTests.serverStats(client)["replacements_detected"] == 0, "\(daemon.logText.suffix(1500))")
+        await readerClient.close()
         await client.close()
     }
 }
