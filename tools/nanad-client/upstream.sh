@@ -24,8 +24,11 @@ if [ ! -d "$work/nanasqlite-1.6.2/tests" ]; then
     python3 -m pip download -q --no-deps --no-binary :all: nanasqlite==1.6.2 -d "$work"
     tar -xzf "$work/nanasqlite-1.6.2.tar.gz" -C "$work"
 fi
-# NanaSQLite's test dependencies (its `dev` extra, without the linters and coverage tools).
-deps=(pytest "pytest-asyncio>=0.21,<2" pydantic cryptography validkit-py lru-dict orjson)
+# NanaSQLite's test dependencies (its `dev` extra, without the linters and coverage tools), and
+# apsw, its SQLite binding, which some tests use to look at the files themselves.
+# pytest-timeout: a test that hangs through the drop-in fails after 60 s (with its stack)
+# instead of holding the run.
+deps=(pytest "pytest-asyncio>=0.21,<2" pydantic cryptography validkit-py lru-dict orjson google-re2 apsw pytest-timeout)
 venv=$work/venv-$([ $real = 1 ] && echo real || echo drop-in)
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
@@ -53,7 +56,7 @@ fi
 export NANAD_BIN="${NANAD_BIN:-$repo/.build/debug/nanad}"
 case "$NANAD_BIN" in /*) ;; *) NANAD_BIN="$repo/$NANAD_BIN" ;; esac
 # The shim first on the path, so that `import nanasqlite` finds it and not a real one.
-PYTHONPATH="$repo/$here/shim" "$repo/$venv/bin/python" -m pytest -q -p no:cacheprovider -p nanad_upstream -o addopts="" -o asyncio_mode=auto \
+PYTHONPATH="$repo/$here/shim" "$repo/$venv/bin/python" -m pytest -q -p no:cacheprovider -p nanad_upstream -o addopts="" -o asyncio_mode=auto --continue-on-collection-errors --timeout 60 \
     "${ignore[@]}" ${deselect[@]+"${deselect[@]}"} --junitxml="$repo/$results" tests "$@" \
     > "$repo/$work/pytest-drop-in.log" 2>&1 || status=$?
 cd "$repo"

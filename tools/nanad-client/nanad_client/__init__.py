@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._base import Cursor
 from ._options import CacheType, V2Config
 from .aio import AsyncNanaSQLite
+from .compat import HAS_ORJSON, HAS_VALIDKIT
 from .exceptions import (
     NanaSQLiteCacheError,
     NanaSQLiteClosedError,
@@ -27,7 +28,7 @@ from .exceptions import (
     NotSupportedError,
     ProtocolError,
 )
-from .hooks import BaseHook, CheckHook, NanaHook, ValidatorHook
+from .hooks import BaseHook, CheckHook, NanaHook, PydanticHook, ValidatorHook, ValidkitHook
 from .sync import NanaSQLite
 
 __version__ = "0.1.0"
@@ -38,10 +39,14 @@ __all__ = [
     "Cursor",
     "V2Config",
     "CacheType",
+    "HAS_ORJSON",
+    "HAS_VALIDKIT",
     "NanaHook",
     "BaseHook",
     "CheckHook",
     "ValidatorHook",
+    "ValidkitHook",
+    "PydanticHook",
     "NanaSQLiteError",
     "NanaSQLiteValidationError",
     "NanaSQLiteDatabaseError",

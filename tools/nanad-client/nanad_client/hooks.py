@@ -142,4 +142,74 @@ class ValidatorHook:
             raise NanaSQLiteValidationError("Schema validation failed") from exc
 
 
-__all__ = ["NanaHook", "BaseHook", "CheckHook", "ValidatorHook"]
+class ValidkitHook(BaseHook):
+    """Checks each written value against a validkit schema (NanaSQLite's ``ValidkitHook``); with
+    ``coerce=True`` the validated (converted) value is what gets stored. Needs validkit-py."""
+
+    _is_validkit_hook = True
+
+    def __init__(self, schema: Any, coerce: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        from .compat import HAS_VALIDKIT, validkit_validate
+
+        if not HAS_VALIDKIT:
+            raise ImportError("The 'validkit-py' library is required for validation. Install it with: pip install validkit-py")
+        self.schema = schema
+        self.coerce = coerce
+        self._validate = validkit_validate
+
+    def before_write(self, db: Any, key: str, value: Any) -> Any:
+        if not self._should_run(key):
+            return value
+        try:
+            checked = self._validate(value, self.schema)
+        except (MemoryError, OSError):
+            raise
+        except Exception as exc:
+            raise NanaSQLiteValidationError("Schema validation failed") from exc
+        return checked if self.coerce else value
+
+
+class PydanticHook(BaseHook):
+    """Stores a Pydantic model as its dict and reads it back as the model (NanaSQLite's
+    ``PydanticHook``): a written value (a model or anything the model validates) is checked
+    and stored dumped; a read value is validated into the model, or returned as it is when it
+    does not fit. Works with Pydantic 2 (``model_validate``) and 1 (``parse_obj``)."""
+
+    def __init__(self, model_class: type, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.model_class = model_class
+
+    def _validate(self, value: Any) -> Any:
+        if hasattr(self.model_class, "model_validate"):
+            return self.model_class.model_validate(value)
+        if hasattr(self.model_class, "parse_obj"):
+            return self.model_class.parse_obj(value)
+        return None
+
+    @staticmethod
+    def _dump(model: Any) -> Any:
+        return model.model_dump() if hasattr(model, "model_dump") else model.dict()
+
+    def before_write(self, db: Any, key: str, value: Any) -> Any:
+        if not self._should_run(key):
+            return value
+        if isinstance(value, self.model_class):
+            return self._dump(value)
+        try:
+            model = self._validate(value)
+        except (ValueError, TypeError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
+            raise NanaSQLiteValidationError("Model validation failed") from exc
+        return value if model is None else self._dump(model)
+
+    def after_read(self, db: Any, key: str, value: Any) -> Any:
+        if not self._should_run(key):
+            return value
+        try:
+            model = self._validate(value)
+        except (ValueError, TypeError, AttributeError):
+            return value  # not this model's data: handed back as stored
+        return value if model is None else model
+
+
+__all__ = ["NanaHook", "BaseHook", "CheckHook", "ValidatorHook", "ValidkitHook", "PydanticHook"]

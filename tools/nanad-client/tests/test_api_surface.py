@@ -58,6 +58,16 @@ def test_exceptions_have_nanasqlites_names_and_hierarchy():
             assert [c.__name__ for c in ours.__mro__] == [c.__name__ for c in real.__mro__], name
 
 
+def test_has_flags_say_what_is_installed():
+    import importlib.util
+
+    assert nanad_client.HAS_VALIDKIT == (importlib.util.find_spec("validkit") is not None)
+    assert nanad_client.HAS_ORJSON == (importlib.util.find_spec("orjson") is not None)
+    assert "HAS_ORJSON" in nanad_client.__all__ and "HAS_VALIDKIT" in nanad_client.__all__
+    # NanaSQLite computes them the same way, in the same environment.
+    assert nanad_client.HAS_VALIDKIT == nanasqlite.HAS_VALIDKIT and nanad_client.HAS_ORJSON == nanasqlite.HAS_ORJSON
+
+
 def test_smaller_compatibility_methods(db):
     db["user"] = {"name": "Nana", "age": 20, "tags": ["a", "b"], "s": "123"}
     assert db.get_by_path("user", "age") == 20

@@ -263,3 +263,35 @@ def test_async_hooks_and_models(nanad, dbfile):
             assert ("on_write_success", "k", "V", None) in hook.log
 
     asyncio.run(main())
+
+
+def test_pydantic_and_validkit_hooks_behave_as_nanasqlites(impl):
+    """The drop-in's own PydanticHook and ValidkitHook, side by side with NanaSQLite's."""
+    pydantic = __import__("pydantic")
+    module = impl.module
+
+    class User(pydantic.BaseModel):
+        name: str
+        age: int
+
+    db = impl("models.db", hooks=[module.PydanticHook(User, key_pattern=r"^user:")])
+    db["user:1"] = User(name="Nana", age=20)
+    db["user:2"] = {"name": "Mika", "age": "21"}  # validated (and coerced) into the model
+    db["other"] = {"free": "form"}  # not the pattern's: stored as given
+    seen = [db["user:1"], db["user:2"], db["other"]]
+    with pytest.raises(module.NanaSQLiteValidationError, match="Model validation failed"):
+        db["user:3"] = {"name": "no age"}
+    seen.append("user:3" in db)
+    assert seen == [User(name="Nana", age=20), User(name="Mika", age=21), {"free": "form"}, False]
+
+    if not module.HAS_VALIDKIT:
+        with pytest.raises(ImportError):
+            module.ValidkitHook({"name": str})
+        return
+    validkit = __import__("validkit")
+    schema = {"name": validkit.v.str(), "age": validkit.v.int()}
+    checked = impl("validkit.db", hooks=[module.ValidkitHook(schema)])
+    checked["ok"] = {"name": "Nana", "age": 20}
+    with pytest.raises(module.NanaSQLiteValidationError, match="Schema validation failed"):
+        checked["bad"] = {"name": "Nana", "age": "twenty"}
+    assert checked["ok"] == {"name": "Nana", "age": 20} and "bad" not in checked

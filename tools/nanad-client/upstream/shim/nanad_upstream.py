@@ -1,7 +1,7 @@
 """pytest plugin for upstream.sh: one real nanad for the whole run of NanaSQLite's suite.
 
-Its data folder is pytest's base temporary folder's parent, so every ``tmp_path`` a test
-makes is inside it. The plugin fails the run if nanad is not running after any test (the
+Its data folder holds pytest's base temporary folder and tempfile's, so every folder a test
+makes (``tmp_path``, ``tempfile.mkdtemp()``) is inside it. The plugin fails the run if nanad is not running after any test (the
 daemon must stay up whatever a test does), and if it does not exit 0 on SIGTERM at the end.
 """
 
@@ -27,6 +27,11 @@ def pytest_configure(config):
     data = root / "data"
     data.mkdir()
     config.option.basetemp = str(data / "t")
+    # Tests that make their folders with tempfile (mkdtemp, TemporaryDirectory) make them in
+    # the data folder too.
+    (data / "tmp").mkdir()
+    tempfile.tempdir = str(data / "tmp")
+    os.environ["TMPDIR"] = str(data / "tmp")
     sock = str(root / "s.sock")
     log = open(root / "nanad.log", "wb")
     binary = os.environ["NANAD_BIN"]
