@@ -28,7 +28,7 @@ from .exceptions import (
     NotSupportedError,
     ProtocolError,
 )
-from .hooks import BaseHook, CheckHook, NanaHook, PydanticHook, ValidatorHook, ValidkitHook
+from .hooks import BaseHook, CheckHook, ForeignKeyHook, NanaHook, PydanticHook, UniqueHook, ValidatorHook, ValidkitHook
 from .sync import NanaSQLite
 
 __version__ = "0.1.0"
@@ -44,6 +44,8 @@ __all__ = [
     "NanaHook",
     "BaseHook",
     "CheckHook",
+    "UniqueHook",
+    "ForeignKeyHook",
     "ValidatorHook",
     "ValidkitHook",
     "PydanticHook",

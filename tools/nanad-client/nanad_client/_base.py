@@ -705,7 +705,18 @@ class Operations:
         yield ("commit", {})
 
     def _op_rollback(self) -> Op:
-        yield ("rollback", {})
+        try:
+            yield ("rollback", {})
+        finally:
+            # A hook's index (UniqueHook(use_index=True)) saw the rolled-back writes: rebuilt
+            # at the next write, as NanaSQLite does.
+            self._invalidate_hook_indexes()
+
+    def _invalidate_hook_indexes(self) -> None:
+        for hook in self._hooks:
+            invalidate = getattr(hook, "invalidate_index", None)
+            if callable(invalidate):
+                invalidate()
 
     def _op_in_transaction(self) -> Op:
         return (yield ("in_transaction", {}))

@@ -23,7 +23,10 @@ therefore not expect plain return values there.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import weakref
 from typing import Any, Callable, Optional
 
 try:  # Python 3.8+: typing.Protocol
@@ -32,6 +35,8 @@ except ImportError:  # pragma: no cover
     Protocol = object  # type: ignore[assignment,misc]
 
 from .exceptions import NanaSQLiteValidationError
+
+_logger = logging.getLogger(__name__)
 
 
 class NanaHook(Protocol):
@@ -142,6 +147,191 @@ class ValidatorHook:
             raise NanaSQLiteValidationError("Schema validation failed") from exc
 
 
+class UniqueHook(BaseHook):
+    """Refuses a write whose ``field`` value another key of the table already has
+    (NanaSQLite's ``UniqueHook``): ``field`` is a key of dict values, or a callable
+    ``field(key, value)``; values without it (``None``) are not checked.
+
+    As in NanaSQLite, the check runs in this process, over the table's rows (``db.items()``),
+    or, with ``use_index=True``, over an index of field value → key built on the first write
+    and kept by this hook's own writes and deletes (``invalidate_index()`` after changing rows
+    another way). It holds within one process; for uniqueness that holds across every process,
+    give the table the daemon's constraint instead (``constraints=[{"type": "unique", ...}]``).
+    """
+
+    _violation = "Unique constraint violation: duplicate value detected"
+
+    def __init__(self, field: Any, use_index: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.field = field
+        self.use_index = use_index
+        self._value_to_key: dict = {}
+        self._duplicate_field_values: set = set()
+        self._index_built = False
+        self._bound_db_ref: Any = None
+        self._index_lock = threading.RLock()
+
+    def invalidate_index(self) -> None:
+        """Has the index rebuilt at the next write."""
+        with self._index_lock:
+            self._index_built = False
+            self._value_to_key.clear()
+            self._duplicate_field_values.clear()
+            self._bound_db_ref = None
+
+    def _extract_field(self, key: str, value: Any) -> Any:
+        if callable(self.field):
+            return self.field(key, value)
+        return value.get(self.field) if isinstance(value, dict) else None
+
+    def _field_name(self) -> str:
+        return self.field.__name__ if callable(self.field) else str(self.field)
+
+    def _unhashable(self) -> NanaSQLiteValidationError:
+        return NanaSQLiteValidationError(
+            f"UniqueHook: use_index=True requires hashable field values, but field '{self._field_name()}' returned an unhashable value."
+        )
+
+    def _taken_elsewhere(self, db: Any, key: str, wanted: Any) -> bool:
+        return any(k != key and self._extract_field(k, v) == wanted for k, v in db.items())
+
+    def _build_index(self, db: Any) -> None:
+        self._value_to_key.clear()
+        self._duplicate_field_values.clear()
+        for k, v in db.items():
+            found = self._extract_field(k, v)
+            if found is None:
+                continue
+            try:
+                if found in self._duplicate_field_values:
+                    continue
+                if found in self._value_to_key:
+                    # Rows changed outside the hook already share it: those values are checked
+                    # by scanning, which is exact.
+                    self._duplicate_field_values.add(found)
+                    del self._value_to_key[found]
+                else:
+                    self._value_to_key[found] = k
+            except TypeError:
+                pass  # unhashable: not indexed
+        self._index_built = True
+        self._bound_db_ref = weakref.ref(db)
+
+    def before_write(self, db: Any, key: str, value: Any) -> Any:
+        if not self._should_run(key):
+            return value
+        wanted = self._extract_field(key, value)
+        if not self.use_index:
+            if wanted is not None and self._taken_elsewhere(db, key, wanted):
+                raise NanaSQLiteValidationError(self._violation)
+            return value
+        with self._index_lock:
+            bound = self._bound_db_ref() if self._bound_db_ref is not None else None
+            if self._index_built and bound is not db:
+                self.invalidate_index()
+            if not self._index_built:
+                self._build_index(db)
+            if wanted is None:
+                return value
+            try:
+                known_duplicate = wanted in self._duplicate_field_values
+                holder = None if known_duplicate else self._value_to_key.get(wanted)
+            except TypeError as exc:
+                raise self._unhashable() from exc
+            if known_duplicate:
+                if self._taken_elsewhere(db, key, wanted):
+                    raise NanaSQLiteValidationError(self._violation)
+            elif holder is not None and holder != key:
+                raise NanaSQLiteValidationError(self._violation)
+        return value
+
+    def validate_batch_write(self, db: Any, mapping: dict) -> None:
+        """A batch may not repeat a value, nor take one a key outside the batch has."""
+        wanted: list = []
+        for key, value in mapping.items():
+            if not self._should_run(key):
+                continue
+            found = self._extract_field(key, value)
+            if found is None:
+                continue
+            if self.use_index:
+                try:
+                    hash(found)
+                except TypeError as exc:
+                    raise self._unhashable() from exc
+            if found in wanted:
+                raise NanaSQLiteValidationError(self._violation)
+            wanted.append(found)
+        if not wanted:
+            return
+        for key, value in db.items():
+            if key not in mapping and self._extract_field(key, value) in wanted:
+                raise NanaSQLiteValidationError(self._violation)
+
+    def on_write_success(self, db: Any, key: str, value: Any, old_value: Any) -> None:
+        if not self.use_index or not self._should_run(key):
+            return
+        with self._index_lock:
+            if not self._index_built:
+                return
+            self._forget(key, old_value)
+            found = self._extract_field(key, value)
+            if found is not None:
+                try:
+                    self._duplicate_field_values.discard(found)
+                    self._value_to_key[found] = key
+                except TypeError:
+                    pass
+
+    def on_delete_success(self, db: Any, key: str, old_value: Any) -> None:
+        if not self.use_index or not self._should_run(key):
+            return
+        with self._index_lock:
+            if self._index_built:
+                self._forget(key, old_value)
+
+    def _forget(self, key: str, old_value: Any) -> None:
+        """Drops `key`'s old value from the index (if the index has it under `key`)."""
+        if old_value is None:
+            return
+        found = self._extract_field(key, old_value)
+        if found is None:
+            return
+        try:
+            if self._value_to_key.get(found) == key:
+                del self._value_to_key[found]
+        except TypeError:
+            pass
+
+
+class ForeignKeyHook(BaseHook):
+    """Refuses a write whose ``field`` value (a key of dict values, or a callable
+    ``field(key, value)``) is not a key of ``target_db`` (NanaSQLite's ``ForeignKeyHook``);
+    values without the field are not checked. As in NanaSQLite it is checked in this process
+    before the write, so a referenced key deleted meanwhile is not noticed; the daemon's
+    ``foreign_key`` constraint holds across processes."""
+
+    def __init__(self, field: Any, target_db: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.field = field
+        self.target_db = target_db
+
+    def before_write(self, db: Any, key: str, value: Any) -> Any:
+        if not self._should_run(key):
+            return value
+        if callable(self.field):
+            reference = self.field(key, value)
+        elif isinstance(value, dict) and self.field in value:
+            reference = value[self.field]
+        else:
+            return value
+        if reference is not None and reference not in self.target_db:
+            field_name = self.field.__name__ if callable(self.field) else str(self.field)
+            _logger.warning("Foreign key constraint violation for key '%s': field '%s' references non-existent key", key, field_name)
+            raise NanaSQLiteValidationError("Foreign key constraint violation: referenced key not found")
+        return value
+
+
 class ValidkitHook(BaseHook):
     """Checks each written value against a validkit schema (NanaSQLite's ``ValidkitHook``); with
     ``coerce=True`` the validated (converted) value is what gets stored. Needs validkit-py."""
@@ -212,4 +402,4 @@ class PydanticHook(BaseHook):
         return value if model is None else model
 
 
-__all__ = ["NanaHook", "BaseHook", "CheckHook", "ValidatorHook", "ValidkitHook", "PydanticHook"]
+__all__ = ["NanaHook", "BaseHook", "CheckHook", "UniqueHook", "ForeignKeyHook", "ValidatorHook", "ValidkitHook", "PydanticHook"]

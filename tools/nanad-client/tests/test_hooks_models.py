@@ -295,3 +295,35 @@ def test_pydantic_and_validkit_hooks_behave_as_nanasqlites(impl):
     with pytest.raises(module.NanaSQLiteValidationError, match="Schema validation failed"):
         checked["bad"] = {"name": "Nana", "age": "twenty"}
     assert checked["ok"] == {"name": "Nana", "age": 20} and "bad" not in checked
+
+
+@pytest.mark.parametrize("use_index", [False, True])
+def test_unique_and_foreign_key_hooks_behave_as_nanasqlites(impl, use_index):
+    """The drop-in's own UniqueHook and ForeignKeyHook, side by side with NanaSQLite's: single
+    writes, batches, deletes freeing a value, and a rollback that must not leave the index
+    holding a value that was never stored."""
+    module = impl.module
+    users = impl("users.db", hooks=[module.UniqueHook("email", use_index=use_index)])
+    users["a"] = {"email": "a@x"}
+    users["a"] = {"email": "a@x", "v": 2}  # the same key may keep its value
+    with pytest.raises(module.NanaSQLiteValidationError, match="Unique constraint violation"):
+        users["b"] = {"email": "a@x"}
+    with pytest.raises(module.NanaSQLiteValidationError, match="Unique constraint violation"):
+        users.batch_update({"c": {"email": "c@x"}, "d": {"email": "c@x"}})
+    users["plain"] = "no field"
+    del users["a"]
+    users["b"] = {"email": "a@x"}  # free again
+    users.begin_transaction()
+    users["t"] = {"email": "t@x"}
+    users.rollback()
+    users["u"] = {"email": "t@x"}  # the rolled-back value was never stored
+    assert sorted(users.keys()) == ["b", "plain", "u"]
+
+    targets = impl("targets.db")
+    targets["p1"] = 1
+    orders = impl("orders.db", hooks=[module.ForeignKeyHook("product", targets)])
+    orders["o1"] = {"product": "p1"}
+    orders["o2"] = {"other": "no reference"}
+    with pytest.raises(module.NanaSQLiteValidationError, match="Foreign key constraint violation"):
+        orders["o3"] = {"product": "p9"}
+    assert sorted(orders.keys()) == ["o1", "o2"]
