@@ -85,3 +85,34 @@ def test_smaller_compatibility_methods(db):
                 [item async for item in adb.aiter_items(0)]
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", ["lazy", "scheduler", "timer"])
+def test_expiring_dict_behaves_as_nanasqlites(mode):
+    """nanad_client.utils.ExpiringDict beside nanasqlite.utils.ExpiringDict: keys expire after
+    their time in every mode, a key set again lives on, on_expire hears only real expiries."""
+    import time
+
+    import nanasqlite.utils as real
+    import nanad_client.utils as ours
+
+    def scenario(module):
+        expired = []
+        d = module.ExpiringDict(0.4, mode=module.ExpirationMode(mode), on_expire=lambda k, v: expired.append(k))
+        d["a"], d["b"], d["c"] = 1, 2, 3
+        seen = [sorted(d), len(d), d["a"]]
+        d.pop("c")
+        time.sleep(0.25)
+        d["b"] = 20  # set again: its time starts over (0.65 s from the start)
+        time.sleep(0.3)  # 0.55 s: "a" has expired, "b" has not
+        seen += ["a" in d, "b" in d, d.get("b"), sorted(d)]
+        time.sleep(0.5)
+        seen += [len(d), "b" in d]
+        list(d)  # lazy mode removes on access
+        seen.append(sorted(expired))
+        d.clear()
+        return seen
+
+    # len() counts the keys held: in lazy mode "b" is still held once expired, until accessed.
+    held = 1 if mode == "lazy" else 0
+    assert scenario(ours) == scenario(real) == [["a", "b", "c"], 3, 1, False, True, 20, ["b"], held, False, ["a", "b"]]
