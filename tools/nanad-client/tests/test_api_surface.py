@@ -116,3 +116,23 @@ def test_expiring_dict_behaves_as_nanasqlites(mode):
     # len() counts the keys held: in lazy mode "b" is still held once expired, until accessed.
     held = 1 if mode == "lazy" else 0
     assert scenario(ours) == scenario(real) == [["a", "b", "c"], 3, 1, False, True, 20, ["b"], held, False, ["a", "b"]]
+
+
+def test_sql_utils_answer_as_nanasqlites():
+    """nanad_client.sql_utils beside nanasqlite.sql_utils on fixed SQL and 20,000 random strings
+    of SQL's quoting and comment characters."""
+    import random
+
+    import nanasqlite.sql_utils as real
+    import nanad_client.sql_utils as ours
+
+    corpus = ["", "SELECT 'COUNT(*)' FROM t -- x\nWHERE a = 'O''Reilly'", 'SELECT "col""name", "LOAD_EXTENSION"(1)',
+              "SELECT `a``b`(1), [my col](2) /* f(3) */", "SELECT 'unclosed f(", 'SELECT "unclosed', "SELECT 日本(1)"]
+    rng = random.Random(1)
+    alphabet = list("ab_(')\"`[]-/*\n x1日")
+    corpus += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20))) for _ in range(20_000)]
+    for name in ("sanitize_sql_for_function_scan", "find_sql_functions", "fast_validate_sql_chars", "sanitize_identifier"):
+        ours_f, real_f = getattr(ours, name), getattr(real, name)
+        differing = [s for s in corpus if ours_f(s) != real_f(s)]
+        assert not differing, (name, differing[:3])
+    assert ours.find_sql_functions('SELECT "LOAD_EXTENSION"(1), f(2) -- g(3)') == ["LOAD_EXTENSION", "f"]
