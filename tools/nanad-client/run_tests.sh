@@ -18,7 +18,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     mkdir -p .build
     "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q ./tools/nanad-client pytest nanasqlite==1.6.2 pydantic cryptography validkit-py
+"$VENV/bin/python" -m pip install -q ./tools/nanad-client pytest nanasqlite==1.6.2 pydantic cryptography validkit-py google-re2
 
 export NANAD_BIN="${NANAD_BIN:-.build/debug/nanad}"
 case "$NANAD_BIN" in /*) ;; *) NANAD_BIN="$PWD/$NANAD_BIN" ;; esac

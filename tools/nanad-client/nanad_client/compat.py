@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+import types
+from typing import Any, Optional
 
 
 def _installed(name: str) -> bool:
@@ -17,7 +18,14 @@ def _installed(name: str) -> bool:
 
 HAS_VALIDKIT = _installed("validkit")
 HAS_ORJSON = _installed("orjson")
-HAS_RE2 = _installed("re2")
+
+# google-re2, when installed: hook key patterns are compiled with it (linear time).
+re2_module: Optional[types.ModuleType]
+try:
+    import re2 as re2_module  # type: ignore[import-not-found,no-redef]
+except ImportError:
+    re2_module = None
+HAS_RE2 = re2_module is not None
 
 
 def validkit_validate(*args: Any, **kwargs: Any) -> Any:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import warnings
 import weakref
 from typing import Any, Callable, Optional
 
@@ -34,6 +35,7 @@ try:  # Python 3.8+: typing.Protocol
 except ImportError:  # pragma: no cover
     Protocol = object  # type: ignore[assignment,misc]
 
+from .compat import HAS_RE2, re2_module
 from .exceptions import NanaSQLiteValidationError
 
 _logger = logging.getLogger(__name__)
@@ -59,13 +61,29 @@ class NanaHook(Protocol):
 
 
 class BaseHook:
-    """Pass-through hook that runs only for keys matching ``key_pattern`` (searched, with
-    Python's ``re``) and ``key_filter(key)``, both optional. Subclasses override what they need
-    and call ``self._should_run(key)``."""
+    """Pass-through hook that runs only for keys matching ``key_pattern`` (searched) and
+    ``key_filter(key)``, both optional. Subclasses override what they need and call
+    ``self._should_run(key)``.
 
-    def __init__(self, key_pattern: Any = None, key_filter: Optional[Callable[[str], bool]] = None):
-        if isinstance(key_pattern, str):
+    As in NanaSQLite 1.6.2, a key pattern cannot make a write take exponential time: with
+    google-re2 installed it is compiled with RE2 (linear time; a pattern or ``re`` flag RE2
+    cannot express raises, or with ``re_fallback=True`` warns and uses ``re``); without it,
+    ``re`` is used and a pattern with a repeat inside a repeat, or an alternation inside one
+    (``(a+)+``, ``(a|aa)*``), is refused with ``NanaSQLiteValidationError``.
+    """
+
+    def __init__(self, key_pattern: Any = None, key_filter: Optional[Callable[[str], bool]] = None, re_fallback: bool = False):
+        if HAS_RE2:
+            if isinstance(key_pattern, str):
+                key_pattern = _compile_re2(key_pattern, 0, re_fallback)
+            elif isinstance(key_pattern, re.Pattern):
+                key_pattern = _compile_re2(key_pattern.pattern, key_pattern.flags, re_fallback)
+        elif isinstance(key_pattern, str):
+            _refuse_catastrophic(key_pattern, 0)
             key_pattern = re.compile(key_pattern)
+        elif isinstance(key_pattern, re.Pattern):
+            # A compiled pattern is checked too: it must not be a way around the check.
+            _refuse_catastrophic(key_pattern.pattern, key_pattern.flags)
         self._key_regex = key_pattern
         self._key_filter = key_filter
 
@@ -84,6 +102,94 @@ class BaseHook:
 
     def before_delete(self, db: Any, key: str) -> None:
         pass
+
+
+def _refuse_catastrophic(pattern: Any, flags: int) -> None:
+    """Refuses a pattern Python's backtracking ``re`` may need exponential time for: a repeat
+    of variable count inside a repeat that can run more than once, or an alternation inside
+    such a repeat. Judged on the parsed pattern, so ``{1,}``, ``(?:…)`` and VERBOSE spellings
+    are caught alike (a conservative check, not a proof of linear time)."""
+    try:
+        from re import _parser as parser  # type: ignore[attr-defined]
+    except ImportError:  # Python < 3.11
+        import sre_parse as parser  # type: ignore[no-redef]
+
+    repeats = {"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"}
+
+    def dangerous(items: Any, repeated: bool) -> bool:
+        for op, arg in items:
+            name = str(op)
+            if name in repeats:
+                low, high, body = arg
+                if low != high and repeated:
+                    return True
+                if dangerous(body, repeated or high > 1):
+                    return True
+            elif name == "BRANCH":
+                if repeated or any(dangerous(branch, repeated) for branch in arg[1]):
+                    return True
+            elif name == "SUBPATTERN":
+                if dangerous(arg[-1], repeated):
+                    return True
+            elif name in ("ASSERT", "ASSERT_NOT"):
+                if dangerous(arg[1], repeated):
+                    return True
+            elif name == "GROUPREF_EXISTS":
+                if dangerous(arg[1], repeated) or (arg[2] is not None and dangerous(arg[2], repeated)):
+                    return True
+            elif name == "ATOMIC_GROUP":
+                if dangerous(arg, repeated):
+                    return True
+        return False
+
+    if dangerous(parser.parse(pattern, flags), False):
+        raise NanaSQLiteValidationError(
+            f"Potentially dangerous regex pattern detected: {pattern}. "
+            "This pattern may cause ReDoS (Regular Expression Denial of Service) attacks. "
+            "Install google-re2 (pip install google-re2) for linear-time regex matching."
+        )
+
+
+def _compile_re2(pattern: str, flags: int, re_fallback: bool) -> Any:
+    """`pattern` compiled with RE2, keeping the ``re`` flags RE2 can express (IGNORECASE,
+    DOTALL, MULTILINE). A pattern or flag it cannot take raises, or with `re_fallback` warns
+    and is compiled with ``re`` (no ReDoS protection for it)."""
+    flags &= ~re.UNICODE  # implied for str patterns; RE2 matches Unicode anyway
+    expressible = re.IGNORECASE | re.DOTALL | re.MULTILINE
+    unsupported = flags & ~expressible
+    if unsupported:
+        names = [f"re.{n}" for n in ("VERBOSE", "LOCALE", "ASCII", "DEBUG", "TEMPLATE") if unsupported & getattr(re, n, 0)]
+        described = ", ".join(names) or hex(unsupported)
+        if not re_fallback:
+            raise re.error(
+                f"RE2 does not support Python re flags ({described}) for pattern {pattern!r}. "
+                "Use re_fallback=True to fall back to the standard re engine (ReDoS protection will be disabled for this pattern)."
+            )
+        warnings.warn(
+            f"RE2 cannot preserve Python re flags ({described}) for pattern {pattern!r}. "
+            "Falling back to the standard re engine. ReDoS protection is disabled for this pattern.",
+            stacklevel=4,
+        )
+        return re.compile(pattern, flags)
+    options = None
+    source = "(?m)" + pattern if flags & re.MULTILINE else pattern
+    if flags & (re.IGNORECASE | re.DOTALL):
+        options = re2_module.Options()
+        if flags & re.IGNORECASE:
+            options.case_sensitive = False
+        if flags & re.DOTALL:
+            options.dot_nl = True
+    try:
+        return re2_module.compile(source, options)
+    except re2_module.error as exc:
+        if not re_fallback:
+            raise
+        warnings.warn(
+            f"RE2 cannot compile pattern {pattern!r}: {exc}. Falling back to the standard re engine. "
+            "ReDoS protection is disabled for this pattern.",
+            stacklevel=4,
+        )
+        return re.compile(pattern, flags)
 
 
 class CheckHook(BaseHook):

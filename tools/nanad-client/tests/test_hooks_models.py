@@ -327,3 +327,44 @@ def test_unique_and_foreign_key_hooks_behave_as_nanasqlites(impl, use_index):
     with pytest.raises(module.NanaSQLiteValidationError, match="Foreign key constraint violation"):
         orders["o3"] = {"product": "p9"}
     assert sorted(orders.keys()) == ["o1", "o2"]
+
+
+CATASTROPHIC = ["(a+)+$", "(a*)*", "(a|aa)+", "(?:x{1,})+y", "((ab)*c)*", "(?x) ( a + ) +"]
+HARMLESS = ["^user:", r"^\w+:\d+$", "(ab){3}", "a+b+c+", "^(?:x|y)$"]
+
+
+@pytest.mark.parametrize("re2", [False, True])
+def test_key_patterns_refuse_catastrophic_regexes_as_nanasqlite_does(re2, monkeypatch):
+    """Without RE2, a hook's key pattern that could backtrack exponentially is refused, as
+    NanaSQLite 1.6.2 refuses it; with RE2 every pattern is compiled with it (linear time),
+    and what RE2 cannot compile raises unless re_fallback=True."""
+    import re
+
+    import nanasqlite.hooks as real_hooks
+
+    import nanad_client.hooks as our_hooks
+
+    assert our_hooks.HAS_RE2, "google-re2 is not installed (run_tests.sh installs it)"
+    for module in (our_hooks, real_hooks):
+        monkeypatch.setattr(module, "HAS_RE2", re2)
+    for pattern in CATASTROPHIC + HARMLESS:
+        outcomes = []
+        for module in (our_hooks, real_hooks):
+            try:
+                hook = module.CheckHook(lambda k, v: True, key_pattern=pattern)
+                outcomes.append(("ok", bool(hook._should_run("aaaa"))))
+            except Exception as exc:  # noqa: BLE001 - the kind is what is compared
+                outcomes.append(("refused", type(exc).__name__))
+        assert outcomes[0] == outcomes[1], (pattern, outcomes)
+        if not re2:
+            assert outcomes[0][0] == ("refused" if pattern in CATASTROPHIC else "ok"), pattern
+    # A compiled pattern is no way around the check, and flags RE2 lacks need re_fallback.
+    if not re2:
+        with pytest.raises(NanaSQLiteValidationError, match="ReDoS"):
+            our_hooks.BaseHook(key_pattern=re.compile("(a+)+"))
+    else:
+        with pytest.raises(re.error):
+            our_hooks.BaseHook(key_pattern=re.compile("a b", re.VERBOSE))
+        with pytest.warns(UserWarning):
+            hook = our_hooks.BaseHook(key_pattern=re.compile("a b", re.VERBOSE), re_fallback=True)
+        assert hook._should_run("xab")
