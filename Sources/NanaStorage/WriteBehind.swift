@@ -56,6 +56,11 @@ public struct DeadLetter: Sendable {
     public var error: String
     /// Seconds since 1970.
     public var timestamp: Double
+    /// The engine's count of staged writes when the row failed: a later write to its key
+    /// supersedes it (``WriteBehind/retryDeadLetters()`` skips it).
+    var sequence: UInt64 = 0
+    /// Whether a newer write to its key was already staged when it failed.
+    var superseded = false
 }
 
 /// NanaSQLite's `get_v2_metrics()` (spec §5.5, with the code's field names).
@@ -100,6 +105,11 @@ final class WriteBehind: Sendable {
         var finishedCycles: UInt64 = 0
         var waiters: [(cycle: UInt64, done: @Sendable () -> Void)] = []
         var deadLetters = Deque<DeadLetter>()
+        /// Writes staged so far (the sequence a dead letter is stamped with).
+        var stagedWrites: UInt64 = 0
+        /// For each key with a dead letter: how many letters it has, and the sequence of the
+        /// last write staged to it since (0: none).
+        var deadLetterKeys: [String: (letters: Int, lastWrite: UInt64)] = [:]
         var metrics = WriteBehindMetrics()
         var timer: (any DispatchSourceTimer)?
         var shutDown = false
@@ -193,6 +203,7 @@ final class WriteBehind: Sendable {
             for (key, operation) in operations {
                 state.staging[key] = operation
                 state.metrics.currentStagingCount += 1
+                Self.recordWrite(key, &state)
                 switch operation {
                 case .set(let value): changes.append(.set(key, value.encoded))
                 case .delete: changes.append(.remove(key))
@@ -202,6 +213,14 @@ final class WriteBehind: Sendable {
             return Self.isFlushDue(configuration, state)
         }
         if flushNow { requestFlush(waiter: nil) }
+    }
+
+    /// Counts a staged write; a key with a dead letter remembers it, so that `retry_dlq` does
+    /// not store the failed row over it (NanaSQLite 1.6.2 did, when the newer write had been
+    /// flushed already). Called with the lock held.
+    private static func recordWrite(_ key: String, _ state: inout State) {
+        state.stagedWrites &+= 1
+        if state.deadLetterKeys[key] != nil { state.deadLetterKeys[key]?.lastWrite = state.stagedWrites }
     }
 
     private static func isFlushDue(_ configuration: WriteBehindConfiguration, _ state: borrowing State) -> Bool {
@@ -238,6 +257,7 @@ final class WriteBehind: Sendable {
             guard let operation else { return (false, result) }
             state.staging[key] = operation
             state.metrics.currentStagingCount += 1
+            Self.recordWrite(key, &state)
             switch operation {
             case .set(let value): cache.apply([.set(key, value.encoded)])
             case .delete: cache.apply([.remove(key)])
@@ -443,10 +463,12 @@ final class WriteBehind: Sendable {
         let dropped: Int = state.withLock { state in
             var dropped = 0
             for (key, operation) in rows {
-                state.deadLetters.append(DeadLetter(key: key, operation: operation, error: error, timestamp: now))
+                state.deadLetters.append(DeadLetter(key: key, operation: operation, error: error, timestamp: now,
+                                                    sequence: state.stagedWrites, superseded: state.staging[key] != nil))
+                state.deadLetterKeys[key, default: (0, 0)].letters += 1
                 state.metrics.dlqErrors += 1
                 if let limit = state.configuration?.maxDLQSize, state.deadLetters.count > limit {
-                    state.deadLetters.removeFirst()
+                    Self.forgetLetter(state.deadLetters.removeFirst(), &state)
                     dropped += 1
                 }
                 // The value never reached the file: reads must not keep answering with it
@@ -464,6 +486,11 @@ final class WriteBehind: Sendable {
         }
     }
 
+    private static func forgetLetter(_ letter: DeadLetter, _ state: inout State) {
+        guard let entry = state.deadLetterKeys[letter.key] else { return }
+        state.deadLetterKeys[letter.key] = entry.letters > 1 ? (entry.letters - 1, entry.lastWrite) : nil
+    }
+
     var deadLetters: [DeadLetter] { state.withLock { Array($0.deadLetters) } }
 
     var deadLetterCount: Int { state.withLock { $0.deadLetters.count } }
@@ -476,13 +503,23 @@ final class WriteBehind: Sendable {
             guard state.configuration != nil, !state.shutDown else {
                 throw StorageError(.database, "table '\(tableName)' is not in v2 mode now; open it with v2_mode=True to retry its dead letters, or clear them")
             }
-            defer { state.deadLetters.removeAll() }
-            return state.deadLetters.filter { state.staging[$0.key] == nil && state.flushing[$0.key] == nil }
+            defer {
+                state.deadLetters.removeAll()
+                state.deadLetterKeys.removeAll()
+            }
+            // Not over a newer write: one staged, being flushed, or already flushed.
+            return state.deadLetters.filter { letter in
+                !letter.superseded && state.staging[letter.key] == nil && state.flushing[letter.key] == nil
+                    && (state.deadLetterKeys[letter.key]?.lastWrite ?? 0) <= letter.sequence
+            }
         }
         do {
             try stage(letters.map { ($0.key, $0.operation) })
         } catch {
-            state.withLock { $0.deadLetters.insert(contentsOf: letters, at: 0) }  // nothing is lost
+            state.withLock { state in  // nothing is lost
+                state.deadLetters.insert(contentsOf: letters, at: 0)
+                for letter in letters { state.deadLetterKeys[letter.key, default: (0, 0)].letters += 1 }
+            }
             throw error
         }
         return letters.count
@@ -490,7 +527,10 @@ final class WriteBehind: Sendable {
 
     func clearDeadLetters() -> Int {
         state.withLock { state in
-            defer { state.deadLetters.removeAll() }
+            defer {
+                state.deadLetters.removeAll()
+                state.deadLetterKeys.removeAll()
+            }
             return state.deadLetters.count
         }
     }
