@@ -148,11 +148,20 @@ extension ConnectionHandler {
 
     func close(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let id = try args.int("db")
-        if case .success(let handle) = session.table(id), machine.handleClosing(on: handle.table.database) == .refuseOpenTransaction {
-            throw NanaRemoteError(.transaction, "Cannot close connection while transaction is in progress. Please commit or rollback first.")
+        var staged: KeyValueTable?
+        if case .success(let handle) = session.table(id) {
+            if machine.handleClosing(on: handle.table.database) == .refuseOpenTransaction {
+                throw NanaRemoteError(.transaction, "Cannot close connection while transaction is in progress. Please commit or rollback first.")
+            }
+            // The flusher writes outside client transactions, so inside one it is not waited for.
+            if handle.table.stagedWrites > 0, try transactionOwner(handle.table.database) == nil { staged = handle.table }
         }
         session.close(id)
-        reply(msgid, .value(.nil))
+        guard let staged else { return reply(msgid, .value(.nil)) }
+        // As NanaSQLite's close(): what is staged is flushed, and the reply waits for its commit.
+        respondLater(msgid, { (done: @escaping @Sendable (Result<Void, StorageError>) -> Void) in
+            staged.flush { done(.success(())) }
+        }) { _ in .value(.nil) }
     }
 
     func handle(_ id: Int64) throws(NanaRemoteError) -> Session.Handle {

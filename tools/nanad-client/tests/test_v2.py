@@ -222,6 +222,28 @@ def test_sigterm_flushes_everything_staged(second_nanad):
     assert file_rows(daemon.path("sigterm.db"), "users") == {"u1": {"name": "Alice"}}
 
 
+def test_close_flushes_what_was_staged_and_waits_for_it(nanad, dbfile):
+    """As NanaSQLite's close(): a v2 instance's staged writes are in the file once close()
+    returns (before, in manual mode they reached it only when nanad stopped, and a SIGKILL of
+    nanad lost them), for the sync and the async class."""
+    db = NanaSQLite(dbfile, v2_mode=True, flush_mode="manual", socket=nanad.socket)
+    db.update({f"k{i}": i for i in range(500)})
+    db["last"] = "staged"
+    assert file_rows(nanad.path(dbfile)) == {}
+    db.close()
+    rows = file_rows(nanad.path(dbfile))
+    assert len(rows) == 501 and rows["last"] == "staged"
+
+    async def main():
+        adb = AsyncNanaSQLite(dbfile, table="async", v2_mode=True, flush_mode="manual", socket=nanad.socket)
+        await adb.aset("a", 1)
+        assert file_rows(nanad.path(dbfile), "async") == {}
+        await adb.close()
+        return file_rows(nanad.path(dbfile), "async")
+
+    assert asyncio.run(main()) == {"a": 1}
+
+
 # ------------------------------------------------------------------ dead letters
 
 
