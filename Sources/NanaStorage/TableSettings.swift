@@ -316,4 +316,7 @@ extension KeyValueTable {
 
     /// Distinct keys staged or being flushed.
     public var stagedWrites: Int { writeBehind.stagedCount }
+
+    /// The write-behind engine's state, as NanaSQLite's `get_status()` reports it.
+    public var writeBehindStatus: WriteBehindStatus { writeBehind.status }
 }

@@ -63,6 +63,17 @@ public struct DeadLetter: Sendable {
     var superseded = false
 }
 
+/// NanaSQLite's `get_status()` view of a table's engine: keys staged and being flushed, how
+/// long the oldest staged write has waited, whether a flush runs, and when one last succeeded.
+public struct WriteBehindStatus: Sendable, Hashable {
+    public var pending: Int
+    public var flushing: Int
+    public var oldestPendingAgeSeconds: Double?
+    public var flushActive: Bool
+    /// Seconds since 1970.
+    public var lastSuccessfulFlushTime: Double?
+}
+
 /// NanaSQLite's `get_v2_metrics()` (spec §5.5, with the code's field names).
 public struct WriteBehindMetrics: Sendable, Hashable {
     /// Flush cycles, empty ones included.
@@ -107,6 +118,13 @@ final class WriteBehind: Sendable {
         var deadLetters = Deque<DeadLetter>()
         /// Writes staged so far (the sequence a dead letter is stamped with).
         var stagedWrites: UInt64 = 0
+        /// When the staging buffer last went from empty to holding a write (uptime ns; nil
+        /// while it is empty): NanaSQLite's oldest pending write.
+        var stagingSince: UInt64?
+        /// When a flush cycle last finished with none of its rows failing (seconds since 1970).
+        var lastSuccessfulFlush: Double?
+        /// Rows of the running cycle that failed (dead-lettered, or kept staged for lack of room).
+        var cycleFailures = 0
         /// For each key with a dead letter: how many letters it has, and the sequence of the
         /// last write staged to it since (0: none).
         var deadLetterKeys: [String: (letters: Int, lastWrite: UInt64)] = [:]
@@ -220,6 +238,7 @@ final class WriteBehind: Sendable {
     /// flushed already). Called with the lock held.
     private static func recordWrite(_ key: String, _ state: inout State) {
         state.stagedWrites &+= 1
+        if state.stagingSince == nil { state.stagingSince = DispatchTime.now().uptimeNanoseconds }
         if state.deadLetterKeys[key] != nil { state.deadLetterKeys[key]?.lastWrite = state.stagedWrites }
     }
 
@@ -271,7 +290,10 @@ final class WriteBehind: Sendable {
     /// Drops every staged write (the table is being cleared; the DELETE that follows covers
     /// what was already flushing).
     func discardStaged() {
-        state.withLock { $0.staging.removeAll() }
+        state.withLock {
+            $0.staging.removeAll()
+            $0.stagingSince = nil
+        }
     }
 
     // MARK: Flushing
@@ -315,6 +337,8 @@ final class WriteBehind: Sendable {
         state.startedCycles += 1
         state.flushing = state.staging
         state.staging = [:]
+        state.stagingSince = nil
+        state.cycleFailures = 0
         state.metrics.currentStagingCount = 0
         if state.configuration?.flushMode == .time, let seconds = state.configuration?.flushInterval {
             let interval = Self.timerPeriod(seconds)
@@ -410,7 +434,9 @@ final class WriteBehind: Sendable {
         enum Next { case retry, deadLetter }
         let next: Next? = state.withLock { state -> Next? in
             if state.shutDown { return .deadLetter }
+            state.cycleFailures += rows.count
             for (key, operation) in rows where state.staging[key] == nil {
+                if state.stagingSince == nil { state.stagingSince = DispatchTime.now().uptimeNanoseconds }
                 state.staging[key] = operation
                 state.metrics.currentStagingCount += 1
             }
@@ -443,6 +469,7 @@ final class WriteBehind: Sendable {
             state.metrics.kvsItemsFlushed += flushed
             state.metrics.lastFlushTime = Date().timeIntervalSince1970
             state.metrics.totalFlushTimeMilliseconds += elapsed
+            if state.cycleFailures == 0 { state.lastSuccessfulFlush = state.metrics.lastFlushTime }
             let finished = state.finishedCycles
             let ready = state.waiters.filter { $0.cycle <= finished }.map(\.done)
             state.waiters.removeAll { $0.cycle <= finished }
@@ -462,6 +489,7 @@ final class WriteBehind: Sendable {
         let now = Date().timeIntervalSince1970
         let dropped: Int = state.withLock { state in
             var dropped = 0
+            state.cycleFailures += rows.count
             for (key, operation) in rows {
                 state.deadLetters.append(DeadLetter(key: key, operation: operation, error: error, timestamp: now,
                                                     sequence: state.stagedWrites, superseded: state.staging[key] != nil))
@@ -539,6 +567,15 @@ final class WriteBehind: Sendable {
 
     /// Staged writes (distinct keys), for stats.
     var stagedCount: Int { state.withLock { $0.staging.count + $0.flushing.count } }
+
+    var status: WriteBehindStatus {
+        state.withLock { state in
+            let now = DispatchTime.now().uptimeNanoseconds
+            return WriteBehindStatus(pending: state.staging.count, flushing: state.flushing.count,
+                          oldestPendingAgeSeconds: state.stagingSince.map { Double(now &- $0) / 1e9 },
+                          flushActive: state.flushRunning, lastSuccessfulFlushTime: state.lastSuccessfulFlush)
+        }
+    }
 
     // MARK: Shutdown
 

@@ -33,7 +33,12 @@ extension ConnectionHandler {
             let w = db.writerStatistics
             let tables: [NanaValue] = db.openTables.sorted { $0.name < $1.name }.map { t in
                 let c = t.cacheStatistics
-                return ["name": .string(t.name), "cached": .int(Int64(c.entries)), "absent_keys": .int(Int64(c.absentKeys)),
+                let v2 = t.writeBehindStatus
+                return ["name": .string(t.name),
+                        "v2_pending": .int(Int64(v2.pending)), "v2_flushing": .int(Int64(v2.flushing)),
+                        "v2_oldest_pending_age_s": v2.oldestPendingAgeSeconds.map { .double($0) } ?? .nil,
+                        "v2_flush_active": .bool(v2.flushActive),
+                        "v2_last_successful_flush": v2.lastSuccessfulFlushTime.map { .double($0) } ?? .nil, "cached": .int(Int64(c.entries)), "absent_keys": .int(Int64(c.absentKeys)),
                         "hits": .int(Int64(c.hits)), "misses": .int(Int64(c.misses)),
                         "evictions": .int(Int64(c.evictions)), "expirations": .int(Int64(c.expirations)),
                         "capacity": c.capacity.map { .int(Int64($0)) } ?? .nil,

@@ -625,9 +625,10 @@ class Operations:
         return [{"error": "write_failed", "timestamp": e.get("timestamp")} for e in entries or [] if isinstance(e, dict)]
 
     def _op_get_status(self) -> Op:
-        """NanaSQLite's status snapshot. In v2 mode the counts come from the daemon's
-        statistics of this table (``stats``) and its dead-letter queue; the daemon does not
-        report flush times or queued SQL, so those are ``None``/``0``."""
+        """NanaSQLite's status snapshot. In v2 mode it comes from the daemon's statistics of
+        this table (``stats``: staged and flushing keys, the oldest staged write's age, the
+        last successful flush) and its dead-letter queue; nanad queues no SQL, so
+        ``pending_sql_count`` is 0."""
         if not self._options.v2_mode:
             return {
                 "mode": "immediate",
@@ -644,7 +645,7 @@ class Operations:
             }
         entries = yield ("get_dlq", {})
         stats = yield ("stats", {})
-        staged = 0
+        entry: Dict[str, Any] = {}
         table = self._table.strip('"')
         for database in (stats or {}).get("databases") or []:
             path = str(database.get("path", ""))
@@ -652,20 +653,20 @@ class Operations:
                 continue
             for t in database.get("tables") or []:
                 if t.get("name") == table:
-                    staged = int(t.get("v2_staged") or 0)
+                    entry = t
         times = [e.get("timestamp") for e in entries or [] if isinstance(e, dict)]
         return {
             "mode": "write_back",
-            "oldest_pending_age_seconds": None,
-            "pending_kvs_count": staged,
-            "flushing_kvs_count": 0,
+            "oldest_pending_age_seconds": entry.get("v2_oldest_pending_age_s"),
+            "pending_kvs_count": int(entry.get("v2_pending", entry.get("v2_staged")) or 0),
+            "flushing_kvs_count": int(entry.get("v2_flushing") or 0),
             "pending_sql_count": 0,
-            "flush_active": False,
+            "flush_active": bool(entry.get("v2_flush_active")),
             "failed_count": len(times),
             "failure_count": len(times),
             "dropped_failure_count": 0,
             "last_failure_time": max(times) if times else None,
-            "last_successful_flush_time": None,
+            "last_successful_flush_time": entry.get("v2_last_successful_flush"),
         }
 
     def _op_get_v2_metrics(self) -> Op:

@@ -441,3 +441,26 @@ def test_retry_dlq_never_stores_a_failed_row_over_a_newer_write(impl, newer):
     assert dict(db.items()) == ({} if newer == "delete" else {"k": 2})
     db.clear_cache()
     assert db.get("k") == (None if newer == "delete" else 2)
+
+
+def test_get_status_reports_the_oldest_pending_write_and_the_last_flush(impl):
+    """get_status() side by side with NanaSQLite: while a write waits, its age grows; after
+    flush(wait=True) nothing is pending and the last successful flush has a time."""
+    import time
+
+    db = impl("status.db", v2_mode=True, flush_mode="manual")
+    before = db.get_status()
+    assert before["oldest_pending_age_seconds"] is None and before["pending_kvs_count"] == 0
+    db["a"] = 1
+    db["b"] = 2
+    time.sleep(0.2)
+    waiting = db.get_status()
+    assert waiting["pending_kvs_count"] == 2 and waiting["flushing_kvs_count"] == 0
+    assert waiting["oldest_pending_age_seconds"] is not None and 0.15 <= waiting["oldest_pending_age_seconds"] < 30
+    assert waiting["flush_active"] is False
+    started = time.time()
+    db.flush(wait=True)
+    after = db.get_status()
+    assert after["pending_kvs_count"] == 0 and after["oldest_pending_age_seconds"] is None
+    assert after["last_successful_flush_time"] is not None and started - 1 <= after["last_successful_flush_time"] <= time.time() + 1
+    assert after["failed_count"] == 0
