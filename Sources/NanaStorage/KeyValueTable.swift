@@ -299,7 +299,7 @@ public final class KeyValueTable: Sendable {
             if !constraints.isEmpty { return checkedStage([(key, value)], owner: owner, completion) }
             return completion(stage(owner) { () throws(StorageError) in try writeBehind.stage(CollectionOfOne((key, .set(value)))) })
         }
-        write(.statement, owner, completion) { connection throws(StorageError) in
+        write(.statement, owner, singleRow: true, completion) { connection throws(StorageError) in
             try self.writeRow(key, value, on: connection)
             return (.set(key, value.encoded), ())
         }
@@ -313,7 +313,7 @@ public final class KeyValueTable: Sendable {
                 return (.delete, ())
             }
         }
-        write(.statement, owner, completion) { connection throws(StorageError) in
+        write(.statement, owner, singleRow: true, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.delete)
             try statement.withReset { (s) throws(StorageError) in
                 s.bind(key, at: 1)
@@ -333,7 +333,7 @@ public final class KeyValueTable: Sendable {
                 return (.delete, old)
             }
         }
-        write(.statement, owner, completion) { connection throws(StorageError) in
+        write(.statement, owner, singleRow: true, completion) { connection throws(StorageError) in
             let statement = try connection.cachedStatement(self.sql.deleteReturning)
             let old = try statement.withReset { (s) throws(StorageError) -> EncodedValue? in
                 s.bind(key, at: 1)
@@ -356,7 +356,7 @@ public final class KeyValueTable: Sendable {
                 return (.set(value), value.encoded)
             }
         }
-        write(.statement, owner, completion) { connection throws(StorageError) in
+        write(.statement, owner, singleRow: true, completion) { connection throws(StorageError) in
             if !self.constraints.isEmpty, try self.readValue(key, on: connection) == nil {
                 try self.constraints.check(key, value, table: self, on: connection)
             }
@@ -394,7 +394,7 @@ public final class KeyValueTable: Sendable {
                 return (.set(new), new.encoded)
             }
         }
-        write(.statement, owner, completion) { connection throws(StorageError) in
+        write(.statement, owner, singleRow: true, completion) { connection throws(StorageError) in
             let old = try self.readValue(key, on: connection)
             let new = try transform(old)
             try self.writeRow(key, new, on: connection)
@@ -695,11 +695,12 @@ public final class KeyValueTable: Sendable {
     private func write<T>(
         _ mode: WriteJob.Mode,
         _ owner: TransactionToken?,
+        singleRow: Bool = false,
         _ completion: @escaping @Sendable (Result<T, StorageError>) -> Void,
         _ body: @escaping @Sendable (SQLiteConnection) throws(StorageError) -> (PendingChange, T)
     ) {
         database.submit(WriteJob(
-            mode: mode, owner: owner,
+            mode: mode, owner: owner, isSingleRow: singleRow,
             run: { connection throws(StorageError) in
                 let (change, result) = try body(connection)
                 let box = UncheckedSendable(result)

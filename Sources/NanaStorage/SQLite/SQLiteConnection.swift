@@ -93,6 +93,12 @@ final class SQLiteConnection {
         guard rc == SQLITE_OK else { throw error(rc, context: sql) }
     }
 
+    /// Runs one statement without parameters, prepared once (BEGIN and COMMIT run for every
+    /// write batch).
+    func executePrepared(_ sql: String) throws(StorageError) {
+        try cachedStatement(sql).withReset { (s) throws(StorageError) in try s.run() }
+    }
+
     /// A prepared statement from this connection's cache, reset and ready to bind.
     func cachedStatement(_ sql: String) throws(StorageError) -> Statement {
         if let statement = statements[sql] {
