@@ -21,10 +21,29 @@ final class JobQueue<Job: Sendable>: @unchecked Sendable {
         return true
     }
 
+    /// Batches that ``takeBatch(limit:spinning:)`` found while it spun, and times it slept
+    /// (found nothing queued and nothing while spinning).
+    private var takenWhileSpinning = 0
+    private var sleeps = 0
+
     /// Waits for work and takes up to `limit` jobs; nil once closed and drained.
-    func takeBatch(limit: Int) -> [Job]? {
+    /// - Parameter spinning: nanoseconds to keep looking for work, yielding the CPU between
+    ///   looks, before sleeping on the condition. A sleeping thread's wake-up costs tens of
+    ///   µs on a small VM (more than SQLite's commit): a client that sends its next write
+    ///   soon after the last reply finds the writer awake (docs/BENCHMARKS.md, session 12).
+    func takeBatch(limit: Int, spinning: UInt64 = 0) -> [Job]? {
         condition.lock()
         defer { condition.unlock() }
+        if jobs.isEmpty && !closed && spinning > 0 {
+            let until = DispatchTime.now().uptimeNanoseconds + spinning
+            repeat {
+                condition.unlock()
+                sched_yield()
+                condition.lock()
+            } while jobs.isEmpty && !closed && DispatchTime.now().uptimeNanoseconds < until
+            if !jobs.isEmpty { takenWhileSpinning += 1 }
+        }
+        if jobs.isEmpty && !closed { sleeps += 1 }
         while jobs.isEmpty && !closed { condition.wait() }
         if jobs.isEmpty { return nil }
         let n = min(limit, jobs.count)
@@ -89,6 +108,13 @@ final class JobQueue<Job: Sendable>: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return Array(jobs)
+    }
+
+    /// Batches ``takeBatch(limit:spinning:)`` found while it spun, and times it slept.
+    var takerCounts: (foundSpinning: Int, slept: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (takenWhileSpinning, sleeps)
     }
 
     var count: Int {

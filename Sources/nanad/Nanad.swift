@@ -55,6 +55,9 @@ struct Nanad: AsyncParsableCommand {
     @Flag(name: .customLong("external-checkpoints"), help: "Never checkpoint the WAL while serving; leave it to a tool such as Litestream.")
     var externalCheckpoints = false
 
+    @Option(name: .customLong("writer-spin"), help: "Microseconds a database's writer keeps looking for the next write before it sleeps (0 to 100000; 0: sleep at once). [default: 100]")
+    var writerSpin: Int?
+
     @Option(name: .customLong("transaction-timeout"), help: "Seconds a client transaction may hold a database's writer before it is rolled back. [default: 30]")
     var transactionTimeout: Double?
 
@@ -106,6 +109,7 @@ struct Nanad: AsyncParsableCommand {
         var event_loops: Int?
         var readers: Int?
         var external_checkpoints: Bool?
+        var writer_spin: Int?
         var transaction_timeout: Double?
         var statement_timeout: Double?
         var shutdown_timeout: Double?
@@ -147,6 +151,10 @@ struct Nanad: AsyncParsableCommand {
         c.eventLoopCount = eventLoops ?? file.event_loops ?? c.eventLoopCount
         c.databaseOptions.readerCount = readers ?? file.readers ?? c.databaseOptions.readerCount
         if externalCheckpoints || file.external_checkpoints == true { c.databaseOptions.checkpointWhenIdlePages = 0 }
+        c.databaseOptions.writerSpinMicroseconds = writerSpin ?? file.writer_spin ?? c.databaseOptions.writerSpinMicroseconds
+        guard (0...100_000).contains(c.databaseOptions.writerSpinMicroseconds) else {
+            throw ValidationError("writer spin must be 0 to 100000 microseconds (got \(c.databaseOptions.writerSpinMicroseconds))")
+        }
         let transaction = transactionTimeout ?? file.transaction_timeout ?? 30
         let statement = statementTimeout ?? file.statement_timeout ?? 30
         let shutdown = shutdownTimeout ?? file.shutdown_timeout ?? 10

@@ -224,6 +224,36 @@ import Testing
         #expect(other.stderr.contains("not allowed to open"), "\(other.stderr)")
         try await daemon.stop()
     }
+
+    /// `--writer-spin`: how long a file's writer looks for the next write before it sleeps.
+    /// A long spin finds sequential writes awake (counted in `stats`); 0 never spins; a value
+    /// out of bounds is refused at start.
+    @Test func theWriterSpinIsASettingThatStatsCount() async throws {
+        func sleeps(_ arguments: [String]) async throws -> (Int64, Daemon) {
+            let daemon = try await Daemon.start(arguments: arguments)
+            let client = try await daemon.connect()
+            let db = try await client.open("spin.db")
+            for i in 0..<50 { try await db.set("k\(i)", .int(Int64(i))) }
+            let file = try await client.stats()["databases"]?.arrayValue?.first { $0["path"]?.stringValue?.hasSuffix("spin.db") == true }
+            #expect(try await db.count() == 50)
+            await client.close()
+            try await daemon.stop()
+            return (try #require(file?["writer_sleeps"]?.int64Value), daemon)
+        }
+        // 100 ms, far longer than a round trip: the writer sleeps only before the first write.
+        let (long, daemon) = try await sleeps(["--writer-spin", "100000"])
+        defer { daemon.removeFolder() }
+        let (none, other) = try await sleeps(["--writer-spin", "0"])
+        other.removeFolder()
+        // Alone, 0 and 51 (one sleep per set, and one before the first); room left for a busy machine.
+        #expect(long <= 10, "\(long) sleeps in 50 sequential sets")
+        #expect(none >= 25, "without a spin the writer sleeps between sets (\(none))")
+        for bad in ["-1", "100001", "soon"] {
+            let run = try await runProgram(binFolder.appendingPathComponent("nanad"), ["--writer-spin", bad, "--socket", daemon.folder + "/x.sock", "--data-dir", daemon.dataDirectory])
+            #expect(run.status != 0, "\(bad)")
+            #expect(run.stderr.contains("writer-spin") || run.stderr.contains("writer spin"), "\(bad): \(run.stderr)")
+        }
+    }
 }
 
 /// A Unix datagram socket the test receives sd_notify messages on.

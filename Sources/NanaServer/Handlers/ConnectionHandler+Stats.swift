@@ -48,7 +48,7 @@ extension ConnectionHandler {
             return [
                 "path": .string(db.path), "sessions": .int(Int64(db.holderCount)), "commits": .int(Int64(w.commits)), "writes": .int(Int64(w.writes)),
                 "failed_writes": .int(Int64(w.failedWrites)), "largest_batch": .int(Int64(w.largestBatch)),
-                "checkpoints": .int(Int64(w.checkpoints)),
+                "checkpoints": .int(Int64(w.checkpoints)), "writer_spin_catches": .int(Int64(db.writerWakeups.foundSpinning)), "writer_sleeps": .int(Int64(db.writerWakeups.slept)),
                 "disk_full": .bool(w.diskFull.isFull), "disk_full_episodes": .int(Int64(w.diskFull.episodes)),
                 "disk_full_refused_writes": .int(Int64(w.diskFull.refusedWrites)),
                 "batch_sizes": .map(NanaParams(uniqueKeysWithValues: zip(WriterStatistics.batchSizeBounds, w.batchSizes).map { bound, count in
