@@ -39,7 +39,9 @@ import Testing
         let folder = first.folder
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let daemon = Mutex(first)
-        let client = NanaClient(configuration: NanaClientConfiguration(socketPath: first.socketPath, clientName: "service-test"))
+        // Calls wait up to 30 s for the daemon to be back: beside the whole suite on two cores a
+        // restart once took longer than the default 5 s (the test is about surviving it).
+        let client = NanaClient(configuration: NanaClientConfiguration(socketPath: first.socketPath, clientName: "service-test", connectionTimeout: .seconds(30)))
         #expect(client.connectionState == .connecting)
         let worker = Worker(client: client, restart: {
             try await daemon.withLock { $0 }.stop(SIGKILL)
