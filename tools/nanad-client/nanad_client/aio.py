@@ -337,7 +337,7 @@ def _fast_get(name: str, owner: str, slow: Any) -> Any:
             if entry is not None:
                 words = near.words
                 if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
-                    entries.move_to_end(key)
+                    entry[7] = True  # used: CLOCK's mark (_near.NearCache)
                     near.hits += 1
                     value = entry[0]
                     return default if value is _near.ABSENT else value
@@ -357,7 +357,7 @@ def _fast_contains(name: str, owner: str, slow: Any) -> Any:
             if entry is not None:
                 words = near.words
                 if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
-                    entries.move_to_end(key)
+                    entry[7] = True  # used: CLOCK's mark (_near.NearCache)
                     near.hits += 1
                     return entry[0] is not _near.ABSENT
         return await slow(self, key)

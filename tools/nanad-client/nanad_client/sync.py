@@ -196,7 +196,7 @@ class NanaSQLite(Operations, MutableMapping):
             if entry is not None:
                 words = near.words
                 if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
-                    entries.move_to_end(key)
+                    entry[7] = True  # used: CLOCK's mark (_near.NearCache)
                     near.hits += 1
                     value = entry[0]
                     if value is _ABSENT:
@@ -215,7 +215,7 @@ class NanaSQLite(Operations, MutableMapping):
             if entry is not None:
                 words = near.words
                 if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
-                    entries.move_to_end(key)
+                    entry[7] = True  # used: CLOCK's mark (_near.NearCache)
                     near.hits += 1
                     value = entry[0]
                     return default if value is _ABSENT else value
@@ -232,7 +232,7 @@ class NanaSQLite(Operations, MutableMapping):
             if entry is not None:
                 words = near.words
                 if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
-                    entries.move_to_end(key)
+                    entry[7] = True  # used: CLOCK's mark (_near.NearCache)
                     near.hits += 1
                     return entry[0] is not _ABSENT
         return self._contains(key)

@@ -127,6 +127,27 @@ def test_limits_and_turning_it_off(nanad, dbfile):
         pass
 
 
+def test_eviction_gives_a_read_entry_a_second_chance(nanad, dbfile):
+    """CLOCK: a full near-cache evicts its oldest entry not read since it was last passed over."""
+    db = NanaSQLite(dbfile, socket=nanad.socket, near_cache_size=3)
+    db.batch_update({"a": 1, "b": 2, "c": 3, "d": 4, "e": 5})
+    for key in ("a", "b", "c"):
+        assert db[key] == ord(key) - ord("a") + 1  # three misses fill a, b, c
+    assert db["a"] == 1  # a hit marks a used
+    assert db["d"] == 4  # full: a is passed over (unmarked, to the back), b goes
+    misses = db.near_cache_stats()["misses"]
+    assert db["a"] == 1 and db["c"] == 3 and db["d"] == 4
+    assert db.near_cache_stats()["misses"] == misses  # a, c and d are all still there
+    assert db["b"] == 2 and db.near_cache_stats()["misses"] == misses + 1  # b was evicted
+    # b's fill makes room first: c, d and a were all just read, so each loses its mark in turn
+    # and the oldest of them, c, now unmarked at the front, goes; b itself stays.
+    assert db.near_cache_stats()["entries"] == 3
+    assert db["b"] == 2 and db["d"] == 4 and db["a"] == 1
+    assert db.near_cache_stats()["misses"] == misses + 1
+    assert db["c"] == 3 and db.near_cache_stats()["misses"] == misses + 2
+    db.close()
+
+
 def test_hooks_run_on_hits(nanad, dbfile):
     class Upper:
         def after_read(self, db, key, value):
