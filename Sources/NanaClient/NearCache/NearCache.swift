@@ -8,7 +8,7 @@ import Synchronization
 /// round trip while the daemon's stamps for its key and table are unchanged (PROTOCOL §10): a
 /// write any client had acknowledged before the read began is always seen.
 public struct NanaNearCache: Sendable, Hashable {
-    /// Entries kept (least recently used go first).
+    /// Entries kept (when full, the oldest not read since eviction last passed it go first).
     public var maximumEntries: Int
     /// Bytes kept, counted as the keys' and values' sizes plus a fixed overhead per entry.
     public var maximumBytes: Int
@@ -80,9 +80,9 @@ struct NearCacheBinding: Sendable {
 /// is a miss.
 ///
 /// A near-cache of at least ``shardingThreshold`` entries is split by key hash into
-/// ``shardCount`` stores, each an LRU with an equal share of the limits and a lock of its own:
+/// ``shardCount`` stores, each with an equal share of the limits and a lock of its own:
 /// tasks reading one handle from several threads would otherwise queue on one lock (16 tasks on
-/// 2 threads read at half the rate of one task). A smaller one stays one exact LRU.
+/// 2 threads read at half the rate of one task). A smaller one stays one store.
 final class NearCacheTable: Sendable {
     static let shardCount = 8
     static let shardingThreshold = 1024
@@ -221,8 +221,12 @@ final class NearCacheTable: Sendable {
     }
 }
 
-/// The entries of one near-cache, least recently used first: a dictionary into slots threaded
-/// on a doubly linked list by index, so that a hit moves its entry in O(1).
+/// The entries of one near-cache, oldest first, evicted by CLOCK (second chance), the usual
+/// approximation of LRU: a dictionary into slots threaded on a doubly linked list by index in
+/// the order they were filled. A hit only marks its slot used (``touch(_:)``); eviction takes
+/// the head, except that a used head loses its mark and goes to the back instead. An exact LRU
+/// would relink the slot on every hit, writing three slots where this writes one. The Python
+/// drop-in evicts the same way (_near.py).
 struct NearCacheStore {
     struct Slot {
         var key: String
@@ -231,6 +235,8 @@ struct NearCacheStore {
         /// Uptime nanoseconds past which the entry is not used; `.max` for none.
         var deadline: UInt64
         var bytes: Int
+        /// Read since eviction last passed it over.
+        var used = false
         var previous: Int
         var next: Int
     }
@@ -256,6 +262,17 @@ struct NearCacheStore {
     mutating func put(_ key: String, _ answer: NearCacheAnswer, _ stamps: NearCacheStamps, deadline: UInt64, bytes cost: Int) {
         if let slot = index[key] { remove(slot) }
         guard maximumEntries > 0, cost <= maximumBytes else { return }
+        // Room is made before the entry goes in, so that the new entry is never the one evicted.
+        while head != Self.none, index.count >= maximumEntries || bytes + cost > maximumBytes {
+            let oldest = head
+            if slots[oldest].used {
+                slots[oldest].used = false  // a second chance: to the back, unmarked
+                unlink(oldest)
+                append(oldest)
+            } else {
+                remove(oldest)
+            }
+        }
         let entry = Slot(key: key, answer: answer, stamps: stamps, deadline: deadline, bytes: cost, previous: Self.none, next: Self.none)
         let slot: Int
         if let reused = free.popLast() {
@@ -268,13 +285,12 @@ struct NearCacheStore {
         index[key] = slot
         bytes += cost
         append(slot)
-        while index.count > maximumEntries || bytes > maximumBytes, head != Self.none { remove(head) }
     }
 
+    /// A hit: marks the slot used, so that eviction passes it over once.
+    @inline(__always)
     mutating func touch(_ slot: Int) {
-        guard slot != tail else { return }
-        unlink(slot)
-        append(slot)
+        slots[slot].used = true
     }
 
     mutating func remove(_ slot: Int) {

@@ -3,7 +3,7 @@ import Testing
 
 @testable import NanaClient
 
-/// The near-cache's bounded store: least recently used first out, by entries and by bytes.
+/// The near-cache's bounded store: CLOCK (second chance) eviction, by entries and by bytes.
 @Suite struct NearCacheStoreTests {
     private static let stamps = NearCacheStamps(keyWord: 300, keyStamp: 1, tableStamp: 1)
 
@@ -21,15 +21,20 @@ import Testing
         return keys
     }
 
-    @Test func theLeastRecentlyUsedEntryGoesFirst() {
+    @Test func theOldestEntryNotReadSinceGoesFirst() {
         var store = NearCacheStore(maximumEntries: 3, maximumBytes: 10_000)
         for key in ["a", "b", "c"] { put(&store, key) }
         store.touch(store.index["a"]!)
-        put(&store, "d")
+        put(&store, "d")  // a is passed over (to the back, unmarked), b goes
         #expect(keys(store) == ["c", "a", "d"])
         #expect(store.index["b"] == nil)
-        put(&store, "c")  // a refill moves it to the back
-        #expect(keys(store) == ["a", "d", "c"])
+        #expect(!store.slots[store.index["a"]!].used, "passing over clears the mark")
+        for key in ["c", "a", "d"] { store.touch(store.index[key]!) }
+        put(&store, "e")  // every entry marked: each loses its mark in turn, then the oldest goes
+        #expect(keys(store) == ["a", "d", "e"])
+        #expect(store.index["e"] != nil, "the new entry is never the one evicted")
+        put(&store, "a")  // a refill goes to the back
+        #expect(keys(store) == ["d", "e", "a"])
         #expect(store.index.count == 3 && store.bytes == 300)
     }
 
