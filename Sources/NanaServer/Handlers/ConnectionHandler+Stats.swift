@@ -31,6 +31,7 @@ extension ConnectionHandler {
         ]
         let dbs: [NanaValue] = databases.sorted { $0.path < $1.path }.map { db in
             let w = db.writerStatistics
+            let wakeups = db.writerWakeups  // one read of the queue's counters: the two agree
             let tables: [NanaValue] = db.openTables.sorted { $0.name < $1.name }.map { t in
                 let c = t.cacheStatistics
                 let v2 = t.writeBehindStatus
@@ -48,7 +49,7 @@ extension ConnectionHandler {
             return [
                 "path": .string(db.path), "sessions": .int(Int64(db.holderCount)), "commits": .int(Int64(w.commits)), "writes": .int(Int64(w.writes)),
                 "failed_writes": .int(Int64(w.failedWrites)), "largest_batch": .int(Int64(w.largestBatch)),
-                "checkpoints": .int(Int64(w.checkpoints)), "writer_spin_catches": .int(Int64(db.writerWakeups.foundSpinning)), "writer_sleeps": .int(Int64(db.writerWakeups.slept)),
+                "checkpoints": .int(Int64(w.checkpoints)), "writer_spin_catches": .int(Int64(wakeups.foundSpinning)), "writer_sleeps": .int(Int64(wakeups.slept)),
                 "disk_full": .bool(w.diskFull.isFull), "disk_full_episodes": .int(Int64(w.diskFull.episodes)),
                 "disk_full_refused_writes": .int(Int64(w.diskFull.refusedWrites)),
                 "batch_sizes": .map(NanaParams(uniqueKeysWithValues: zip(WriterStatistics.batchSizeBounds, w.batchSizes).map { bound, count in
