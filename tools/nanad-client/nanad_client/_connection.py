@@ -32,6 +32,8 @@ from .exceptions import (
 )
 
 _TXN_METHODS = ("begin_transaction", "commit", "rollback")
+#: The calls whose replies say which rowid they inserted (``get_last_insert_rowid``).
+_ROWID_METHODS = ("execute", "sql_insert", "upsert")
 
 
 class StaleGeneration(Exception):
@@ -62,6 +64,9 @@ class _ConnectionState:
         # is lost (the daemon rolled it back), and calls refuse until commit/rollback is called.
         self.in_transaction = False
         self.transaction_lost: Optional[str] = None
+        # The rowid of the last row this session inserted, from the replies of _ROWID_METHODS:
+        # SQLite's last_insert_rowid() of the daemon's writer would be any client's.
+        self.last_insert_rowid = 0
         # The near-cache (_near.py): boards mapped on this connection, by generation; and
         # whether reads must bypass every near-cache of the connection, from the moment a
         # begin_transaction is sent until its transaction is known to be over.
@@ -101,6 +106,11 @@ class _ConnectionState:
                 f"The connection to nanad closed during a transaction ({reason}); nanad rolled it "
                 "back. Call rollback() (or leave the transaction() block) before using the database again."
             )
+
+    def _note_rowid(self, method: str, result: Any) -> None:
+        rowid = result.get("lastrowid") if method == "execute" and isinstance(result, dict) else result
+        if isinstance(rowid, int) and not isinstance(rowid, bool) and rowid:
+            self.last_insert_rowid = rowid
 
     def _note_transaction(self, method: str, error: Any) -> None:
         if method == "begin_transaction":
@@ -256,6 +266,8 @@ class SyncConnection(_ConnectionState):
             if isinstance(error, BaseException):
                 raise error
             raise error_from_wire(error)
+        if method in _ROWID_METHODS:
+            self._note_rowid(method, slot[2])
         return slot[2]
 
     def _wait(self, slot: List[Any], msgid: int, sock: Any) -> None:
@@ -514,6 +526,8 @@ class AsyncConnection(_ConnectionState):
             self._note_transaction(method, error)
         if error is not None:
             raise error_from_wire(error)
+        if method in _ROWID_METHODS:
+            self._note_rowid(method, result)
         return result
 
     async def _wait_writable(self) -> None:

@@ -295,6 +295,7 @@ class AsyncNanaSQLite(Operations):
             )
         self._closed = True
         self._near = self._near_fast = None
+        self._close_sync()
         if self is self._root:
             conn.close()
 
@@ -303,6 +304,46 @@ class AsyncNanaSQLite(Operations):
     @property
     def closed(self) -> bool:
         return self._closed or self._root._closed
+
+    @property
+    def sync_db(self) -> Any:
+        """NanaSQLite's "internal sync instance", for advanced use: here a ``NanaSQLite`` of
+        the same file and table, with this instance's options and hooks, on a connection of its
+        own (made at the first use; closed with this instance). Its calls block the event loop,
+        as NanaSQLite's do. ``None`` before this instance is initialised (the first ``await``),
+        as in NanaSQLite.
+
+        The daemon serves both connections, so each sees the other's acknowledged writes at
+        once. It is not in this instance's transaction: while one is open here, asking for it
+        raises NanaSQLiteTransactionError (a write through it would wait for the transaction's
+        COMMIT, which the blocked event loop could never send)."""
+        if self._closed or self._root._closed:
+            raise self._closed_error()
+        if self._gen < 0:
+            return None
+        if self._conn.in_transaction:
+            raise NanaSQLiteTransactionError(
+                "sync_db is a connection of its own and not in this instance's transaction: "
+                "commit or roll back first, or use the async methods inside it."
+            )
+        sync = self.__dict__.get("_sync")
+        if sync is None or sync.closed:
+            from .sync import NanaSQLite
+            sync = self._sync = NanaSQLite._beside(self)
+            self._root.__dict__.setdefault("_syncs", []).append(sync)
+        return sync
+
+    def _close_sync(self) -> None:
+        for sync in (self.__dict__.pop("_syncs", []) if self is self._root else [self.__dict__.get("_sync")]):
+            if sync is not None:
+                try:
+                    sync.close()
+                except NanaSQLiteError:
+                    # A transaction left open through it: dropping its connection makes the
+                    # daemon roll that back, as a process that exits mid-transaction does.
+                    sync._closed = True
+                    sync._conn.close()
+        self.__dict__.pop("_sync", None)
 
 
 def _install() -> None:

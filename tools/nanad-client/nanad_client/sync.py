@@ -110,6 +110,35 @@ class NanaSQLite(Operations, MutableMapping):
             self._conn.close()
             raise
 
+    @classmethod
+    def _beside(cls, other: Any) -> "NanaSQLite":
+        """A NanaSQLite on a connection of its own to another instance's file and table, with
+        its options, hooks and near-cache limits (``AsyncNanaSQLite.sync_db``)."""
+        db = cls.__new__(cls)
+        db._db_path = other._db_path
+        db._table = other._table_request
+        db._options = other._options
+        db._open_params = dict(other._open_params, table=other._table_request)
+        db._inherit_near(other)
+        db._hooks, db._validator, db._coerce = list(other._hooks), other._validator, other._coerce
+        db._refresh_hook_flags()
+        db._conn = SyncConnection(other._conn.path)
+        db._root = db
+        db._parent = None
+        db._table_request = other._table_request
+        db._handle = 0
+        db._gen = -1
+        db._closed = False
+        db._reopen_lock = threading.RLock()
+        try:
+            db._conn.ensure()
+            db._reopen()
+        except BaseException:
+            db._closed = True
+            db._conn.close()
+            raise
+        return db
+
     # ------------------------------------------------------------ driver
 
     def _run(self, gen: Generator) -> Any:
@@ -365,6 +394,15 @@ class NanaSQLite(Operations, MutableMapping):
     @property
     def closed(self) -> bool:
         return self._closed or self._root._closed
+
+    def get_last_insert_rowid(self) -> int:
+        """The rowid of the last row this instance's connection inserted (``execute``,
+        ``sql_insert``, ``upsert``, ``import_from_dict_list``; its ``table()`` children share
+        it), 0 before any: NanaSQLite's ``last_insert_rowid()`` of its own connection. Kept
+        from the daemon's replies, since the daemon's writer connection serves every client."""
+        if self._closed or self._root._closed:
+            raise self._closed_error()
+        return self._conn.last_insert_rowid
 
     def iter_items(self, batch_size: int = 1000) -> Iterator[Any]:
         """Every (key, value) pair; read with one ``items`` call (the daemon has no cursor)."""

@@ -9,6 +9,7 @@ import pytest
 
 from nanad_client import (
     AsyncNanaSQLite,
+    NanaSQLite,
     Cursor,
     NanaSQLiteClosedError,
     NanaSQLiteConnectionError,
@@ -203,6 +204,34 @@ def test_lazy_open_and_constructor_errors(nanad, dbfile):
         await good.aset("a", 1)
         assert "initialized=True" in repr(good)
         await good.close()
+
+    run(main())
+
+
+def test_sync_db_is_a_sync_instance_of_the_same_file_and_table(nanad, dbfile):
+    async def main():
+        db = AsyncNanaSQLite(dbfile, socket=nanad.socket)
+        assert db.sync_db is None  # as in NanaSQLite: nothing before the first await
+        await db.aset("a", 1)
+        sync = db.sync_db
+        assert isinstance(sync, NanaSQLite) and db.sync_db is sync
+        assert sync["a"] == 1  # the async write, seen at once on the other connection
+        sync["b"] = 2
+        assert await db.aget("b") == 2
+        sync.create_table("users", {"id": "INTEGER PRIMARY KEY", "name": "TEXT"})
+        sync.alter_table_add_column("users", "age", "INTEGER", default=0)
+        assert "age" in [column["name"] for column in sync.get_table_schema("users")]
+        child = await db.table("other")
+        child_sync = child.sync_db
+        child_sync["c"] = 3
+        assert await child.aget("c") == 3 and "c" not in sync
+        async with db.transaction():
+            with pytest.raises(NanaSQLiteTransactionError):
+                db.sync_db  # not in this transaction: a write through it would wait forever
+        await db.close()
+        assert sync.closed and child_sync.closed  # closing the root closes every one
+        with pytest.raises(NanaSQLiteClosedError):
+            db.sync_db
 
     run(main())
 

@@ -281,6 +281,27 @@ def test_transaction_isolation_from_other_connections(nanad, db, dbfile):
 # ------------------------------------------------------------------ direct SQL
 
 
+def test_last_insert_rowid_is_this_connections_own(nanad, dbfile):
+    db = NanaSQLite(dbfile, socket=nanad.socket)
+    other = NanaSQLite(dbfile, socket=nanad.socket)
+    assert db.get_last_insert_rowid() == 0  # nothing inserted yet
+    db.create_table("items", {"id": "INTEGER PRIMARY KEY", "name": "TEXT"})
+    assert db.sql_insert("items", {"name": "a"}) == 1 and db.get_last_insert_rowid() == 1
+    db.execute("INSERT INTO items (name) VALUES ('b')")
+    assert db.get_last_insert_rowid() == 2
+    other.sql_insert("items", {"name": "c"})  # another client's insert is its own
+    assert other.get_last_insert_rowid() == 3 and db.get_last_insert_rowid() == 2
+    db.execute("UPDATE items SET name = 'z' WHERE id = 1")  # not an insert: unchanged
+    db["k"] = 1
+    assert db.get_last_insert_rowid() == 2
+    db.table("child").execute("INSERT INTO items (name) VALUES ('d')")  # a child shares the connection
+    assert db.get_last_insert_rowid() == 4
+    other.close()
+    db.close()
+    with pytest.raises(NanaSQLiteClosedError):
+        db.get_last_insert_rowid()
+
+
 def test_direct_sql(db):
     db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL, blob BLOB)")
     cur = db.execute("INSERT INTO items (name, price, blob) VALUES (?, ?, ?)", ("a", 1.5, b"\x00\x01"))

@@ -54,6 +54,15 @@ def pytest_configure(config):
     os.environ["NANAD_SOCKET"] = sock
     os.environ["NANAD_UPSTREAM_DATA"] = str(data)
     _daemon.update(proc=proc, root=root, log=log, died_after=None)
+    # Imported now, before any test module: several of them put the sdist's src/ first on
+    # sys.path before `import nanasqlite`, and whichever module imported it first would
+    # otherwise decide for the whole run whether the suite tests the drop-in or the real
+    # library. Once in sys.modules, every later import gets the shim.
+    import nanasqlite
+
+    shim = pathlib.Path(__file__).resolve().parent / "nanasqlite"
+    if pathlib.Path(nanasqlite.__file__).resolve().parent != shim:
+        raise pytest.UsageError(f"`import nanasqlite` found {nanasqlite.__file__}, not the drop-in's shim in {shim}")
 
 
 @pytest.hookimpl(trylast=True)
