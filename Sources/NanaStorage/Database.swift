@@ -218,6 +218,13 @@ public final class Database: Sendable {
         return false
     }
 
+    /// The main file's size in bytes (NanaSQLite's `get_db_size`): what the file holds, without
+    /// the writes still in its WAL. Throws when the path no longer names the file served.
+    public func mainFileSize() throws(StorageError) -> Int64 {
+        guard checkFiles(), let size = files.withLock({ $0?.mainFileSize }) else { throw closedError }
+        return size
+    }
+
     /// Whether the main file looks as the writer left it (``DatabaseFiles/mainLooksUnchanged``).
     var mainFileLooksUnchanged: Bool { files.withLock { $0?.mainLooksUnchanged ?? false } }
 

@@ -82,6 +82,12 @@ struct DatabaseFiles: Sendable {
         Self.identity(of: path) == main
     }
 
+    /// The main file's size in bytes now, or nil when the path no longer names the file opened.
+    var mainFileSize: Int64? {
+        guard let now = Self.identity(of: path), now.device == main.device, now.inode == main.inode else { return nil }
+        return now.size
+    }
+
     /// The writer ran a batch (which may have checkpointed, or truncated the WAL through a
     /// client's `PRAGMA wal_checkpoint(TRUNCATE)`): what the main file and the WAL are now is
     /// what nanad wrote, as long as they are still the files it opened.

@@ -54,7 +54,7 @@ import Testing
         "drop_index": [["index_name": "ix_other"]],
         "alter_table_add_column": [["table_name": "data", "column_name": "c", "column_type": "TEXT"]],
         "table_exists": [["table_name": "data"]],
-        "list_tables": [[:]], "get_table_schema": [[:]], "list_indexes": [[:]],
+        "list_tables": [[:]], "get_db_size": [[:]], "get_table_schema": [[:]], "list_indexes": [[:]],
         "vacuum": [[:]],
         "pragma": [["pragma_name": "user_version", "value": 5], ["pragma_name": "user_version"]],
         "stats": [[:]],

@@ -16,6 +16,12 @@ extension ConnectionHandler {
         respondLater(msgid, { database.vacuum(owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
+    func dbSize(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
+        let database = try table(args).database
+        let size = try storage { () throws(StorageError) in try database.mainFileSize() }
+        reply(msgid, .value(.int(size)))
+    }
+
     func pragma(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {
         let database = try table(args).database
         let owner = try transactionOwner(database)

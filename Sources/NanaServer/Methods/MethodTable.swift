@@ -163,6 +163,7 @@ extension WireMethod {
         WireMethod("vacuum", .admin, [.db], result: "nil", section: "9.6e") { h, m, a throws(NanaRemoteError) in try h.vacuum(m, a) },
         WireMethod("pragma", .statement, [.db, WireParameter("pragma_name", .string), WireParameter("value", .value, default: "None")],
                    result: "value (reading) or nil", section: "9.6e") { h, m, a throws(NanaRemoteError) in try h.pragma(m, a) },
+        WireMethod("get_db_size", .read, [.db], result: "int", section: "9.6e") { h, m, a throws(NanaRemoteError) in try h.dbSize(m, a) },
 
         // Counters (9.7)
         WireMethod("stats", .read, [WireParameter("db", .handle, default: "None")], result: "map", section: "9.7") { h, m, a throws(NanaRemoteError) in try h.stats(m, a) },

@@ -719,6 +719,10 @@ class Operations:
             if callable(invalidate):
                 invalidate()
 
+    def _op_get_db_size(self) -> Op:
+        """The main database file's size in bytes (the daemon stats it: the file is its own)."""
+        return (yield ("get_db_size", {}))
+
     def _op_in_transaction(self) -> Op:
         return (yield ("in_transaction", {}))
 

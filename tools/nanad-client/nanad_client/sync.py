@@ -25,7 +25,7 @@ SYNC_METHODS = [
     "begin_transaction", "commit", "rollback", "in_transaction",
     "execute", "execute_many", "fetch_one", "fetch_all",
     "sql_insert", "sql_update", "sql_delete", "upsert", "query", "query_with_pagination", "count", "exists",
-    "export_table_to_dict", "import_from_dict_list", "get_by_path",
+    "export_table_to_dict", "import_from_dict_list", "get_by_path", "get_db_size",
     "create_table", "create_index", "drop_table", "drop_index", "alter_table_add_column",
     "table_exists", "list_tables", "get_table_schema", "list_indexes",
     "add_constraint", "drop_constraint", "list_constraints",

@@ -302,6 +302,18 @@ def test_last_insert_rowid_is_this_connections_own(nanad, dbfile):
         db.get_last_insert_rowid()
 
 
+def test_db_size_is_the_main_files_and_a_deleted_file_is_refused(nanad, dbfile):
+    db = NanaSQLite(dbfile, socket=nanad.socket)
+    db["k"] = "x" * 10_000
+    path = nanad.path(dbfile)
+    # The main file as it is (the row may still be in the WAL): nothing writes in between.
+    assert db.get_db_size() == path.stat().st_size > 0
+    path.unlink()
+    with pytest.raises(NanaSQLiteDatabaseError, match="changed underneath nanad"):
+        db.get_db_size()
+    db.close()
+
+
 def test_direct_sql(db):
     db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL, blob BLOB)")
     cur = db.execute("INSERT INTO items (name, price, blob) VALUES (?, ?, ?)", ("a", 1.5, b"\x00\x01"))
