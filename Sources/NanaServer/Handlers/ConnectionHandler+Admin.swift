@@ -39,10 +39,12 @@ extension ConnectionHandler {
             // one such as wal_checkpoint or optimize).
             throw NanaRemoteError(.validation, "this database is read-only for this user: pragma() would set '\(name)'")
         }
+        let sql = try storage { () throws(StorageError) in try SQLGuard.pragmaSQL(name, value: value) }
+        // After SQLGuard: a setting NanaSQLite would refuse (an unknown name, a malformed value)
+        // gets NanaSQLite's ValueError; only a valid one is refused for being nanad's.
         if value != nil, Self.daemonOwnedPragmas.contains(name) {
             throw NanaRemoteError(.validation, "PRAGMA '\(name)' is managed by nanad for every client of the file and cannot be set through pragma()")
         }
-        let sql = try storage { () throws(StorageError) in try SQLGuard.pragmaSQL(name, value: value) }
         respondLater(msgid, { database.pragma(sql, owner: owner, completion: $0) }) { result in
             .value(value == nil ? (Self.row([result]).arrayValue?.first ?? .nil) : .nil)
         }

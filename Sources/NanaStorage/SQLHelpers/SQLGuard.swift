@@ -306,7 +306,7 @@ public enum SQLGuard {
             // `^[\w\-\.]+$`, ASCII, full match: nothing that needs escaping inside the quotes.
             let bytes = Array(s.utf8)
             guard !bytes.isEmpty, bytes.allSatisfy({ isWordByte($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") }) else {
-                throw StorageError(.valueError, "Invalid PRAGMA value: '\(s)'")
+                throw StorageError(.valueError, "PRAGMA string value must contain only alphanumeric, underscore, dash, or dot characters")
             }
             return "PRAGMA \(name) = '\(s)'"
         case .blob, .null:

@@ -422,8 +422,10 @@ def test_utilities(nanad, db, dbfile):
     assert db.pragma("journal_mode") == "wal"
     assert isinstance(db.pragma("user_version"), int)
     assert db.pragma("user_version", 7) is None and db.pragma("user_version") == 7
-    with pytest.raises(NanaSQLiteValidationError):
+    with pytest.raises(NanaSQLiteValidationError, match="managed by nanad"):
         db.pragma("journal_mode", "delete")
+    with pytest.raises(ValueError, match="PRAGMA string value"):  # NanaSQLite's refusal comes first
+        db.pragma("journal_mode", "WAL; DROP TABLE data--")
     with pytest.raises(ValueError):
         db.pragma("not_a_pragma")
     stats = db.stats()
