@@ -64,22 +64,22 @@ import Testing
 
     @Test func stepMessages() {
         // 1. ORDER BY / GROUP BY characters.
-        #expect(validationError("a = 1", .orderBy) == StorageError(.validation, "Invalid order_by clause: contains forbidden characters."))
-        #expect(validationError("a; DROP TABLE t", .groupBy) == StorageError(.validation, "Invalid group_by clause: contains forbidden characters."))
+        #expect(validationError("a = 1", .orderBy) == StorageError(.valueError, "Invalid order_by clause: contains forbidden characters."))
+        #expect(validationError("a; DROP TABLE t", .groupBy) == StorageError(.valueError, "Invalid group_by clause: contains forbidden characters."))
         // 2. Subquery keywords.
-        #expect(validationError("(SELECT password FROM users)", .orderBy) == StorageError(.validation, "Invalid order_by clause: subquery keywords are not permitted."))
-        #expect(validationError("(SELECT password FROM users)", .groupBy) == StorageError(.validation, "Invalid group_by clause: subquery keywords are not permitted."))
-        #expect(validationError("(SELECT password FROM users)", .column) == StorageError(.validation, "Invalid column clause: subquery keywords are not permitted."))
+        #expect(validationError("(SELECT password FROM users)", .orderBy) == StorageError(.valueError, "Invalid order_by clause: subquery keywords are not permitted."))
+        #expect(validationError("(SELECT password FROM users)", .groupBy) == StorageError(.valueError, "Invalid group_by clause: subquery keywords are not permitted."))
+        #expect(validationError("(SELECT password FROM users)", .column) == StorageError(.valueError, "Invalid column clause: subquery keywords are not permitted."))
         // 3. Safe characters.
-        #expect(validationError("1; DROP TABLE users", .whereClause) == StorageError(.validation, "Invalid where clause: Potentially dangerous SQL pattern or invalid characters detected."))
-        #expect(validationError("a % 2", .none) == StorageError(.validation, "Invalid: Potentially dangerous SQL pattern or invalid characters detected."))
-        #expect(validationError("a;", .column) == StorageError(.validation, "Invalid column name: Potentially dangerous SQL pattern or invalid characters detected."))
+        #expect(validationError("1; DROP TABLE users", .whereClause) == StorageError(.valueError, "Invalid where clause: Potentially dangerous SQL pattern or invalid characters detected."))
+        #expect(validationError("a % 2", .none) == StorageError(.valueError, "Invalid: Potentially dangerous SQL pattern or invalid characters detected."))
+        #expect(validationError("a;", .column) == StorageError(.valueError, "Invalid column name: Potentially dangerous SQL pattern or invalid characters detected."))
         // 4. Comments.
-        #expect(validationError("1 -- x", .whereClause) == StorageError(.validation, "Invalid where clause: Potentially dangerous SQL pattern"))
-        #expect(validationError("1 /* x */", .none) == StorageError(.validation, "Invalid: Potentially dangerous SQL pattern"))
-        #expect(validationError("a /* x */", .column) == StorageError(.validation, "Invalid column name: Potentially dangerous SQL pattern"))
+        #expect(validationError("1 -- x", .whereClause) == StorageError(.valueError, "Invalid where clause: Potentially dangerous SQL pattern"))
+        #expect(validationError("1 /* x */", .none) == StorageError(.valueError, "Invalid: Potentially dangerous SQL pattern"))
+        #expect(validationError("a /* x */", .column) == StorageError(.valueError, "Invalid column name: Potentially dangerous SQL pattern"))
         // 5. Write/DDL keywords.
-        #expect(validationError("x = 1 AND DELETE", .whereClause) == StorageError(.validation, "Invalid where clause: Potentially dangerous SQL pattern"))
+        #expect(validationError("x = 1 AND DELETE", .whereClause) == StorageError(.valueError, "Invalid where clause: Potentially dangerous SQL pattern"))
         // 6. Length (policy).
         #expect(validationError(String(repeating: "a", count: 1001), .whereClause) == StorageError(.validation, "SQL expression exceeds maximum length of 1000 characters."))
         // 9. Functions (policy).
@@ -166,7 +166,9 @@ import Testing
     func refusesPayload(_ payload: String, _ contexts: [SQLExpressionContext]) {
         for context in contexts {
             let error = validationError(payload, context)
-            #expect(error?.kind == .validation, "\(payload) in \(context)")
+            // NanaSQLite's families: ValueError for structure, NanaSQLiteValidationError for policy.
+            let policyFailure = error?.message.hasPrefix("SQL function") ?? false
+            #expect(error?.kind == (policyFailure ? .validation : .valueError), "\(payload) in \(context)")
             // Structural refusals stay refusals when the handle or the call is not strict.
             if !(error?.message.hasPrefix("SQL function") ?? true) {
                 #expect(validationError(payload, context, strict: false) != nil, "\(payload) in \(context), not strict")
@@ -178,7 +180,7 @@ import Testing
     @Test func numbersEndWhereSQLiteEndsThem() throws {
         #expect(validationError("0x1regexp 'a'", .whereClause) == StorageError(.validation, "SQL function 'REGEXP'" + Self.notAllowed))
         #expect(validationError("0x1load_extension(1)", .whereClause) == StorageError(.validation, "SQL function 'LOAD_EXTENSION'" + Self.notAllowed))
-        #expect(validationError("0x1select 1", .column) == StorageError(.validation, "Invalid column clause: subquery keywords are not permitted."))
+        #expect(validationError("0x1select 1", .column) == StorageError(.valueError, "Invalid column clause: subquery keywords are not permitted."))
         // Hex digits stay in the number, as in SQLite: 0xDE then LETE.
         try SQLGuard.validate("x = 0xDELETE", context: .whereClause, policy: policy)
         try SQLGuard.validate("x = 0xff AND y = 1.5e10 AND z IN (1, 2)", context: .whereClause, policy: policy)

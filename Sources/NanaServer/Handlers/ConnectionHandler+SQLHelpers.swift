@@ -182,9 +182,9 @@ extension ConnectionHandler {
         switch value {
         case .int(let i): n = i
         case .bool(let b): n = b ? 1 : 0  // Python's bool is an int; NanaSQLite accepts it
-        default: throw NanaRemoteError(.valueError, "\(name) must be an integer, not \(value.typeName)")
+        default: throw NanaRemoteError(.valueError, "\(name) must be an integer, got \(value.typeName)")  // NanaSQLite's wording
         }
-        guard n >= 0 else { throw NanaRemoteError(.valueError, "\(name) must be a non-negative integer") }
+        guard n >= 0 else { throw NanaRemoteError(.valueError, "\(name) must be non-negative") }
         return n
     }
 

@@ -123,12 +123,12 @@ extension ConnectionHandler {
         let access = parent.access
         let mayWrite = !(access?.readOnly ?? false)
         // A child inherits its parent's settings (NanaSQLite's do, except encryption: ours
-        // too), not its constraints: those are rules about one table's data.
-        let request = {
-            var inherited = parent.request
-            inherited.constraints = []
-            return inherited
-        }()
+        // too), not its constraints: those are rules about one table's data. The cache
+        // settings it states replace its parent's, as NanaSQLite's table() arguments do.
+        var childRequest = parent.request
+        childRequest.constraints = []
+        try Self.cacheRequest(args, into: &childRequest)
+        let request = childRequest
         let owner = try transactionOwner(parent.table.database)
         let tracking = parent.tracking
         respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in

@@ -7,7 +7,19 @@ extension ConnectionHandler {
     /// What an `open` asks of the table.
     static func tableRequest(_ args: Arguments) throws(NanaRemoteError) -> TableRequest {
         var request = TableRequest(writeBehind: try writeBehindRequest(args))
-        request.cache = try cacheStrategy(args)
+        try cacheRequest(args, into: &request)
+        request.cipher = try cipher(args)
+        if let list = args.params["constraints"], !list.isNil {
+            guard case .array(let items) = list else { throw NanaRemoteError(.typeError, "open(): 'constraints' must be a list of dicts") }
+            for item in items { request.constraints.append(try constraint(item)) }
+        }
+        return request
+    }
+
+    /// The cache settings an `open` (or a `table`) states, into `request`; those it does not
+    /// state are left as they are.
+    static func cacheRequest(_ args: Arguments, into request: inout TableRequest) throws(NanaRemoteError) {
+        if let cache = try cacheStrategy(args) { request.cache = cache }
         if args.has("cache_persistence_ttl") {
             let persistent = try args.bool("cache_persistence_ttl", default: false)
             // NanaSQLite silently ignores it without a TTL cache; a daemon that deletes rows
@@ -17,12 +29,6 @@ extension ConnectionHandler {
             }
             request.persistentTTL = persistent
         }
-        request.cipher = try cipher(args)
-        if let list = args.params["constraints"], !list.isNil {
-            guard case .array(let items) = list else { throw NanaRemoteError(.typeError, "open(): 'constraints' must be a list of dicts") }
-            for item in items { request.constraints.append(try constraint(item)) }
-        }
-        return request
     }
 
     /// NanaSQLite's `cache_strategy` / `cache_size` / `cache_ttl`; `nil` when none is stated.

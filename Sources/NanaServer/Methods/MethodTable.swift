@@ -58,6 +58,15 @@ extension WireParameter {
         WireParameter("memory_flush_interval", .number, default: "5.0"),
     ]
 
+    /// `table`'s own cache settings for the child's table (NanaSQLite's `table()` takes them);
+    /// unstated, the child asks for its parent's.
+    static let childCacheParameters: [WireParameter] = [
+        WireParameter("cache_strategy", .string, default: "the parent's"),
+        WireParameter("cache_size", .int, default: "the parent's"),
+        WireParameter("cache_ttl", .number, default: "the parent's"),
+        WireParameter("cache_persistence_ttl", .bool, default: "the parent's"),
+    ]
+
     /// `open`'s cache, encryption and constraint settings of the table (PROTOCOL 9.11–9.13).
     static let tableOptionParameters: [WireParameter] = [
         WireParameter("cache_strategy", .string, default: "\"unbounded\""),
@@ -79,7 +88,7 @@ extension WireMethod {
         WireMethod("ping", .connection, [], result: "`\"pong\"`", section: "9.1") { h, m, _ throws(NanaRemoteError) in h.reply(m, .value("pong")) },
         WireMethod("open", .handle, WireParameter.openParameters + WireParameter.writeBehindParameters + WireParameter.tableOptionParameters,
                    result: "`{db, table, board?}`", section: "9.2") { h, m, a throws(NanaRemoteError) in try h.open(m, a) },
-        WireMethod("table", .handle, [.db, .tableName], result: "`{db, table, board?}`", section: "9.3") { h, m, a throws(NanaRemoteError) in try h.subTable(m, a) },
+        WireMethod("table", .handle, [.db, .tableName] + WireParameter.childCacheParameters, result: "`{db, table, board?}`", section: "9.3") { h, m, a throws(NanaRemoteError) in try h.subTable(m, a) },
         WireMethod("close", .handle, [.db], result: "nil", section: "9.3") { h, m, a throws(NanaRemoteError) in try h.close(m, a) },
 
         // Dict interface (9.4)

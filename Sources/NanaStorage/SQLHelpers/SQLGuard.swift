@@ -54,8 +54,10 @@ public enum SQLGuard {
     /// checks (characters, `;` `--` `/*`, unbalanced quotes or parentheses, write/DDL keywords,
     /// subquery keywords outside WHERE) always throw, strict or not.
     ///
-    /// Every failure is `StorageError(.validation, …)` (one error family, spec §15.7), with
-    /// NanaSQLite's message texts.
+    /// Errors are NanaSQLite's, message and family: a structural failure (steps 1–5) is
+    /// `StorageError(.valueError, …)`, a policy failure (steps 6–9) `.validation`. The spec
+    /// (§7.1) recommends one family; programs written for NanaSQLite catch `ValueError` for
+    /// the first, so the drop-in must raise it.
     @discardableResult
     public static func validate(_ expression: String, context: SQLExpressionContext, policy: SQLFunctionPolicy,
                                 strict: Bool? = nil, allowed: [String]? = nil, forbidden: [String]? = nil,
@@ -68,36 +70,36 @@ public enum SQLGuard {
         // 1. ORDER BY / GROUP BY: names, dots, commas, parentheses and quotes only.
         if let name = context.clauseName, context == .orderBy || context == .groupBy,
            !bytes.allSatisfy(isOrderGroupByte) {
-            throw StorageError(.validation, "Invalid \(name) clause: contains forbidden characters.")
+            throw StorageError(.valueError, "Invalid \(name) clause: contains forbidden characters.")
         }
 
         // 2. No subqueries outside WHERE (spec §14.6). Searched in the raw text, literals and
         // quoted names included: stricter than needed, and what NanaSQLite does.
         if let keywords = context.subqueryKeywords, let name = context.clauseName,
            containsWord(of: keywords, in: bytes) {
-            throw StorageError(.validation, "Invalid \(name) clause: subquery keywords are not permitted.")
+            throw StorageError(.valueError, "Invalid \(name) clause: subquery keywords are not permitted.")
         }
 
         // 3. The safe character set. This also refuses `;`, `%`, tab/newline and any non-ASCII
         // byte, so from here on bytes are characters.
         if !bytes.allSatisfy(isSafeByte) {
-            throw StorageError(.validation, "\(dangerous) or invalid characters detected.")
+            throw StorageError(.valueError, "\(dangerous) or invalid characters detected.")
         }
 
         // 4. Statement separators and comments, anywhere in the raw text (`;` cannot get here
         // after step 3; kept so the step stands on its own).
-        if containsStatementBreak(bytes) { throw StorageError(.validation, dangerous) }
+        if containsStatementBreak(bytes) { throw StorageError(.valueError, dangerous) }
 
         // Not in NanaSQLite: every quote and parenthesis must close within the expression.
         // Otherwise one clause can open a literal that a later clause closes, and text the
         // scanner took for a literal (so never checked for functions) runs as SQL — e.g. WHERE
         // `a = 'x` with ORDER BY `' or zeroblob(1) or ''`. Balanced text is also what a
         // well-formed expression is, so nothing valid is refused.
-        guard let scan = scanExpression(bytes) else { throw StorageError(.validation, dangerous) }
+        guard let scan = scanExpression(bytes) else { throw StorageError(.valueError, dangerous) }
 
         // 5. Write / DDL keywords, with literals masked but quoted-name contents kept (so a
         // column called "DELETE" and the REPLACE() function are refused, as in NanaSQLite).
-        if containsWord(of: dangerousKeywords, in: scan.masked) { throw StorageError(.validation, dangerous) }
+        if containsWord(of: dangerousKeywords, in: scan.masked) { throw StorageError(.valueError, dangerous) }
 
         let isStrict = strict ?? policy.strict
         var warnings: [String] = []
@@ -153,13 +155,13 @@ public enum SQLGuard {
     /// never a call, so types with sizes are unaffected.
     public static func validateColumnType(_ type: String, column: String) throws(StorageError) {
         func refuse(_ reason: String) -> StorageError {
-            StorageError(.validation, "Invalid or dangerous column type for '\(column)': \(type) (\(reason))")
+            StorageError(.validation, "Invalid or dangerous column type for '\(column)': \(reason)")
         }
         let bytes = Array(type.utf8)
         // `^[\w\s(),=<>!@#%.]+$`, ASCII only: no quotes, `;`, `-`, `/`, `*` — so no string
         // defaults and no negative numbers, as in NanaSQLite.
         guard !bytes.isEmpty, bytes.allSatisfy(isColumnTypeByte) else {
-            throw refuse("only letters, digits, spaces, _ ( ) , = < > ! @ # % . are allowed")
+            throw refuse("contains unauthorized characters. Quote characters and semicolons are not permitted.")
         }
         var depth = 0
         var pendingName: String?  // a word followed so far only by whitespace
@@ -176,7 +178,7 @@ public enum SQLGuard {
                 while i < bytes.count, isWordByte(bytes[i]) { i += 1 }
                 let word = asciiUppercased(bytes[start..<i])
                 if depth > 0, operatorFunctions.contains(word) {
-                    throw refuse("SQL function '\(word)' is not allowed in a column definition")
+                    throw refuse("SQL function '\(word)' is not allowed in a column definition.")
                 }
                 pendingName = depth > 0 ? word : nil
                 continue
@@ -184,22 +186,22 @@ public enum SQLGuard {
             switch b {
             case UInt8(ascii: "("):
                 if let name = pendingName, !keywords.contains(name), !SQLFunctionPolicy.defaultAllowed.contains(name) {
-                    throw refuse("SQL function '\(name)' is not allowed in a column definition")
+                    throw refuse("SQL function '\(name)' is not allowed in a column definition.")
                 }
                 depth += 1
             case UInt8(ascii: ")"):
                 depth -= 1
-                if depth < 0 { throw refuse("unbalanced parentheses") }
+                if depth < 0 { throw refuse("parentheses are not balanced.") }
             case UInt8(ascii: ","):
                 // A comma at the top level would end this column and start another (1.5.6).
-                if depth == 0 { throw refuse("commas are allowed only inside parentheses") }
+                if depth == 0 { throw refuse("commas are permitted only inside balanced parentheses.") }
             default:
                 break
             }
             if !isWhitespace(b) { pendingName = nil }
             i += 1
         }
-        if depth != 0 { throw refuse("unbalanced parentheses") }
+        if depth != 0 { throw refuse("parentheses are not balanced.") }
     }
 
     // MARK: - alter_table_add_column (§7.2, §14.3)

@@ -26,6 +26,10 @@ Op = Generator[Request, Any, Any]
 
 # NanaSQLite's "not given" for table()'s validator/coerce/hooks is Ellipsis; so is ours.
 UNSET: Any = Ellipsis
+try:
+    from types import EllipsisType
+except ImportError:  # Python 3.9
+    EllipsisType = type(Ellipsis)  # type: ignore[misc]
 
 # open() parameters the protocol accepts besides db_path and table (PROTOCOL.md 9.2), passed
 # on as given. The table-behaviour settings (v2, cache strategy) are resolved by TableOptions.
@@ -189,6 +193,8 @@ class Operations:
     _table: str
     _db_path: Any
     _options: TableOptions
+    # A table() child's cache settings for the wire's `table`, when they differ from its root's.
+    _table_params: Dict[str, Any] = {}
 
     # ---------------------------------------------------------------- hooks
 

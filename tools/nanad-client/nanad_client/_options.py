@@ -165,12 +165,7 @@ class TableOptions:
         if self.memory_first:
             params["memory_first"] = True
             params["memory_flush_interval"] = self.memory_flush_interval
-        params["cache_strategy"] = self.cache_strategy
-        params["cache_size"] = self.cache_size
-        ttl = self.cache_strategy == "ttl"
-        if ttl:
-            params["cache_ttl"] = self.cache_ttl
-        params["cache_persistence_ttl"] = bool(self.cache_persistence_ttl) and ttl
+        params.update(self.cache_params())
         if self.encryption_key is not None:
             params["encryption_key"] = self.encryption_key
             params["encryption_mode"] = self.encryption_mode
@@ -178,25 +173,41 @@ class TableOptions:
             params["constraints"] = self.constraints
         return params
 
-    def check_child(self, cache_strategy: Any, cache_size: Any, cache_ttl: Any, cache_persistence_ttl: Any,
-                    v2_enable_metrics: Any, memory_first: Any, unset: Any) -> None:
-        """``table()``'s overrides: nanad opens a child with its parent's settings, so an
-        override may repeat them but not change them (NanaSQLiteNotSupportedError)."""
+    def cache_params(self) -> Dict[str, Any]:
+        """The cache settings as ``open`` and ``table`` state them (9.11)."""
+        ttl = self.cache_strategy == "ttl"
+        params: Dict[str, Any] = {"cache_strategy": self.cache_strategy, "cache_size": self.cache_size}
+        if ttl:
+            params["cache_ttl"] = self.cache_ttl
+        params["cache_persistence_ttl"] = bool(self.cache_persistence_ttl) and ttl
+        return params
+
+    def child(self, cache_strategy: Any, cache_size: Any, cache_ttl: Any, cache_persistence_ttl: Any,
+              v2_enable_metrics: Any, memory_first: Any, unset: Any) -> "TableOptions":
+        """A ``table()`` child's settings: its cache settings, each the parent's unless given (as
+        NanaSQLite resolves them; nanad checks them, as an ``open``'s). Its write-behind
+        settings are the file's one writer's, so ``v2_enable_metrics`` and ``memory_first`` may
+        repeat the parent's but not change them (NanaSQLiteNotSupportedError)."""
         changed = []
-        if cache_strategy is not None and plain(cache_strategy) != self.cache_strategy:
-            changed.append(f"cache_strategy={plain(cache_strategy)!r}")
-        if cache_size is not None and cache_size != self.cache_size:
-            changed.append(f"cache_size={cache_size!r}")
-        if cache_ttl is not None and cache_ttl != self.cache_ttl:
-            changed.append(f"cache_ttl={cache_ttl!r}")
-        if cache_persistence_ttl is not None and bool(cache_persistence_ttl) != self.cache_persistence_ttl:
-            changed.append(f"cache_persistence_ttl={cache_persistence_ttl!r}")
         if v2_enable_metrics is not unset and self.v2 is not None and bool(v2_enable_metrics) != self.v2.enable_metrics:
             changed.append(f"v2_enable_metrics={v2_enable_metrics!r}")
         if memory_first is not unset and bool(memory_first) != self.memory_first:
             changed.append(f"memory_first={memory_first!r}")
         if changed:
             raise NanaSQLiteNotSupportedError(
-                f"table() children use their parent's table settings in nanad; {', '.join(changed)} differs. "
+                f"table() children use their parent's write-behind settings in nanad; {', '.join(changed)} differs. "
                 "Open that table with NanaSQLite(db_path, table=..., ...) to give it other settings."
             )
+        o = TableOptions()
+        for name in self.__slots__:
+            setattr(o, name, getattr(self, name))
+        o.constraints = None  # rules about the parent's data, not the child's
+        if cache_strategy is not None:
+            o.cache_strategy = plain(cache_strategy)
+        if cache_size is not None:
+            o.cache_size = cache_size
+        if cache_ttl is not None:
+            o.cache_ttl = cache_ttl
+        if cache_persistence_ttl is not None:
+            o.cache_persistence_ttl = bool(cache_persistence_ttl)
+        return o

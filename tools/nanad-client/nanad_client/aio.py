@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, AsyncIterator, Dict, Generator, Optional, Tuple
 
 from . import _near
-from ._base import UNSET, Operations, build_open_params, resolve_child_hooks, async_method
+from ._base import UNSET, EllipsisType, Operations, build_open_params, resolve_child_hooks, async_method
 from ._connection import AsyncConnection, StaleGeneration
 from ._options import TableOptions
 from ._wire import socket_path
@@ -188,7 +188,8 @@ class AsyncNanaSQLite(Operations):
                 if root._gen != generation:
                     reply = await conn.call("open", dict(root._open_params), generation)
                     root._handle, root._table, root._gen = reply["db"], reply["table"], generation
-                reply = await conn.call("table", {"db": root._handle, "table_name": self._table_request}, generation)
+                reply = await conn.call("table", {"db": root._handle, "table_name": self._table_request,
+                                                  **self._table_params}, generation)
             self._handle = reply["db"]
             self._table = reply["table"]
             self._adopt_near(reply)
@@ -243,8 +244,8 @@ class AsyncNanaSQLite(Operations):
         concurrently with a ``transaction()`` block."""
         return _AsyncTransaction(self)
 
-    async def table(self, table_name: str, validator: Any = UNSET, coerce: Any = UNSET, hooks: Any = UNSET,
-                    warn_duplicate_table_instance: Any = UNSET) -> "AsyncNanaSQLite":
+    async def table(self, table_name: str, validator: Any | EllipsisType = UNSET, coerce: Any | EllipsisType = UNSET,
+                    hooks: Any | EllipsisType = UNSET, warn_duplicate_table_instance: Any = UNSET) -> "AsyncNanaSQLite":
         """Another table of the same file, on the same connection (and in the same transaction);
         it shares the daemon's one cache of that table, so there are no duplicates to warn about."""
         if self._closed or self._root._closed:
@@ -254,6 +255,7 @@ class AsyncNanaSQLite(Operations):
         child._table = table_name
         child._max_workers = self._max_workers
         child._options = self._options
+        child._table_params = self._table_params
         child._init_error = None
         child._open_params = self._open_params
         child._hooks, child._validator, child._coerce = resolve_child_hooks(

@@ -7,17 +7,29 @@
 
 from __future__ import annotations
 
-import importlib.util
 import types
 from typing import Any, Optional
 
+# As NanaSQLite's compat: each flag says whether the library imports (not merely whether it is
+# on the path), and validkit_validate is validkit's, or a stub that says it is missing.
+try:
+    from validkit import validate as validkit_validate  # type: ignore[import-not-found]
 
-def _installed(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+    HAS_VALIDKIT = True
+except ImportError:
+    HAS_VALIDKIT = False
+
+    def validkit_validate(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        """Stands in for validkit's ``validate`` when validkit-py is not installed."""
+        raise ImportError("validkit-py is not installed. Install it with: pip install validkit-py")
 
 
-HAS_VALIDKIT = _installed("validkit")
-HAS_ORJSON = _installed("orjson")
+try:
+    import orjson  # type: ignore[import-not-found]  # noqa: F401
+
+    HAS_ORJSON = True
+except ImportError:
+    HAS_ORJSON = False
 
 # google-re2, when installed: hook key patterns are compiled with it (linear time).
 re2_module: Optional[types.ModuleType]
@@ -27,11 +39,3 @@ except ImportError:
     re2_module = None
 HAS_RE2 = re2_module is not None
 
-
-def validkit_validate(*args: Any, **kwargs: Any) -> Any:
-    """validkit's ``validate``, or ImportError when validkit-py is not installed."""
-    try:
-        from validkit import validate  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise ImportError("validkit-py is not installed. Install it with: pip install validkit-py") from exc
-    return validate(*args, **kwargs)

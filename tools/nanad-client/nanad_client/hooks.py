@@ -227,14 +227,16 @@ class ValidatorHook:
         self.coerce = bool(coerce)
         self._callable = callable(validator)
         if not self._callable:
-            try:
-                from validkit import validate  # type: ignore[import-not-found]
-            except ImportError as exc:
+            # Looked up in compat when the hook is made, as NanaSQLite does (so a program, or a
+            # test, that replaces compat.validkit_validate is obeyed).
+            from . import compat
+
+            if not compat.HAS_VALIDKIT:
                 raise ImportError(
                     "validator= is a validkit schema, but validkit-py is not installed; "
                     "install it, or pass a callable validator(value)"
-                ) from exc
-            self._validate = validate
+                )
+            self._validate = compat.validkit_validate
 
     def before_write(self, db: Any, key: str, value: Any) -> Any:
         try:

@@ -9,7 +9,7 @@ from typing import Any, Dict, Generator, Iterator, Optional
 
 from . import _near
 from ._near import ABSENT as _ABSENT
-from ._base import UNSET, Operations, build_open_params, resolve_child_hooks, sync_method
+from ._base import UNSET, EllipsisType, Operations, build_open_params, resolve_child_hooks, sync_method
 from ._connection import StaleGeneration, SyncConnection
 from ._options import TableOptions
 from ._wire import socket_path
@@ -118,7 +118,7 @@ class NanaSQLite(Operations, MutableMapping):
         db._db_path = other._db_path
         db._table = other._table_request
         db._options = other._options
-        db._open_params = dict(other._open_params, table=other._table_request)
+        db._open_params = dict(other._open_params, table=other._table_request, **other._options.cache_params())
         db._inherit_near(other)
         db._hooks, db._validator, db._coerce = list(other._hooks), other._validator, other._coerce
         db._refresh_hook_flags()
@@ -197,7 +197,8 @@ class NanaSQLite(Operations, MutableMapping):
                 # Children are (re)opened from the root: they would inherit its SQL policy anyway.
                 if root._gen != generation:
                     root._reopen()
-                reply = conn.call("table", {"db": root._handle, "table_name": self._table_request}, generation)
+                reply = conn.call("table", {"db": root._handle, "table_name": self._table_request, **self._table_params},
+                                  generation)
             self._handle = reply["db"]
             self._table = reply["table"]
             self._adopt_near(reply)
@@ -317,9 +318,9 @@ class NanaSQLite(Operations, MutableMapping):
         cache_size: Optional[int] = None,
         cache_ttl: Optional[float] = None,
         cache_persistence_ttl: Optional[bool] = None,
-        validator: Any = UNSET,
-        coerce: Any = UNSET,
-        hooks: Any = UNSET,
+        validator: Any | EllipsisType = UNSET,
+        coerce: Any | EllipsisType = UNSET,
+        hooks: Any | EllipsisType = UNSET,
         v2_enable_metrics: Any = UNSET,
         memory_first: Any = UNSET,
         warn_duplicate_table_instance: Any = UNSET,
@@ -327,20 +328,26 @@ class NanaSQLite(Operations, MutableMapping):
         """Another table of the same file, on the same connection (and in the same transaction).
 
         Unlike NanaSQLite's children, it shares the daemon's one cache of that table, so it never
-        reads stale. The daemon opens it with this instance's settings (v2 mode and its
-        config, cache strategy); ``cache_strategy``, ``cache_size``, ``cache_ttl``,
-        ``cache_persistence_ttl``, ``v2_enable_metrics`` and ``memory_first`` may repeat them
-        but not change them (NanaSQLiteNotSupportedError): open the table with
-        ``NanaSQLite(db_path, table=..., ...)`` for other settings."""
+        reads stale. The daemon opens it with this instance's settings, except the cache
+        settings given here (``cache_strategy``, ``cache_size``, ``cache_ttl``,
+        ``cache_persistence_ttl``, each this instance's when ``None``), which nanad checks as an
+        open's: while another session uses that table with other settings, ``ValueError``.
+        ``v2_enable_metrics`` and ``memory_first`` may repeat this instance's but not change
+        them (NanaSQLiteNotSupportedError): open the table with
+        ``NanaSQLite(db_path, table=..., ...)`` for other write-behind settings."""
         if self._closed or self._root._closed:
             raise self._closed_error()
-        self._options.check_child(cache_strategy, cache_size, cache_ttl, cache_persistence_ttl,
-                                  v2_enable_metrics, memory_first, UNSET)
+        options = self._options.child(cache_strategy, cache_size, cache_ttl, cache_persistence_ttl,
+                                      v2_enable_metrics, memory_first, UNSET)
         child = NanaSQLite.__new__(NanaSQLite)
         child._db_path = self._db_path
         child._table = table_name
-        child._options = self._options
+        child._options = options
         child._open_params = self._open_params
+        # Children open through the root's handle and inherit its settings; the cache settings
+        # that differ from the root's travel with `table`.
+        own = options.cache_params()
+        child._table_params = own if own != self._root._options.cache_params() else {}
         child_hooks, child_validator, child_coerce = resolve_child_hooks(
             self._hooks, validator, coerce, hooks, self._validator, self._coerce
         )

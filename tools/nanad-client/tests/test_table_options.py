@@ -122,8 +122,24 @@ def test_cache_settings_are_table_settings(nanad, dbfile):
         NanaSQLite(dbfile, cache_strategy="lru", cache_size=10, socket=nanad.socket).close()
         child = db.table("other", cache_strategy="lru", cache_size=10)  # repeating is fine
         child["k"] = 1
-        with pytest.raises(NanaSQLiteNotSupportedError, match="cache_size"):
-            db.table("other2", cache_size=5)
+        # A child's own cache settings are its table's, as NanaSQLite's table() arguments are:
+        # every other session of that table is held to them.
+        small = db.table("other2", cache_size=5)  # still LRU (the parent's), now of 5
+        small["k"] = 1
+        with pytest.raises(ValueError, match=r"lru\(capacity: 5\)"):
+            NanaSQLite(dbfile, table="other2", cache_strategy="lru", cache_size=10, socket=nanad.socket)
+        NanaSQLite(dbfile, table="other2", cache_strategy="lru", cache_size=5, socket=nanad.socket).close()
+        timed = db.table("timed", cache_strategy="ttl", cache_ttl=30.0)
+        timed["k"] = {"v": 1}
+        assert timed["k"] == {"v": 1}
+        grandchild = timed.table("timed2")  # a child of a child inherits its parent's, not the root's
+        grandchild["k"] = 2
+        with pytest.raises(ValueError, match="ttl"):
+            NanaSQLite(dbfile, table="timed2", socket=nanad.socket)
+        with pytest.raises(ValueError, match="cache_ttl"):
+            db.table("timed3", cache_strategy="ttl")  # a TTL cache needs its cache_ttl
+        with pytest.raises(NanaSQLiteNotSupportedError, match="memory_first"):
+            db.table("other3", memory_first=True)  # the file's write-behind is not the child's to change
     finally:
         db.close()
     # unknown strategies are refused (NanaSQLite falls back to unbounded silently)

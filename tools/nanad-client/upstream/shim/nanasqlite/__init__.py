@@ -9,6 +9,7 @@ takes them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.util
@@ -36,7 +37,10 @@ def _inside_data(path):
 
 
 def _wrap(cls):
+    # functools.wraps keeps the drop-in's signatures, annotations and docstrings visible to
+    # the tests that inspect them (inspect.signature follows __wrapped__).
     class Wrapped(cls):
+        @functools.wraps(cls.__init__)
         def __init__(self, db_path=None, *args, **kwargs):
             if "db_path" in kwargs:
                 kwargs["db_path"] = _inside_data(kwargs["db_path"])
@@ -49,6 +53,7 @@ def _wrap(cls):
         if original is None:
             continue
 
+        @functools.wraps(original)
         def method(self, path=None, *args, _original=original, **kwargs):
             for key in ("dest_path", "src_path", "target_path", "source_path"):
                 if key in kwargs:
@@ -58,6 +63,7 @@ def _wrap(cls):
             return _original(self, _inside_data(path), *args, **kwargs)
 
         setattr(Wrapped, name, method)
+    Wrapped.__doc__ = cls.__doc__
     Wrapped.__name__ = cls.__name__
     Wrapped.__qualname__ = cls.__qualname__
     Wrapped.__module__ = "nanasqlite"
