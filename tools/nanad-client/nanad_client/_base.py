@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tup
 from . import _near, _wire
 from ._options import TableOptions, plain
 from ._wire import MISSING_WIRE, is_missing
-from .exceptions import NanaSQLiteClosedError
+from .exceptions import NanaSQLiteClosedError, NanaSQLiteValidationError
 from .hooks import ValidatorHook
 
 Request = Tuple[str, Dict[str, Any]]
@@ -470,7 +470,7 @@ class Operations:
             try:  # what would cost the connection is refused here, per key
                 if not isinstance(k, str):
                     raise TypeError(f"Dict key must be str, not {type(k).__name__}")
-                _wire.check_params({"value": v})
+                _wire.encode_request(0, "set", {"value": v})  # packs it: an object msgpack cannot is refused
             except Exception as exc:
                 refused[k] = _skipped_message(k, exc)
                 continue
@@ -883,6 +883,12 @@ class Operations:
 
     def _op_create_table(self, table_name: str, columns: Dict[str, str], if_not_exists: bool = True,
                          primary_key: Optional[str] = None) -> Op:
+        if isinstance(columns, dict):
+            for name, column_type in columns.items():
+                if not isinstance(column_type, str):  # NanaSQLite's check and message
+                    raise NanaSQLiteValidationError(
+                        f"Column type for '{name}' must be a string, not {type(column_type).__name__}"
+                    )
         params = {"table_name": table_name, "columns": columns, "if_not_exists": if_not_exists}
         yield ("create_table", _put(params, primary_key=primary_key))
 
@@ -898,6 +904,12 @@ class Operations:
         yield ("drop_index", {"index_name": index_name, "if_exists": if_exists})
 
     def _op_alter_table_add_column(self, table_name: str, column_name: str, column_type: str, default: Any = None) -> Op:
+        if default is not None and not isinstance(default, (str, int, float)):
+            # Only a literal can travel and become SQL; NanaSQLite refuses the rest (its message).
+            raise NanaSQLiteValidationError(
+                "default must be a string, bool, int, or finite float; "
+                f"arbitrary {type(default).__name__} objects are not accepted"
+            )
         params = {"table_name": table_name, "column_name": column_name, "column_type": column_type}
         yield ("alter_table_add_column", _put(params, default=default))
 

@@ -17,6 +17,7 @@ autocommit. Until ``commit()`` or ``rollback()`` (which then raise
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket as _socket
 import threading
@@ -32,6 +33,10 @@ from .exceptions import (
 )
 
 _TXN_METHODS = ("begin_transaction", "commit", "rollback")
+#: Orders inserts across a process's connections: ``AsyncNanaSQLite.sync_db`` reports the later
+#: of its own and its async instance's (NanaSQLite's share one SQLite connection).
+_INSERT_ORDER = itertools.count(1)
+
 #: The calls whose replies say which rowid they inserted (``get_last_insert_rowid``).
 _ROWID_METHODS = ("execute", "sql_insert", "upsert")
 
@@ -67,6 +72,7 @@ class _ConnectionState:
         # The rowid of the last row this session inserted, from the replies of _ROWID_METHODS:
         # SQLite's last_insert_rowid() of the daemon's writer would be any client's.
         self.last_insert_rowid = 0
+        self.last_insert_order = 0  # when, among every connection of the process (_INSERT_ORDER)
         # The near-cache (_near.py): boards mapped on this connection, by generation; and
         # whether reads must bypass every near-cache of the connection, from the moment a
         # begin_transaction is sent until its transaction is known to be over.
@@ -111,6 +117,7 @@ class _ConnectionState:
         rowid = result.get("lastrowid") if method == "execute" and isinstance(result, dict) else result
         if isinstance(rowid, int) and not isinstance(rowid, bool) and rowid:
             self.last_insert_rowid = rowid
+            self.last_insert_order = next(_INSERT_ORDER)
 
     def _note_transaction(self, method: str, error: Any) -> None:
         if method == "begin_transaction":

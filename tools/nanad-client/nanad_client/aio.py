@@ -6,6 +6,7 @@ import asyncio
 from typing import Any, AsyncIterator, Dict, Generator, Optional, Tuple
 
 from . import _near
+from ._admission import Admission
 from ._base import UNSET, EllipsisType, Operations, build_open_params, resolve_child_hooks, async_method
 from ._connection import AsyncConnection, StaleGeneration
 from ._options import TableOptions
@@ -89,6 +90,8 @@ class AsyncNanaSQLite(Operations):
         socket: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
+        # Checked here, as NanaSQLite checks them, not at the first await as the others.
+        self._admission = Admission.from_options(kwargs)
         self._db_path = db_path
         self._table = table
         self._max_workers = max_workers
@@ -124,6 +127,20 @@ class AsyncNanaSQLite(Operations):
         if self._closed or self._root._closed:
             gen.close()
             raise self._closed_error()
+        admission = self._admission
+        if admission is None:
+            return await self._arun_admitted(gen)
+        try:
+            await admission.acquire()
+        except BaseException:
+            gen.close()  # timed out or cancelled: nothing was sent
+            raise
+        try:
+            return await self._arun_admitted(gen)
+        finally:
+            admission.release()
+
+    async def _arun_admitted(self, gen: Generator) -> Any:
         send = gen.send
         try:
             request = send(None)
@@ -254,6 +271,7 @@ class AsyncNanaSQLite(Operations):
         child._db_path = self._db_path
         child._table = table_name
         child._max_workers = self._max_workers
+        child._admission = self._admission  # one bound for the instance and its children
         child._options = self._options
         child._table_params = self._table_params
         child._init_error = None

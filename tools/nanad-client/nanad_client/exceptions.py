@@ -21,6 +21,7 @@ and ``nanad_details`` (the reserved ``details`` field, normally ``None``).
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Optional
 
 
@@ -102,6 +103,10 @@ def error_from_wire(error: Any) -> BaseException:
         message = repr(message)
     cls = _BY_WIRE_TYPE.get(wire_type, NanaSQLiteError) if isinstance(wire_type, str) else NanaSQLiteError
     exc = cls(message)  # KeyError(message): the message is the key (or field), as NanaSQLite's KeyError(key)
+    if cls is NanaSQLiteDatabaseError:
+        # NanaSQLite keeps the SQLite binding's exception; the daemon's cannot cross the wire,
+        # so this is the DB-API error of the same text (sqlite3's, which any program has).
+        exc.original_error = sqlite3.DatabaseError(message)  # type: ignore[attr-defined]
     try:
         exc.nanad_type = wire_type  # type: ignore[attr-defined]
         exc.nanad_details = details  # type: ignore[attr-defined]

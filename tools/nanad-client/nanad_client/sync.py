@@ -123,6 +123,7 @@ class NanaSQLite(Operations, MutableMapping):
         db._hooks, db._validator, db._coerce = list(other._hooks), other._validator, other._coerce
         db._refresh_hook_flags()
         db._conn = SyncConnection(other._conn.path)
+        db._rowid_sibling = other._conn
         db._root = db
         db._parent = None
         db._table_request = other._table_request
@@ -402,14 +403,22 @@ class NanaSQLite(Operations, MutableMapping):
     def closed(self) -> bool:
         return self._closed or self._root._closed
 
+    _rowid_sibling: Any = None  # sync_db's: the AsyncNanaSQLite's connection
+
     def get_last_insert_rowid(self) -> int:
         """The rowid of the last row this instance's connection inserted (``execute``,
         ``sql_insert``, ``upsert``, ``import_from_dict_list``; its ``table()`` children share
         it), 0 before any: NanaSQLite's ``last_insert_rowid()`` of its own connection. Kept
-        from the daemon's replies, since the daemon's writer connection serves every client."""
+        from the daemon's replies, since the daemon's writer connection serves every client.
+        On ``AsyncNanaSQLite.sync_db``, the later insert of it and its async instance, whose
+        connection NanaSQLite's ``sync_db`` shares."""
         if self._closed or self._root._closed:
             raise self._closed_error()
-        return self._conn.last_insert_rowid
+        conn = self._conn
+        sibling = self._rowid_sibling
+        if sibling is not None and sibling.last_insert_order > conn.last_insert_order:
+            return sibling.last_insert_rowid
+        return conn.last_insert_rowid
 
     def iter_items(self, batch_size: int = 1000) -> Iterator[Any]:
         """Every (key, value) pair; read with one ``items`` call (the daemon has no cursor)."""

@@ -275,3 +275,36 @@ def test_cancelled_call_does_not_disturb_others(nanad, dbfile):
             assert await db.aget("d") == 2
 
     run(main())
+
+
+
+def test_max_pending_operations_bounds_the_calls_in_flight(nanad, dbfile):
+    # NanaSQLite's argument checks, at construction as there.
+    for options in ({"max_pending_operations": True}, {"max_pending_operations": 0},
+                    {"max_pending_operations": 1, "admission_timeout": float("nan")}, {"admission_timeout": 1}):
+        with pytest.raises(ValueError):
+            AsyncNanaSQLite(dbfile, socket=nanad.socket, **options)
+
+    async def main():
+        async with AsyncNanaSQLite(dbfile, max_pending_operations=1, admission_timeout=0.3,
+                                   socket=nanad.socket) as db:
+            child = await db.table("other")
+            await asyncio.gather(*(db.aset(f"k{i}", i) for i in range(10)))  # one at a time, all done
+            assert await db.alen() == 10
+            # Another client's transaction holds the file's writer, so a write waits in nanad,
+            # holding the one slot; the child shares it, so its call gives up, having sent nothing.
+            other = NanaSQLite(dbfile, socket=nanad.socket)
+            other.begin_transaction()
+            waiting = asyncio.ensure_future(db.aset("first", 1))
+            await asyncio.sleep(0.1)
+            with pytest.raises(asyncio.TimeoutError):
+                await child.aset("never", 1)
+            other.commit()
+            other.close()
+            await waiting
+            assert await db.aget("first") == 1
+            assert await child.aget("never") is None
+            await child.aset("now", 1)
+            assert await child.aget("now") == 1
+
+    asyncio.run(main())
