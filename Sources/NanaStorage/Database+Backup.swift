@@ -31,7 +31,7 @@ extension Database {
                     input = try SQLiteConnection(path: source, readOnly: true, busyTimeoutMilliseconds: self.options.busyTimeoutMilliseconds)
                     try Self.checkIntegrity(input, what: "restore source")
                 } catch {
-                    throw error.kind == .database ? error : StorageError(.database, "Could not verify restore source: \(error.message)")
+                    throw StorageError(.database, "Could not verify restore source: \(error.message)")  // NanaSQLite's wording
                 }
                 try Self.runBackup(from: input, into: connection, failure: "Restore failed")
                 for table in self.openTables {

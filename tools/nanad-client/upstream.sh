@@ -42,7 +42,10 @@ fi
 ignore=(--ignore=tests/test_benchmark.py --ignore=tests/test_async_benchmark.py)
 results=$work/results-$([ $real = 1 ] && echo real || echo drop-in).xml
 deselect=()
-while read -r id; do deselect+=(--deselect "$id"); done < <(grep -v '^\s*#' "$here/excluded.txt" | sed 's/#.*//; s/[[:space:]]*$//' | grep -v '^$' || true)
+# A listed file (an id without "::") is left out whole: its module cannot even be imported here.
+while read -r id; do
+    case "$id" in *::*) deselect+=(--deselect "$id") ;; *) deselect+=(--ignore="$id") ;; esac
+done < <(grep -v '^\s*#' "$here/excluded.txt" | sed 's/#.*//; s/[[:space:]]*$//' | grep -v '^$' || true)
 cd "$work/nanasqlite-1.6.2"
 status=0
 if [ $real = 1 ]; then

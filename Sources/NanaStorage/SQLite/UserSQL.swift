@@ -6,7 +6,8 @@ import CSQLite
 /// statement (and any trigger it fires) would take. It refuses what would break the daemon's
 /// ownership of the file — transaction control (the writer's group commit owns transactions;
 /// clients use `begin_transaction`), savepoints, ATTACH/DETACH (a path outside the data
-/// folder), PRAGMA (the `pragma` method has allow-lists) and VACUUM — and records every table
+/// folder), PRAGMA (the `pragma` method has allow-lists; only the schema's description runs
+/// here) and VACUUM — and records every table
 /// the statement writes, so that the caches of key-value tables it touches can be cleared
 /// after it commits. The authorizer is off for the daemon's own statements.
 final class UserSQLPolicy {
@@ -15,6 +16,9 @@ final class UserSQLPolicy {
     fileprivate var trusted = false
     fileprivate var written = Set<String>()
     fileprivate var refusal: String?
+
+    /// The PRAGMAs `execute` runs: they describe the schema and never change anything.
+    static let schemaPragmas: Set<String> = ["table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list"]
 
     init(connection: SQLiteConnection) {
         sqlite3_set_authorizer(connection.handle, { context, action, first, _, _, _ in
@@ -36,7 +40,10 @@ final class UserSQLPolicy {
                 policy.refusal = "ATTACH and DETACH are not allowed: nanad serves only files in its data folder"
                 return SQLITE_DENY
             case SQLITE_PRAGMA:
-                policy.refusal = "PRAGMA is not allowed in execute(); use pragma()"
+                // The schema's description only reads, whatever its argument (a table or index
+                // name); NanaSQLite's programs run `PRAGMA table_info(t)` through execute().
+                if let name, UserSQLPolicy.schemaPragmas.contains(name.lowercased()) { return SQLITE_OK }
+                policy.refusal = "PRAGMA is not allowed in execute(); use pragma() (execute() runs only \(UserSQLPolicy.schemaPragmas.sorted().joined(separator: ", ")))"
                 return SQLITE_DENY
             case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE, SQLITE_DROP_TABLE, SQLITE_ALTER_TABLE:
                 if let name, !name.hasPrefix("sqlite_") { policy.written.insert(name.lowercased()) }

@@ -90,6 +90,23 @@ class AsyncNanaSQLite(Operations):
         socket: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
+        """Connects to nanad and opens ``table`` of ``db_path`` at the first awaited call.
+
+        Args:
+            db_path: a file inside the daemon's data folder, relative to it.
+            table: the key-value table (created if missing).
+            bulk_load: read every row into the daemon's cache at open.
+            optimize, cache_size_mb, max_workers, strict_sql_validation: as NanaSQLite's; the
+                daemon applies and checks them (README, "Options").
+            validator: a callable ``validator(value)`` or a validkit schema, run in this process
+                before each write (``None``: none).
+            coerce: store what ``validator`` returns instead of the value given.
+            v2_mode, v2_config: write-behind, run by the daemon for every client of the table.
+            socket: nanad's socket (else ``$NANAD_SOCKET``, else ``nanad-data/nanad.sock``).
+            **kwargs: NanaSQLite's other options (``cache_strategy``, ``encryption_key``, ``hooks``,
+                ``flush_mode``, …, ``max_pending_operations``, ``admission_timeout``) and the
+                near-cache's (``near_cache``, ``near_cache_size``, ``near_cache_bytes``).
+        """
         # Checked here, as NanaSQLite checks them, not at the first await as the others.
         self._admission = Admission.from_options(kwargs)
         self._db_path = db_path

@@ -1,5 +1,7 @@
-"""``nanasqlite.async_core``'s public name, for programs that import it from there."""
+"""``nanasqlite.async_core``'s public names, for programs that import them from there (the
+optional libraries' flags included, as NanaSQLite's ``async_core`` imports them)."""
 
 from .aio import AsyncNanaSQLite
+from .compat import HAS_ORJSON, HAS_VALIDKIT
 
-__all__ = ["AsyncNanaSQLite"]
+__all__ = ["AsyncNanaSQLite", "HAS_ORJSON", "HAS_VALIDKIT"]

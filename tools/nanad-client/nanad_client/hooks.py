@@ -415,9 +415,13 @@ class UniqueHook(BaseHook):
 class ForeignKeyHook(BaseHook):
     """Refuses a write whose ``field`` value (a key of dict values, or a callable
     ``field(key, value)``) is not a key of ``target_db`` (NanaSQLite's ``ForeignKeyHook``);
-    values without the field are not checked. As in NanaSQLite it is checked in this process
-    before the write, so a referenced key deleted meanwhile is not noticed; the daemon's
-    ``foreign_key`` constraint holds across processes."""
+    values without the field are not checked.
+
+    WARNING: as in NanaSQLite (its advisory SEC-04), the check runs in this process before the
+    write, a TOCTOU race condition: a referenced key deleted meanwhile, by this process or any
+    other, is not noticed. The daemon's ``foreign_key`` constraint
+    (``constraints=[{"type": "foreign_key", ...}]``) is checked inside the write and holds across
+    processes."""
 
     def __init__(self, field: Any, target_db: Any, **kwargs: Any):
         super().__init__(**kwargs)

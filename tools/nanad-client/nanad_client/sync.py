@@ -84,6 +84,23 @@ class NanaSQLite(Operations, MutableMapping):
         socket: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
+        """Connects to nanad and opens ``table`` of ``db_path``.
+
+        Args:
+            db_path: a file inside the daemon's data folder, relative to it.
+            table: the key-value table (created if missing).
+            bulk_load: read every row into the daemon's cache at open.
+            optimize, cache_size_mb, strict_sql_validation: as NanaSQLite's; the daemon applies
+                and checks them (README, "Options").
+            validator: a callable ``validator(value)`` or a validkit schema, run in this process
+                before each write (``None``: none).
+            coerce: store what ``validator`` returns instead of the value given.
+            v2_mode, v2_config: write-behind, run by the daemon for every client of the table.
+            socket: nanad's socket (else ``$NANAD_SOCKET``, else ``nanad-data/nanad.sock``).
+            **kwargs: NanaSQLite's other options (``cache_strategy``, ``encryption_key``, ``hooks``,
+                ``flush_mode``, …) and the near-cache's (``near_cache``, ``near_cache_size``,
+                ``near_cache_bytes``).
+        """
         self._db_path = db_path
         self._table = table
         self._init_near(kwargs)

@@ -333,6 +333,14 @@ def test_direct_sql(db):
         db.execute("SELECT * FROM no_such_table")
     with pytest.raises(NanaSQLiteValidationError):
         db.execute("PRAGMA journal_mode = DELETE")
+    with pytest.raises(NanaSQLiteValidationError):
+        db.execute("PRAGMA journal_mode")  # the daemon's settings are read with pragma()
+    # The schema's description runs, as NanaSQLite's programs use it.
+    columns = db.execute("PRAGMA table_info(items)").fetchall()
+    assert [c[1] for c in columns] == ["id", "name", "price", "blob"] and columns[0][5] == 1
+    assert db.execute("PRAGMA index_list(items)").fetchall() == []
+    assert db.fetch_one("SELECT COUNT(*) FROM pragma_table_info('items')") == (4,)
+    assert db.pragma("journal_mode") == "wal"
     with pytest.raises(TypeError):
         db.execute("SELECT ?", ([1, 2],))
     with pytest.raises(NanaSQLiteDatabaseError):

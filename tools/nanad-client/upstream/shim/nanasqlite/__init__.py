@@ -72,6 +72,13 @@ def _wrap(cls):
 
 NanaSQLite = _wrap(nanad_client.NanaSQLite)
 AsyncNanaSQLite = _wrap(nanad_client.AsyncNanaSQLite)
+# Tests import the classes from nanasqlite.core and .async_core too (the drop-in's modules, by
+# the alias below): those names get the same path adaptation.
+import nanad_client.async_core  # noqa: E402
+import nanad_client.core  # noqa: E402
+
+nanad_client.core.NanaSQLite = NanaSQLite
+nanad_client.async_core.AsyncNanaSQLite = AsyncNanaSQLite
 __all__ = list(_drop_in_all)
 __version__ = "1.6.2"
 
@@ -93,7 +100,11 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return module
 
     def exec_module(self, module):
-        pass
+        # First import: create_module already ran the drop-in's module. importlib.reload() of
+        # the alias (a test that reloads nanasqlite.compat) calls only this: run it again.
+        if getattr(module, "_nanad_alias_loaded", False):
+            importlib.util.spec_from_file_location(module.__name__, module.__file__).loader.exec_module(module)
+        module._nanad_alias_loaded = True
 
 
 sys.meta_path.insert(0, _Alias())
