@@ -170,6 +170,12 @@ class Cursor:
         return f"<nanad_client.Cursor columns={self.columns!r} rows={len(self._rows)} rowcount={self.rowcount}>"
 
 
+def check_batch_size(batch_size: Any) -> None:
+    """``iter_items``' argument, as NanaSQLite checks it."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise NanaSQLiteValidationError("batch_size must be a positive integer")
+
+
 def resolve_child_hooks(parent_hooks: List[Any], validator: Any, coerce: Any, hooks: Any,
                         parent_validator: Any, parent_coerce: bool) -> Tuple[List[Any], Any, bool]:
     """NanaSQLite's table() rules for a child's hooks (behaviour spec section 9)."""
@@ -433,6 +439,26 @@ class Operations:
         if self._h_read:
             return {k: self._after_read(k, v) for k, v in found.items()}
         return found
+
+    def _op_items_page(self, after: Optional[str], batch_size: int) -> Op:
+        """One page of ``iter_items``: the next ``batch_size`` keys after ``after`` in key
+        order, read from the file (the daemon flushes staged writes first), then their values
+        through ``batch_get``, decrypted by the daemon and passed through the ``after_read``
+        hooks. A key deleted between the two reads is left out."""
+        table = self._table  # an identifier: nanad refused any other name at open
+        if after is None:
+            rows = yield ("fetch_all", {"sql": f'SELECT key FROM "{table}" ORDER BY key LIMIT ?',
+                                        "parameters": [batch_size]})
+        else:
+            rows = yield ("fetch_all", {"sql": f'SELECT key FROM "{table}" WHERE key > ? ORDER BY key LIMIT ?',
+                                        "parameters": [after, batch_size]})
+        keys = [row[0] for row in rows]
+        if not keys:
+            return [], None
+        found = yield ("batch_get", {"keys": keys})
+        if self._h_read:
+            found = {k: self._after_read(k, v) for k, v in found.items()}
+        return [(k, found[k]) for k in keys if k in found], keys[-1] if len(keys) == batch_size else None
 
     def _op_batch_update(self, mapping: Dict[str, Any]) -> Op:
         if not mapping:

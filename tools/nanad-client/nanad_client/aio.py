@@ -7,7 +7,7 @@ from typing import Any, AsyncIterator, Dict, Generator, Optional, Tuple
 
 from . import _near
 from ._admission import Admission
-from ._base import UNSET, EllipsisType, Operations, build_open_params, resolve_child_hooks, async_method
+from ._base import UNSET, EllipsisType, Operations, async_method, build_open_params, check_batch_size, resolve_child_hooks
 from ._connection import AsyncConnection, StaleGeneration
 from ._options import TableOptions
 from ._wire import socket_path
@@ -251,12 +251,19 @@ class AsyncNanaSQLite(Operations):
         await self.close()
         return False
 
+    _aitems_page = async_method(Operations._op_items_page, "_aitems_page", "AsyncNanaSQLite")
+
     async def aiter_items(self, batch_size: int = 1000) -> AsyncIterator[Tuple[str, Any]]:
-        """Every (key, value) pair (read with one ``items`` call: the daemon has no cursor)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError("batch_size must be a positive integer")
-        for item in await self.aitems():
-            yield item
+        """Every (key, value) pair in key order, in pages of ``batch_size`` keys (as
+        ``NanaSQLite.iter_items``)."""
+        check_batch_size(batch_size)
+        after: Optional[str] = None
+        while True:
+            page, after = await self._aitems_page(after, batch_size)
+            for item in page:
+                yield item
+            if after is None:
+                return
 
     def __repr__(self) -> str:
         initialized = self._gen >= 0

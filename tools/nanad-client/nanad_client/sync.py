@@ -9,7 +9,7 @@ from typing import Any, Dict, Generator, Iterator, Optional
 
 from . import _near
 from ._near import ABSENT as _ABSENT
-from ._base import UNSET, EllipsisType, Operations, build_open_params, resolve_child_hooks, sync_method
+from ._base import UNSET, EllipsisType, Operations, build_open_params, check_batch_size, resolve_child_hooks, sync_method
 from ._connection import StaleGeneration, SyncConnection
 from ._options import TableOptions
 from ._wire import socket_path
@@ -437,9 +437,19 @@ class NanaSQLite(Operations, MutableMapping):
             return sibling.last_insert_rowid
         return conn.last_insert_rowid
 
+    _items_page = sync_method(Operations._op_items_page, "_items_page", "NanaSQLite")
+
     def iter_items(self, batch_size: int = 1000) -> Iterator[Any]:
-        """Every (key, value) pair; read with one ``items`` call (the daemon has no cursor)."""
-        return iter(self.items())
+        """Every (key, value) pair in key order, read in pages of ``batch_size`` keys, as
+        NanaSQLite's: values are decrypted and pass the ``after_read`` hooks; nothing is held
+        between pages, so changes made meanwhile show in later pages."""
+        check_batch_size(batch_size)
+        after: Optional[str] = None
+        while True:
+            page, after = self._items_page(after, batch_size)
+            yield from page
+            if after is None:
+                return
 
 
 for _name in SYNC_METHODS:

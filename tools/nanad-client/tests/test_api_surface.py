@@ -81,7 +81,7 @@ def test_smaller_compatibility_methods(db):
         async with nanad_client.AsyncNanaSQLite(db._db_path, socket=db._conn.path) as adb:
             assert [item async for item in adb.aiter_items()] == db.items()
             assert (await adb.aget_status())["pending_kvs_count"] == 0
-            with pytest.raises(ValueError):
+            with pytest.raises(nanad_client.NanaSQLiteValidationError, match="batch_size"):
                 [item async for item in adb.aiter_items(0)]
 
     asyncio.run(main())
@@ -136,3 +136,37 @@ def test_sql_utils_answer_as_nanasqlites():
         differing = [s for s in corpus if ours_f(s) != real_f(s)]
         assert not differing, (name, differing[:3])
     assert ours.find_sql_functions('SELECT "LOAD_EXTENSION"(1), f(2) -- g(3)') == ["LOAD_EXTENSION", "f"]
+
+
+class _Wrap:
+    def after_read(self, db, key, value):
+        return {"wrapped": value}
+
+
+def test_iter_items_reads_pages_in_key_order_through_the_hooks(nanad, dbfile):
+    key = b"0123456789abcdef"
+    with nanad_client.NanaSQLite(dbfile, encryption_key=key, hooks=[_Wrap()], socket=nanad.socket) as db:
+        values = {f"k{i:03d}": {"n": i} for i in reversed(range(31))}  # written out of key order
+        db.batch_update(values)
+        db.clear_cache()
+        assert list(db.iter_items(batch_size=7)) == [(k, {"wrapped": v}) for k, v in sorted(values.items())]
+        assert list(db.iter_items(batch_size=31)) == list(db.iter_items(batch_size=1000))
+        for size in (0, -1, True, 1.5, "1"):
+            with pytest.raises(nanad_client.NanaSQLiteValidationError, match="batch_size"):
+                list(db.iter_items(size))
+    with nanad_client.NanaSQLite(dbfile, table="plain", socket=nanad.socket) as db:
+        assert list(db.iter_items()) == []
+        db.batch_update({"a": 1, "b": 2, "c": 3})
+        stream = db.iter_items(1)
+        assert next(stream) == ("a", 1)
+        # Nothing is held between pages: later pages see what changed meanwhile.
+        db["b"] = 20
+        del db["c"]
+        db["d"] = 4
+        assert list(stream) == [("b", 20), ("d", 4)]
+
+        async def main():
+            async with nanad_client.AsyncNanaSQLite(dbfile, table="plain", socket=nanad.socket) as adb:
+                assert [item async for item in adb.aiter_items(2)] == [("a", 1), ("b", 20), ("d", 4)]
+
+        asyncio.run(main())
