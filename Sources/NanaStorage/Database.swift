@@ -95,6 +95,8 @@ public final class Database: Sendable {
     let tablesCreatedInTransaction = Mutex<[String: KeyValueTable]>([:])
     /// The near-cache board, once a client asked for one.
     let boardLink = BoardLink()
+    /// Commits by other programs, for `cache_consistency="auto"` sessions (``noticeOutsideWrites()``).
+    let outsideWrites = OutsideWriteWatch()
     private let tablesMade = Atomic<Int>(0)
     let statistics = Mutex(WriterStatistics())
     /// Jobs of client transactions whose BEGIN has not reached the writer yet (writer thread).
@@ -313,6 +315,7 @@ public final class Database: Sendable {
         closed.wait()
         closed.signal()  // let a second caller through too
         boardLink.retire()
+        outsideWrites.close()
         for table in openTables { table.expiry.stop() }
         // Tables point back at their database: forget them so that a closed database is freed
         // (nanad closes databases only when it stops; the fuzz harness closes one data folder

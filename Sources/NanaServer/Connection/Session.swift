@@ -17,6 +17,9 @@ struct Session {
         /// Whether `get`, `contains` and `batch_get` answer with near-cache stamps
         /// (`open`'s `near_cache`; PROTOCOL §10), inherited by `table()` children.
         let tracking: Bool
+        /// Whether each call first looks for commits made around nanad (`open`'s
+        /// `cache_consistency="auto"`), inherited by `table()` children.
+        let outsideWrites: Bool
     }
 
     private(set) var handles: [Int64: Handle] = [:]
@@ -26,10 +29,12 @@ struct Session {
 
     /// Records a table the session attached to (``KeyValueTable/attach(_:completion:)``); the
     /// session detaches when the handle closes.
-    mutating func add(_ table: KeyValueTable, root: Int64?, policy: SQLFunctionPolicy, access: AccessRule?, request: TableRequest, tracking: Bool) -> Int64 {
+    mutating func add(_ table: KeyValueTable, root: Int64?, policy: SQLFunctionPolicy, access: AccessRule?, request: TableRequest,
+                      tracking: Bool, outsideWrites: Bool = false) -> Int64 {
         let id = nextHandle
         nextHandle += 1
-        handles[id] = Handle(table: table, root: root ?? id, policy: policy, access: access, request: request, tracking: tracking)
+        handles[id] = Handle(table: table, root: root ?? id, policy: policy, access: access, request: request, tracking: tracking,
+                             outsideWrites: outsideWrites)
         return id
     }
 

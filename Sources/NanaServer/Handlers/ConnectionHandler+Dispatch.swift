@@ -18,6 +18,7 @@ extension ConnectionHandler {
         do throws(NanaRemoteError) {
             let args = try arguments.checked(against: method)
             try checkAccess(method, args)
+            try noticeOutsideWrites(method, args)
             try method.handler(self, msgid, args)
         } catch {
             reply(msgid, .error(error))
@@ -64,6 +65,16 @@ extension ConnectionHandler {
         if rule.readOnly && !method.access.admittedReadOnly {
             throw NanaRemoteError(.validation, "this database is read-only for this user: \(method.name)() is a \(method.access.rawValue) method")
         }
+    }
+
+    /// On a handle opened with `cache_consistency="auto"`, every call first looks for commits
+    /// made to the file around nanad and drops its caches if there were (PROTOCOL 9.2). A
+    /// blocking SQLite call on the event loop, on purpose: it reads the WAL index in shared
+    /// memory (microseconds), and it must finish before the call reads a cache.
+    func noticeOutsideWrites(_ method: WireMethod, _ args: Arguments) throws(NanaRemoteError) {
+        guard method.takesHandle, let id = args.params["db"]?.int64Value, case .success(let handle) = session.table(id),
+              handle.outsideWrites else { return }
+        do { try handle.table.database.noticeOutsideWrites() } catch { throw NanaRemoteError(error) }
     }
 
     /// Whether raw SQL on this handle must only read.

@@ -55,6 +55,12 @@ extension ConnectionHandler {
         }
         _ = try args.bool("warn_duplicate_table_instance", default: true)
         let nearCache = try args.bool("near_cache", default: false)
+        let outsideWrites: Bool
+        switch try args.optionalString("cache_consistency") ?? "manual" {
+        case "manual": outsideWrites = false
+        case "auto": outsideWrites = true
+        default: throw NanaRemoteError(.validation, "cache_consistency must be 'manual' or 'auto'")  // NanaSQLite's
+        }
         let request = try Self.tableRequest(args)
         let registry = state.registry
         let access = try accessRule(for: dbPath, to: .open)
@@ -108,7 +114,7 @@ extension ConnectionHandler {
                 table.database.release()
                 return nil
             }
-            let id = handler.session.add(table, root: nil, policy: policy, access: access, request: request, tracking: nearCache)
+            let id = handler.session.add(table, root: nil, policy: policy, access: access, request: request, tracking: nearCache, outsideWrites: outsideWrites)
             return .value(handler.openReply(id, table, tracking: nearCache))
         })
     }
@@ -131,6 +137,7 @@ extension ConnectionHandler {
         let request = childRequest
         let owner = try transactionOwner(parent.table.database)
         let tracking = parent.tracking
+        let outsideWrites = parent.outsideWrites
         respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
             parent.table.database.table(named: name, owner: owner, create: mayWrite) { result in
                 guard case .success(let table) = result else { return done(result) }
@@ -141,7 +148,7 @@ extension ConnectionHandler {
                 table.detach()
                 return handler.isConnected ? .error(NanaRemoteError(.closed, "Parent database connection is closed (table: '\(name)').")) : nil
             }
-            let id = handler.session.add(table, root: root, policy: policy, access: access, request: request, tracking: tracking)
+            let id = handler.session.add(table, root: root, policy: policy, access: access, request: request, tracking: tracking, outsideWrites: outsideWrites)
             return .value(handler.openReply(id, table, tracking: tracking))
         })
     }

@@ -42,6 +42,7 @@ extension WireParameter {
         WireParameter("forbidden_sql_functions", .identifiers, default: "None"),
         WireParameter("max_clause_length", .int, default: "1000"),
         WireParameter("near_cache", .bool, default: "False"),
+        WireParameter("cache_consistency", .string, default: "\"manual\""),
     ]
 
     /// `open`'s write-behind (v2) settings of the table (PROTOCOL 9.10).

@@ -39,6 +39,7 @@ _OPEN_KWARGS = (
     "max_clause_length",
     "warn_duplicate_table_instance",
     "lock_timeout",
+    "cache_consistency",
 )
 
 # NanaSQLite options that mean nothing with a daemon (its threads and read pool): accepted and
@@ -271,7 +272,9 @@ class Operations:
     def _init_near(self, kwargs: Dict[str, Any]) -> None:
         """Takes the near-cache's constructor options (not NanaSQLite's: ``near_cache=True``,
         ``near_cache_size`` entries, ``near_cache_bytes``) out of ``kwargs``."""
-        enabled = kwargs.pop("near_cache", True)
+        # cache_consistency="auto" asks the daemon to look for writes made around it before
+        # every call: a near-cache hit would not ask, so that instance keeps none.
+        enabled = kwargs.pop("near_cache", True) and kwargs.get("cache_consistency", "manual") != "auto"
         size = kwargs.pop("near_cache_size", _near.DEFAULT_ENTRIES)
         limit = kwargs.pop("near_cache_bytes", _near.DEFAULT_BYTES)
         for name, number in (("near_cache_size", size), ("near_cache_bytes", limit)):

@@ -287,3 +287,43 @@ def test_constraints_are_enforced_for_every_client(nanad, dbfile):
         assert db.drop_constraint(adult) is True
         db["u5"] = {"email": "c@x", "age": 1}
         assert sorted(db.keys()) == ["u1", "u4", "u5"]
+
+
+def _write_around_nanad(path) -> None:
+    """Another OS process writes the file with Python's sqlite3, not through nanad."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", "\n".join([
+        "import sqlite3, sys",
+        "with sqlite3.connect(sys.argv[1], timeout=10) as c:",
+        "    c.execute('UPDATE data SET value = ? WHERE key = ?', ('3', 'change'))",
+        "    c.execute('DELETE FROM data WHERE key = ?', ('delete',))",
+        "    c.execute('INSERT OR REPLACE INTO data VALUES (?, ?)', ('new', '4'))",
+    ]), str(path)], check=True, timeout=30)
+
+
+def test_cache_consistency_auto_sees_writes_made_around_nanad(nanad, dbfile):
+    with pytest.raises(NanaSQLiteValidationError, match="cache_consistency must be 'manual' or 'auto'"):
+        NanaSQLite(dbfile, cache_consistency="sometimes", socket=nanad.socket)
+    with NanaSQLite(dbfile, cache_consistency="auto", socket=nanad.socket) as db:
+        db.batch_update({"change": 1, "delete": 2})
+        assert db.get("new") is None  # remembered as absent
+        assert db["change"] == 1 and "delete" in db  # cached
+        child = db.table("other")  # children inherit the setting
+        child["x"] = 1
+        _write_around_nanad(nanad.path(dbfile))
+        assert db.batch_get(["change", "delete", "new"]) == {"change": 3, "new": 4}
+        assert db["change"] == 3 and "delete" not in db
+        assert child["x"] == 1
+        with pytest.raises(KeyError):
+            db["delete"]
+    # Without it (the default, as NanaSQLite's "manual"), the shared cache keeps what nanad
+    # last wrote until refresh(): writes made around nanad are outside its contract.
+    with NanaSQLite(dbfile, socket=nanad.socket) as db:
+        db["change"] = 1
+        assert db["change"] == 1
+        _write_around_nanad(nanad.path(dbfile))
+        assert db["change"] == 1
+        db.refresh("change")
+        assert db["change"] == 3
