@@ -92,6 +92,7 @@ import Testing
         ["db_path": "ro.db"],
         ["db_path": "ro.db", "table": "other", "bulk_load": true],
         ["db_path": "ro.db", "v2_mode": false, "cache_strategy": "unbounded"],
+        ["db_path": "ro.db", "cache_consistency": "auto"],  // clears caches only: nothing of the file changes
     ]
 
     @Test func everyDeclaredMethodHasASampleCall() {
