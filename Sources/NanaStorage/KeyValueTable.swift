@@ -305,10 +305,13 @@ public final class KeyValueTable: Sendable {
         }
     }
 
-    /// Deletes `key`; fails with `keyNotFound` when it does not exist.
+    /// Deletes `key`; fails with `keyNotFound` when it does not exist. In v2 mode a key whose
+    /// last write failed (a dead letter, which reads no longer show) is deleted too: the delete
+    /// supersedes the letter, so `retry_dlq` will not store it (as in NanaSQLite, whose cache
+    /// still holds the failed value, so that its `del` succeeds).
     public func delete(_ key: String, owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         if writeBehind.isActive {
-            return readModifyWrite(key, owner: owner, completion) { (staged, connection) throws(StorageError) -> (StagedOperation?, Void) in
+            return readModifyWrite(key, owner: owner, countingFailedWrite: true, completion) { (staged, connection) throws(StorageError) -> (StagedOperation?, Void) in
                 guard try self.exists(key, staged: staged, on: connection) else { throw StorageError(.keyNotFound, key) }
                 return (.delete, ())
             }
@@ -576,6 +579,7 @@ public final class KeyValueTable: Sendable {
     private func readModifyWrite<T>(
         _ key: String,
         owner: TransactionToken? = nil,
+        countingFailedWrite: Bool = false,
         _ completion: @escaping @Sendable (Result<T, StorageError>) -> Void,
         _ body: @escaping @Sendable (StagedOperation?, SQLiteConnection) throws(StorageError) -> (StagedOperation?, T)
     ) {
@@ -583,7 +587,7 @@ public final class KeyValueTable: Sendable {
         database.submit(WriteJob(
             mode: .exclusive,
             run: { connection throws(StorageError) in
-                let result = try self.writeBehind.withStaged(key) { (staged) throws(StorageError) in try body(staged, connection) }
+                let result = try self.writeBehind.withStaged(key, countingFailedWrite: countingFailedWrite) { (staged) throws(StorageError) in try body(staged, connection) }
                 let box = UncheckedSendable(result)
                 return WriteOutcome { completion(.success(box.value)) }
             },

@@ -265,14 +265,20 @@ final class WriteBehind: Sendable {
     /// read-modify-write on the writer thread is atomic against other stagers. `body` may read
     /// SQLite (the writer's connection) for a key with nothing staged, and returns the
     /// operation to stage, if any.
-    func withStaged<T>(_ key: String, _ body: (StagedOperation?) throws(StorageError) -> (StagedOperation?, T)) throws(StorageError) -> T {
+    ///
+    /// `countingFailedWrite`: when nothing is staged, `body` sees the key's failed write instead
+    /// (see `failedWrite`), so that a delete can supersede it.
+    func withStaged<T>(_ key: String, countingFailedWrite: Bool = false,
+                       _ body: (StagedOperation?) throws(StorageError) -> (StagedOperation?, T)) throws(StorageError) -> T {
         let flushNow: Bool
         let result: T
         (flushNow, result) = try state.withLock { (state) throws(StorageError) -> (Bool, T) in
             guard !state.shutDown, let configuration = state.configuration else {
                 throw StorageError(.closed, "Database connection is closed (\(database.path)); write-behind engine has shut down.")
             }
-            let (operation, result) = try body(state.staging[key] ?? state.flushing[key])
+            var staged = state.staging[key] ?? state.flushing[key]
+            if staged == nil, countingFailedWrite { staged = Self.failedWrite(key, state) }
+            let (operation, result) = try body(staged)
             guard let operation else { return (false, result) }
             state.staging[key] = operation
             state.metrics.currentStagingCount += 1
@@ -512,6 +518,18 @@ final class WriteBehind: Sendable {
         if dropped > 0 {
             logger.warning("dead-letter queue full; dropped the oldest entries", metadata: ["table": "\(tableName)", "dropped": "\(dropped)"])
         }
+    }
+
+    /// The key's newest accepted write when it is a dead letter: it failed, and nothing was
+    /// written to the key since. Reads no longer show it (`deadLetter` forgot it), but it is
+    /// still the client's last word on the key until `retry_dlq` or `clear_dlq`. Called with
+    /// the lock held.
+    private static func failedWrite(_ key: String, _ state: borrowing State) -> StagedOperation? {
+        guard let entry = state.deadLetterKeys[key],
+              let letter = state.deadLetters.last(where: { $0.key == key }),
+              !letter.superseded, entry.lastWrite <= letter.sequence
+        else { return nil }
+        return letter.operation
     }
 
     private static func forgetLetter(_ letter: DeadLetter, _ state: inout State) {

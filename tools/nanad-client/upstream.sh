@@ -58,6 +58,9 @@ if [ $real = 1 ]; then
 fi
 export NANAD_BIN="${NANAD_BIN:-$repo/.build/debug/nanad}"
 case "$NANAD_BIN" in /*) ;; *) NANAD_BIN="$repo/$NANAD_BIN" ;; esac
+if [ ! -x "$NANAD_BIN" ]; then   # a fresh clone: build the daemon the run talks to
+    (cd "$repo" && tools/setup.sh && swift build --product nanad)
+fi
 # The shim first on the path, so that `import nanasqlite` finds it and not a real one.
 PYTHONPATH="$repo/$here/shim" "$repo/$venv/bin/python" -m pytest -q -p no:cacheprovider -p nanad_upstream -o addopts="" -o asyncio_mode=auto --continue-on-collection-errors --timeout 60 \
     "${ignore[@]}" ${deselect[@]+"${deselect[@]}"} --junitxml="$repo/$results" tests "$@" \

@@ -228,11 +228,15 @@ class Operations:
         near = getattr(self, "_near", None)
         self._near_fast = near if near is not None and not self._h_read else None
 
+    def _hook_db(self) -> Any:
+        """The ``db`` a hook is called with: this instance (AsyncNanaSQLite: a sync one)."""
+        return self
+
     def _before_write(self, key: str, value: Any) -> Any:
         for hook in self._hooks:
             fn = getattr(hook, "before_write", None)
             if fn is not None:
-                value = fn(self, key, value)
+                value = fn(self._hook_db(), key, value)
         return value
 
     def _validate_batch(self, mapping: Dict[str, Any]) -> None:
@@ -240,32 +244,32 @@ class Operations:
         for hook in self._hooks:
             fn = getattr(hook, "validate_batch_write", None)
             if fn is not None:
-                fn(self, mapping)
+                fn(self._hook_db(), mapping)
 
     def _after_read(self, key: str, value: Any) -> Any:
         for hook in self._hooks:
             fn = getattr(hook, "after_read", None)
             if fn is not None:
-                value = fn(self, key, value)
+                value = fn(self._hook_db(), key, value)
         return value
 
     def _before_delete(self, key: str) -> None:
         for hook in self._hooks:
             fn = getattr(hook, "before_delete", None)
             if fn is not None:
-                fn(self, key)
+                fn(self._hook_db(), key)
 
     def _on_write_success(self, key: str, value: Any, old: Any) -> None:
         for hook in self._hooks:
             fn = getattr(hook, "on_write_success", None)
             if fn is not None:
-                fn(self, key, value, old)
+                fn(self._hook_db(), key, value, old)
 
     def _on_delete_success(self, key: str, old: Any) -> None:
         for hook in self._hooks:
             fn = getattr(hook, "on_delete_success", None)
             if fn is not None:
-                fn(self, key, old)
+                fn(self._hook_db(), key, old)
 
     # ---------------------------------------------------------------- near-cache
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Dict, Generator, Optional, Tuple
+import concurrent.futures
+import threading
+from typing import Any, AsyncIterator, Dict, Generator, Optional, Set, Tuple
 
 from . import _near
 from ._admission import Admission
@@ -53,6 +55,15 @@ class _AsyncTransaction:
             except Exception:
                 pass  # the block's own exception is the one worth seeing
         return False
+
+
+def _step(fn: Any, arg: Any) -> Tuple[bool, Any]:
+    """One step of an operation's generator, run on a hook thread: ``(False, request)``, or
+    ``(True, result)`` when it returned (a StopIteration cannot cross into an asyncio future)."""
+    try:
+        return False, fn(arg)
+    except StopIteration as stop:
+        return True, stop.value
 
 
 class _Done:
@@ -137,6 +148,14 @@ class AsyncNanaSQLite(Operations):
         self._closed = False
         self._lock: Optional[asyncio.Lock] = None
         self._lock_loop: Optional[asyncio.AbstractEventLoop] = None
+        # The root's, for the instance and its children: the calls that run hooks, and the
+        # threads they run on (made at the first such call).
+        self._active: Set["asyncio.Future[Any]"] = set()
+        self._hook_threads: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._close_task: Optional["asyncio.Future[None]"] = None
+        self._hook_serial: Optional[asyncio.Lock] = None
+        self._hook_serial_loop: Optional[asyncio.AbstractEventLoop] = None
+        self._hook_db_lock = threading.Lock()
 
     # ------------------------------------------------------------ driver
 
@@ -144,6 +163,8 @@ class AsyncNanaSQLite(Operations):
         if self._closed or self._root._closed:
             gen.close()
             raise self._closed_error()
+        if self._hooks:
+            return await self._arun_with_hooks(gen)
         admission = self._admission
         if admission is None:
             return await self._arun_admitted(gen)
@@ -170,6 +191,78 @@ class AsyncNanaSQLite(Operations):
                 request = send(result)
         except StopIteration as stop:
             return stop.value
+
+    async def _arun_with_hooks(self, gen: Generator) -> Any:
+        """A call of an instance with hooks, as NanaSQLite runs every call: the hooks (which
+        may block, or take long) run on one of ``max_workers`` threads, never on the event
+        loop; and once admitted the call is the instance's, not its caller's: cancelling the
+        caller does not stop it, and ``close()`` waits for it."""
+        admission = self._admission
+        if admission is not None:
+            try:
+                await admission.acquire()
+            except BaseException:
+                gen.close()  # timed out or cancelled: nothing was run
+                raise
+        root = self._root
+        task = asyncio.ensure_future(self._arun_serially(gen, admission))
+        root._active.add(task)
+        task.add_done_callback(root._call_done)
+        return await asyncio.shield(task)
+
+    def _call_done(self, task: "asyncio.Future[Any]") -> None:
+        self._active.discard(task)
+        if not task.cancelled():
+            task.exception()  # a caller that was cancelled no longer looks: not "never retrieved"
+
+    async def _arun_serially(self, gen: Generator, admission: Optional[Admission]) -> Any:
+        # One call with hooks at a time for the instance and its children, as NanaSQLite's
+        # RLock makes it (its SEC-05 fix): a hook's check and the write it allows are one step.
+        try:
+            async with self._serial_lock():
+                return await self._arun_steps_off_loop(gen)
+        finally:
+            if admission is not None:
+                admission.release()
+
+    def _serial_lock(self) -> asyncio.Lock:
+        root = self._root
+        loop = asyncio.get_running_loop()
+        if root._hook_serial is None or root._hook_serial_loop is not loop:
+            root._hook_serial, root._hook_serial_loop = asyncio.Lock(), loop
+        return root._hook_serial
+
+    def _hook_db(self) -> Any:
+        """Hooks get a sync instance of the same file and table, as NanaSQLite's hooks get its
+        sync one: they run on a worker thread, where its blocking calls are what they expect
+        (UniqueHook reads ``db.items()``). It is ``sync_db``'s, on a connection of its own, so
+        it is not in this instance's transaction."""
+        sync = self.__dict__.get("_sync")
+        if sync is None or sync.closed:
+            with self._root._hook_db_lock:
+                sync = self.__dict__.get("_sync")
+                if sync is None or sync.closed:
+                    from .sync import NanaSQLite
+                    sync = self._sync = NanaSQLite._beside(self)
+                    self._root.__dict__.setdefault("_syncs", []).append(sync)
+        return sync
+
+    async def _arun_steps_off_loop(self, gen: Generator) -> Any:
+        root = self._root
+        threads = root._hook_threads
+        if threads is None:
+            threads = root._hook_threads = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(1, int(self._max_workers or 1)), thread_name_prefix="nanad-client-hooks")
+        loop = asyncio.get_running_loop()
+        done, request = await loop.run_in_executor(threads, _step, gen.send, None)
+        while not done:
+            try:
+                result = await self._arequest(request[0], request[1])
+            except Exception as exc:
+                done, request = await loop.run_in_executor(threads, _step, gen.throw, exc)
+                continue
+            done, request = await loop.run_in_executor(threads, _step, gen.send, result)
+        return request
 
     async def _arequest(self, method: str, params: Dict[str, Any]) -> Any:
         if self._tracking and method in _near.TRACKED:
@@ -314,14 +407,34 @@ class AsyncNanaSQLite(Operations):
         child._closed = False
         child._lock = None
         child._lock_loop = None
+        child._close_task = None
         await child._ensure_initialized()
         return child
 
     atable = table
 
     async def close(self) -> None:
-        """Closes this instance; a root also closes its children and its connection.
-        Refused with NanaSQLiteTransactionError while a transaction is open. Idempotent."""
+        """Closes this instance; a root also closes its children and its connection. It first
+        waits for the calls that run hooks (see ``_arun_with_hooks``), even those whose caller
+        was cancelled; cancelling ``close()`` itself does not stop it. Refused with
+        NanaSQLiteTransactionError while a transaction is open (then it can be called again).
+        Idempotent, and calls made while one runs wait for it."""
+        if self._closed:
+            return
+        task = self._close_task
+        if task is None:
+            task = self._close_task = asyncio.ensure_future(self._close_once())
+            task.add_done_callback(self._close_done)
+        await asyncio.shield(task)
+
+    def _close_done(self, task: "asyncio.Future[None]") -> None:
+        if task.cancelled() or task.exception() is not None:
+            self._close_task = None  # refused (a transaction is open): it may be called again
+
+    async def _close_once(self) -> None:
+        active = tuple(self._root._active)
+        if active:
+            await asyncio.gather(*active, return_exceptions=True)
         if self._closed:
             return
         conn = self._conn
@@ -342,6 +455,8 @@ class AsyncNanaSQLite(Operations):
         self._close_sync()
         if self is self._root:
             conn.close()
+            if self._hook_threads is not None:
+                self._hook_threads.shutdown(wait=False)  # idle: every call was waited for above
 
     aclose = close
 
@@ -360,10 +475,8 @@ class AsyncNanaSQLite(Operations):
         The daemon serves both connections, so each sees the other's acknowledged writes at
         once. It is not in this instance's transaction: while one is open here, asking for it
         raises NanaSQLiteTransactionError (a write through it would wait for the transaction's
-        COMMIT, which the blocked event loop could never send)."""
-        if self._closed or self._root._closed:
-            raise self._closed_error()
-        if self._gen < 0:
+        COMMIT, which the blocked event loop could never send). ``None`` again once closed."""
+        if self._closed or self._root._closed or self._gen < 0:
             return None
         if self._conn.in_transaction:
             raise NanaSQLiteTransactionError(

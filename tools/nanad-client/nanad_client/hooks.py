@@ -263,8 +263,14 @@ class UniqueHook(BaseHook):
     As in NanaSQLite, the check runs in this process, over the table's rows (``db.items()``),
     or, with ``use_index=True``, over an index of field value → key built on the first write
     and kept by this hook's own writes and deletes (``invalidate_index()`` after changing rows
-    another way). It holds within one process; for uniqueness that holds across every process,
-    give the table the daemon's constraint instead (``constraints=[{"type": "unique", ...}]``).
+    another way).
+
+    The check-then-write race (NanaSQLite's SEC-03, fixed in its 1.5.4 as SEC-05) is closed as
+    NanaSQLite closes it: an instance with hooks runs one call at a time, under an RLock shared
+    with its ``table()`` children (AsyncNanaSQLite: an asyncio lock), from the hook's check to
+    the daemon's acknowledgement of the write. That holds within one process; for uniqueness
+    that holds across every process, give the table the daemon's constraint instead
+    (``constraints=[{"type": "unique", ...}]``), checked on nanad's one writer.
     """
 
     _violation = "Unique constraint violation: duplicate value detected"

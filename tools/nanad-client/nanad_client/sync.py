@@ -119,6 +119,7 @@ class NanaSQLite(Operations, MutableMapping):
         self._gen = -1
         self._closed = False
         self._reopen_lock = threading.RLock()
+        self._hook_lock = threading.RLock()  # the root's: see _run
         try:
             self._conn.ensure()
             self._reopen()
@@ -148,6 +149,7 @@ class NanaSQLite(Operations, MutableMapping):
         db._gen = -1
         db._closed = False
         db._reopen_lock = threading.RLock()
+        db._hook_lock = threading.RLock()
         try:
             db._conn.ensure()
             db._reopen()
@@ -163,6 +165,15 @@ class NanaSQLite(Operations, MutableMapping):
         if self._closed or self._root._closed:
             gen.close()
             raise self._closed_error()
+        if self._hooks:
+            # As NanaSQLite (its SEC-05 fix): the hooks' checks and the write they allow are
+            # one step for the threads sharing the instance and its children (an RLock: a hook
+            # may read the instance, as UniqueHook does).
+            with self._root._hook_lock:
+                return self._run_steps(gen)
+        return self._run_steps(gen)
+
+    def _run_steps(self, gen: Generator) -> Any:
         send = gen.send
         try:
             request = send(None)

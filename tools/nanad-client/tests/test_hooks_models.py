@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
-from nanad_client import AsyncNanaSQLite, CheckHook, NanaSQLite, NanaSQLiteValidationError
+from nanad_client import AsyncNanaSQLite, CheckHook, NanaSQLite, NanaSQLiteTransactionError, NanaSQLiteValidationError
 
 
 class Recorder:
@@ -265,6 +266,60 @@ def test_async_hooks_and_models(nanad, dbfile):
     asyncio.run(main())
 
 
+def test_async_hooks_run_off_the_loop_and_an_admitted_call_outlives_its_caller(nanad, dbfile):
+    """As in NanaSQLite: hooks run on worker threads, so a blocking before_write leaves the event
+    loop free; once admitted, a call is the instance's: cancelling its caller neither stops nor
+    loses it, and close() waits for it (close() cancelled, or called twice, still closes once)."""
+    entered, release = threading.Event(), threading.Event()
+    hook_threads = []
+
+    class Blocking:
+        def before_write(self, db, key, value):
+            hook_threads.append(threading.get_ident())
+            entered.set()
+            assert release.wait(10), "never released"
+            return value
+
+    async def main():
+        db = AsyncNanaSQLite(dbfile, socket=nanad.socket, max_pending_operations=2, hooks=[Blocking()])
+        write = asyncio.create_task(db.aset("accepted", 42))
+        assert await asyncio.to_thread(entered.wait, 5)  # the loop ran this while the hook blocked
+        assert hook_threads[0] != threading.get_ident()
+        write.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        closer = asyncio.create_task(db.close())
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(closer), 0.2)  # waiting for the write
+        impatient = asyncio.create_task(db.close())
+        await asyncio.sleep(0)
+        impatient.cancel()
+        release.set()
+        await db.close()
+        await closer
+        assert db.closed
+
+    asyncio.run(main())
+    with NanaSQLite(dbfile, socket=nanad.socket) as check:
+        assert check["accepted"] == 42
+
+
+def test_async_close_refused_in_a_transaction_can_be_called_again(nanad, dbfile):
+    async def main():
+        db = AsyncNanaSQLite(dbfile, socket=nanad.socket, hooks=[Recorder()])
+        await db.begin_transaction()
+        with pytest.raises(NanaSQLiteTransactionError):
+            await db.close()
+        await db.rollback()
+        await db.aset("after", "x")
+        await db.close()
+        assert db.closed and db.sync_db is None
+
+    asyncio.run(main())
+    with NanaSQLite(dbfile, socket=nanad.socket) as check:
+        assert check["after"] == "X"
+
+
 def test_pydantic_and_validkit_hooks_behave_as_nanasqlites(impl):
     """The drop-in's own PydanticHook and ValidkitHook, side by side with NanaSQLite's."""
     pydantic = __import__("pydantic")
@@ -295,6 +350,49 @@ def test_pydantic_and_validkit_hooks_behave_as_nanasqlites(impl):
     with pytest.raises(module.NanaSQLiteValidationError, match="Schema validation failed"):
         checked["bad"] = {"name": "Nana", "age": "twenty"}
     assert checked["ok"] == {"name": "Nana", "age": 20} and "bad" not in checked
+
+
+@pytest.mark.parametrize("use_index", [False, True])
+def test_unique_hook_holds_for_threads_sharing_an_instance(impl, use_index):
+    """NanaSQLite's SEC-05 fix: threads writing the same value through one instance (and its
+    children) get one success; the hook's check and the write it allows are one step."""
+    module = impl.module
+    db = impl("unique-threads.db")
+    db.add_hook(module.UniqueHook("email", use_index=use_index))
+    start = threading.Barrier(6)
+    outcomes = []
+
+    def write(i):
+        start.wait()
+        try:
+            db[f"user{i}"] = {"email": "same"}
+            outcomes.append("stored")
+        except module.NanaSQLiteValidationError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused"] * 5 + ["stored"]
+    assert len(db) == 1
+
+
+def test_async_unique_hook_reads_a_sync_view_and_holds_for_concurrent_calls(nanad, dbfile):
+    """In AsyncNanaSQLite, hooks get a sync instance as ``db`` (as NanaSQLite's get its inner
+    one), so UniqueHook's scan of ``db.items()`` works; concurrent calls get one success."""
+    from nanad_client import UniqueHook
+
+    async def main():
+        async with AsyncNanaSQLite(dbfile, socket=nanad.socket, hooks=[UniqueHook("email")]) as db:
+            results = await asyncio.gather(*(db.aset(f"u{i}", {"email": "same"}) for i in range(6)),
+                                           return_exceptions=True)
+            assert sum(r is None for r in results) == 1
+            assert all(isinstance(r, NanaSQLiteValidationError) for r in results if r is not None)
+            assert len(await db.ato_dict()) == 1
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize("use_index", [False, True])

@@ -78,7 +78,9 @@ def main():
         counts["real"] += 1
         if outcome == "passed":
             counts["pass"] += 1
-        elif test_id in excluded or file in excluded:  # listed by id, or its whole file
+        elif test_id in excluded or test_id.split("[", 1)[0] in excluded or file in excluded:
+            # listed by id, by the id of every parametrisation (pytest's --deselect takes it as
+            # a prefix), or its whole file
             counts["listed"] += 1
         else:
             counts["regressed"] += 1
@@ -93,6 +95,8 @@ def main():
         total.update(c)
     print(f"\n{total['pass']:,} of {total['real']:,} tests that pass on NanaSQLite 1.6.2 pass through the drop-in "
           f"({total['pass'] / max(total['real'], 1):.0%}); {total['listed']} listed with a reason; {total['regressed']} regressions")
+    for test_id, outcome in regressions:
+        print(f"  regressed ({outcome}): {test_id}")
     stale = [t for t in excluded if results.get(t) == "passed"]  # (a listed file is not run)
     if stale:
         print(f"{len(stale)} listed tests now pass; take them off the list:")
