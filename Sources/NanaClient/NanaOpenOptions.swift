@@ -54,6 +54,7 @@ public struct NanaOpenOptions: Sendable, Hashable {
         if let encryption {
             params["encryption_key"] = .binary(encryption.key)
             params["encryption_mode"] = .string(encryption.mode.rawValue)
+            if encryption.allowsLegacyPlaintext { params["allow_legacy_plaintext"] = true }
         }
         if !constraints.isEmpty { params["constraints"] = .array(constraints.map(\.value)) }
         if let w = writeBehind {
@@ -123,10 +124,15 @@ public struct NanaEncryption: Sendable, Hashable {
     public enum Mode: String, Sendable, Hashable { case aesGCM = "aes-gcm", chacha20 = "chacha20" }
     public var key: [UInt8]
     public var mode: Mode
+    /// NanaSQLite's `allow_legacy_plaintext`: plaintext values of the table (written before it
+    /// was encrypted) are read as they are instead of refused. For a migration only: anyone
+    /// who can write the file could plant such values. Every session of the table must agree.
+    public var allowsLegacyPlaintext: Bool
     /// - Parameter key: 16, 24 or 32 bytes for AES-GCM; 32 for ChaCha20-Poly1305.
-    public init(key: [UInt8], mode: Mode = .aesGCM) {
+    public init(key: [UInt8], mode: Mode = .aesGCM, allowsLegacyPlaintext: Bool = false) {
         self.key = key
         self.mode = mode
+        self.allowsLegacyPlaintext = allowsLegacyPlaintext
     }
 }
 

@@ -650,6 +650,19 @@ public final class KeyValueTable: Sendable {
         writeBehind.flush(completion: body)
     }
 
+    /// NanaSQLite 1.6.2's words.
+    static let legacyPlaintextRefused = StorageError(.database, "AEAD encryption is enabled but the database contains a legacy plaintext value. Use allow_legacy_plaintext=True only during an explicit migration.")
+
+    /// Whether any stored value is plaintext (TEXT): what an encrypted table open with
+    /// `allow_legacy_plaintext` reads as legacy values (the open's reply says so).
+    public func holdsPlaintextValues(owner: TransactionToken?, completion: @escaping @Sendable (Result<Bool, StorageError>) -> Void) {
+        read(owner, completion) { connection throws(StorageError) -> Bool in
+            guard try connection.tableExists(self.name) else { return false }
+            let statement = try connection.cachedStatement("SELECT EXISTS (SELECT 1 FROM \"\(self.name)\" WHERE typeof(value) = 'text')")
+            return try statement.withReset { (s) throws(StorageError) -> Bool in try s.step() && s.columnInt64(0) != 0 }
+        }
+    }
+
     private func decodeColumn(_ statement: Statement, _ index: Int32) throws(StorageError) -> EncodedValue {
         if statement.columnIsNull(index) {
             return try database.decoder.decode(stored: UnsafeRawBufferPointer(start: nil, count: 0), isBlob: false)
@@ -659,9 +672,10 @@ public final class KeyValueTable: Sendable {
             return try database.decoder.decode(stored: statement.columnBytes(index), isBlob: isBlob)
         }
         guard isBlob else {
-            // NanaSQLite 1.6.0 read these as plaintext; a row an attacker could plant that way
-            // is refused here (1.6.2 refuses it too unless told otherwise).
-            throw StorageError(.database, "a row of encrypted table '\(name)' holds plaintext; nanad reads only encrypted values from an encrypted table")
+            // NanaSQLite 1.6.0 read these as plaintext, which lets anyone who can write the
+            // file plant values; 1.6.2 refuses them unless a migration asks (as here).
+            guard cipher.readsLegacyPlaintext else { throw Self.legacyPlaintextRefused }
+            return try database.decoder.decode(stored: statement.columnBytes(index), isBlob: false)
         }
         let plaintext = try cipher.open(statement.columnBytes(index))
         let decoded = plaintext.withUnsafeBytes { json in

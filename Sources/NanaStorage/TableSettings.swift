@@ -215,14 +215,20 @@ extension KeyValueTable {
             guard open.matches(given) else {
                 return StorageError(.database, "Failed to decrypt value: the encryption_key (or encryption_mode) differs from the one table '\(name)' is open with")
             }
+            // The shared cache holds what one session read: a plaintext row read for one that
+            // allows them must not reach one that refuses them.
+            if open.readsLegacyPlaintext != given.readsLegacyPlaintext {
+                return refuse("allow_legacy_plaintext=\(open.readsLegacyPlaintext ? "True" : "False")")
+            }
             return nil
         }
     }
 
-    /// Reads the table's first row: an encrypted value (a BLOB) needs the key, and the key
-    /// must open it; a plaintext value cannot be read with a key (NanaSQLite 1.6.2 refuses it
-    /// too). So a missing, wrong or needless key fails the open, not a later read. NanaSQLite
-    /// encrypts all of a table's values or none, so one row tells.
+    /// Checks the key (or its absence) against the stored values, so that a missing or wrong
+    /// key fails the open, not a later read. Without a key, the first row tells: an encrypted
+    /// value (a BLOB) needs the key. With one, the first encrypted value must open with it;
+    /// plaintext values beside it are left to the reads, as in NanaSQLite 1.6.2 (refused
+    /// unless `allow_legacy_plaintext`), so a table being migrated to encryption opens.
     /// - Parameter requireEncryptedRows: a key is accepted only if the table holds rows it
     ///   opens (a read-only session's key must not decide how others write the table).
     private func probe(with cipher: ValueCipher?, requireEncryptedRows: Bool, completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
@@ -234,25 +240,22 @@ extension KeyValueTable {
                         if requireEncryptedRows { throw self.readOnlyRefusal("an encryption_key (it holds no encrypted rows)") }
                         return completion(.success(()))
                     }
-                    let statement = try connection.cachedStatement("SELECT typeof(value), value FROM \"\(self.name)\" LIMIT 1")
+                    guard let cipher else {
+                        let statement = try connection.cachedStatement("SELECT typeof(value) FROM \"\(self.name)\" LIMIT 1")
+                        try statement.withReset { (s) throws(StorageError) in
+                            if try s.step(), s.columnString(0) == "blob" {
+                                throw StorageError(.database, "table '\(self.name)' holds encrypted values; open it with its encryption_key")
+                            }
+                        }
+                        return completion(.success(()))
+                    }
+                    let statement = try connection.cachedStatement("SELECT value FROM \"\(self.name)\" WHERE typeof(value) = 'blob' LIMIT 1")
                     try statement.withReset { (s) throws(StorageError) in
                         guard try s.step() else {
                             if requireEncryptedRows { throw self.readOnlyRefusal("an encryption_key (it holds no encrypted rows)") }
                             return
                         }
-                        let encrypted = s.columnString(0) == "blob"
-                        switch (encrypted, cipher) {
-                        case (true, nil):
-                            throw StorageError(.database, "table '\(self.name)' holds encrypted values; open it with its encryption_key")
-                        case (true, let cipher?):
-                            _ = try cipher.open(s.columnBytes(1))
-                        case (false, .some) where requireEncryptedRows:
-                            throw self.readOnlyRefusal("an encryption_key (it holds no encrypted rows)")
-                        case (false, .some) where s.columnString(0) == "text":
-                            throw StorageError(.database, "table '\(self.name)' holds plaintext values; it cannot be opened with an encryption_key (nanad does not mix plaintext and encrypted rows)")
-                        case (false, _):
-                            break
-                        }
+                        _ = try cipher.open(s.columnBytes(0))
                     }
                     completion(.success(()))
                 } catch {
@@ -266,7 +269,7 @@ extension KeyValueTable {
     private static func same(_ a: ValueCipher?, _ b: ValueCipher?) -> Bool {
         switch (a, b) {
         case (nil, nil): true
-        case (let a?, let b?): a.matches(b)
+        case (let a?, let b?): a.matches(b) && a.readsLegacyPlaintext == b.readsLegacyPlaintext
         default: false
         }
     }

@@ -18,12 +18,16 @@ public struct ValueCipher: Sendable, CustomStringConvertible, CustomDebugStringC
     public static let overheadByteCount = nonceByteCount + tagByteCount
 
     public let mode: Mode
+    /// NanaSQLite's `allow_legacy_plaintext`: a plaintext (TEXT) value of the table is read as
+    /// the JSON it holds instead of refused, for a migration to encryption. Not part of the
+    /// key: sessions sharing the table must agree on it, though (see `KeyValueTable.attach`).
+    public let readsLegacyPlaintext: Bool
     private let key: SymmetricKey
 
     /// - Parameter key: the raw key bytes (NanaSQLite encodes a `str` key as UTF-8 as-is).
     ///   AES-GCM accepts 16/24/32 bytes, ChaCha20-Poly1305 exactly 32; otherwise
     ///   `StorageError(.valueError, …)` naming the mode and the lengths accepted.
-    public init(key: [UInt8], mode: Mode) throws(StorageError) {
+    public init(key: [UInt8], mode: Mode, readsLegacyPlaintext: Bool = false) throws(StorageError) {
         switch mode {
         case .aesGCM:
             guard [16, 24, 32].contains(key.count) else {
@@ -35,6 +39,7 @@ public struct ValueCipher: Sendable, CustomStringConvertible, CustomDebugStringC
             }
         }
         self.mode = mode
+        self.readsLegacyPlaintext = readsLegacyPlaintext
         self.key = SymmetricKey(data: key)
     }
 

@@ -82,6 +82,7 @@ import Testing
         ["db_path": "ro.db", "memory_first": true],
         ["db_path": "ro.db", "constraints": [["type": "unique", "field": "x"]]],
         ["db_path": "ro.db", "encryption_key": "0123456789abcdef"],
+        ["db_path": "ro.db", "encryption_key": "0123456789abcdef", "allow_legacy_plaintext": true],
         ["db_path": "ro.db", "table": "v2t", "v2_mode": true],
         ["db_path": "ro.db", "table": "encryption_key"],
         ["db_path": "ro-new.db"],
@@ -93,6 +94,7 @@ import Testing
         ["db_path": "ro.db", "table": "other", "bulk_load": true],
         ["db_path": "ro.db", "v2_mode": false, "cache_strategy": "unbounded"],
         ["db_path": "ro.db", "cache_consistency": "auto"],  // clears caches only: nothing of the file changes
+        ["db_path": "ro.db", "allow_legacy_plaintext": true],  // without a key it does nothing, as in NanaSQLite
     ]
 
     @Test func everyDeclaredMethodHasASampleCall() {

@@ -168,11 +168,59 @@ import Testing
         } catch let error as NanaRemoteError {
             #expect(error.message.contains("encryption_key"))
         }
-        // Nor can a plaintext table be opened with a key (its rows could not be read).
-        let plainTable = try await late.open("enc.db", table: "notes")
-        try await plainTable.set("n", 1)
-        _ = try await plainTable.client.call("close", ["db": .int(plainTable.handle)])
-        await #expect(throws: NanaRemoteError.self) { _ = try await late.open("enc.db", table: "notes", options: NanaOpenOptions(encryption: key)) }
+        await late.close()
+        #expect(try await daemon.stop() == 0)
+    }
+
+    @Test func aPlaintextTableMigratesToAKeyAsNanaSQLitesDoes() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let client = try await daemon.connect()
+        let key = NanaEncryption(key: Self.fixtureKey)
+        let plain = try await client.open("migrate.db")
+        try await plain.set("old", ["v": 1])
+        try await plain.set("older", "text")
+        _ = try await client.call("close", ["db": .int(plain.handle)])
+
+        // With a key, the table opens; its plaintext rows are refused at each read, in
+        // NanaSQLite 1.6.2's words, and the open says nothing about them.
+        let keyed = try await client.open("migrate.db", options: NanaOpenOptions(encryption: key))
+        do {
+            _ = try await keyed.get("old")
+            Issue.record("a plaintext row was read from an encrypted table")
+        } catch let error as NanaRemoteError {
+            #expect(error.type == .database)
+            #expect(error.message.contains("legacy plaintext value"))
+        }
+        try await keyed.set("new", 3)  // encrypted
+        #expect(try await Self.sql(daemon, "migrate.db", "SELECT key, typeof(value) FROM data ORDER BY key") == "new|blob\nold|text\nolder|text")
+        // Another session may not read them while this one refuses them (the cache is shared).
+        let other = try await daemon.connect()
+        await #expect(throws: NanaRemoteError.self) {
+            _ = try await other.open("migrate.db", options: NanaOpenOptions(encryption: NanaEncryption(key: Self.fixtureKey, allowsLegacyPlaintext: true)))
+        }
+        _ = try await client.call("close", ["db": .int(keyed.handle)])
+
+        // allow_legacy_plaintext: the open's reply says the table holds some; they read as
+        // they are, beside the encrypted ones; rewriting them encrypts them.
+        let migrating = NanaOpenOptions(encryption: NanaEncryption(key: Self.fixtureKey, allowsLegacyPlaintext: true))
+        let rawOpen: NanaParams = ["db_path": "migrate.db", "encryption_key": .binary(Self.fixtureKey), "allow_legacy_plaintext": true]
+        let reply = try await other.call("open", rawOpen)
+        #expect(reply["legacy_plaintext"] == true)
+        let migrator = try await other.open("migrate.db", options: migrating)
+        #expect(try await migrator.get("old") == ["v": 1])
+        #expect(try await migrator.get("new") == 3)
+        for (k, v) in try await migrator.items() { try await migrator.set(k, v) }
+        #expect(try await Self.sql(daemon, "migrate.db", "SELECT DISTINCT typeof(value) FROM data") == "blob")
+        await other.close()
+        await client.close()
+
+        // Migrated: a later open says nothing, and a keyless one is refused.
+        let late = try await daemon.connect()
+        let lateReply = try await late.call("open", rawOpen)
+        #expect(lateReply["legacy_plaintext"] == nil)
+        #expect(lateReply["db"] != nil)
+        await #expect(throws: NanaRemoteError.self) { _ = try await late.open("migrate.db") }
         await late.close()
         #expect(try await daemon.stop() == 0)
     }

@@ -6,8 +6,14 @@ import NanaWire
 extension ConnectionHandler {
     /// `open`'s and `table`'s reply; a tracking handle gets its file's board and a token to
     /// fetch it with, or the reason it has none.
-    func openReply(_ id: Int64, _ table: KeyValueTable, tracking: Bool) -> NanaValue {
+    func openReply(_ id: Int64, _ table: KeyValueTable, tracking: Bool, legacyPlaintext: Bool = false) -> NanaValue {
         var reply: NanaParams = ["db": .int(id), "table": .string(table.name)]
+        if legacyPlaintext {
+            logger.warning("encrypted table holds plaintext values, read as legacy ones (allow_legacy_plaintext)", metadata: [
+                "db.path": "\(table.path)", "table": "\(table.name)",
+            ])
+            reply["legacy_plaintext"] = true
+        }
         guard tracking else { return .map(reply) }
         guard let boards = state.boards, let handout = state.boardHandout else {
             reply["near_cache_refused"] = "the near-cache is off on this nanad"

@@ -72,7 +72,18 @@ extension ConnectionHandler {
             openTransaction = (token, database)  // transactionOwner reports (once) and forgets one that ended
         }
         let inTransaction = openTransaction
-        respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
+        respondLater(msgid, { (finish: @escaping @Sendable (Result<(KeyValueTable, Bool), StorageError>) -> Void) in
+            let done: @Sendable (Result<KeyValueTable, StorageError>) -> Void = { result in
+                guard case .success(let table) = result else { return finish(result.map { ($0, false) }) }
+                let owner = inTransaction.flatMap { $0.database === table.database ? $0.token : nil }
+                Self.lookForLegacyPlaintext(table, request, owner: owner) { found in
+                    if case .failure = found {
+                        table.detach()
+                        table.database.release()
+                    }
+                    finish(found.map { (table, $0) })
+                }
+            }
             registry.open(dbPath, options: options, create: mayWrite) { opened in
                 switch opened {
                 case .failure(let error): done(.failure(error))
@@ -108,14 +119,15 @@ extension ConnectionHandler {
                     }
                 }
             }
-        }, { _ in .value(.nil) }, then: { handler, table in
+        }, { _ in .value(.nil) }, then: { handler, opened in
+            let (table, legacyPlaintext) = opened
             guard handler.isConnected else {
                 table.detach()
                 table.database.release()
                 return nil
             }
             let id = handler.session.add(table, root: nil, policy: policy, access: access, request: request, tracking: nearCache, outsideWrites: outsideWrites)
-            return .value(handler.openReply(id, table, tracking: nearCache))
+            return .value(handler.openReply(id, table, tracking: nearCache, legacyPlaintext: legacyPlaintext))
         })
     }
 
@@ -138,19 +150,34 @@ extension ConnectionHandler {
         let owner = try transactionOwner(parent.table.database)
         let tracking = parent.tracking
         let outsideWrites = parent.outsideWrites
-        respondLater(msgid, { (done: @escaping @Sendable (Result<KeyValueTable, StorageError>) -> Void) in
+        respondLater(msgid, { (done: @escaping @Sendable (Result<(KeyValueTable, Bool), StorageError>) -> Void) in
             parent.table.database.table(named: name, owner: owner, create: mayWrite) { result in
-                guard case .success(let table) = result else { return done(result) }
-                table.attach(request, owner: owner, mayChangeSettings: mayWrite) { done($0.map { table }) }
+                guard case .success(let table) = result else { return done(result.map { ($0, false) }) }
+                table.attach(request, owner: owner, mayChangeSettings: mayWrite) { attached in
+                    if case .failure(let error) = attached { return done(.failure(error)) }
+                    Self.lookForLegacyPlaintext(table, request, owner: owner) { found in
+                        if case .failure = found { table.detach() }
+                        done(found.map { (table, $0) })
+                    }
+                }
             }
-        }, { _ in .value(.nil) }, then: { handler, table in
+        }, { _ in .value(.nil) }, then: { handler, opened in
+            let (table, legacyPlaintext) = opened
             guard handler.isConnected, handler.session.handles[root] != nil else {
                 table.detach()
                 return handler.isConnected ? .error(NanaRemoteError(.closed, "Parent database connection is closed (table: '\(name)').")) : nil
             }
             let id = handler.session.add(table, root: root, policy: policy, access: access, request: request, tracking: tracking, outsideWrites: outsideWrites)
-            return .value(handler.openReply(id, table, tracking: tracking))
+            return .value(handler.openReply(id, table, tracking: tracking, legacyPlaintext: legacyPlaintext))
         })
+    }
+
+    /// Whether a table attached for an open that allows legacy plaintext holds any: the reply
+    /// says so, so that the drop-in warns as NanaSQLite does when it reads one.
+    private static func lookForLegacyPlaintext(_ table: KeyValueTable, _ request: TableRequest, owner: TransactionToken?,
+                                               completion: @escaping @Sendable (Result<Bool, StorageError>) -> Void) {
+        guard request.cipher?.readsLegacyPlaintext == true else { return completion(.success(false)) }
+        table.holdsPlaintextValues(owner: owner, completion: completion)
     }
 
     func close(_ msgid: UInt32, _ args: Arguments) throws(NanaRemoteError) {

@@ -64,9 +64,10 @@ extension ConnectionHandler {
     /// The key travels over the socket (0600, peer-checked) and lives only in nanad's memory;
     /// see PROTOCOL 9.2 for why the client holds it rather than nanad's configuration.
     private static func cipher(_ args: Arguments) throws(NanaRemoteError) -> ValueCipher? {
+        let legacyPlaintext = try args.bool("allow_legacy_plaintext", default: false)
         guard let key = args.params["encryption_key"], !key.isNil else {
             _ = try args.optionalString("encryption_mode")  // a mode without a key does nothing, as in NanaSQLite
-            return nil
+            return nil  // and so does allow_legacy_plaintext
         }
         let bytes: [UInt8]
         switch key {
@@ -77,7 +78,7 @@ extension ConnectionHandler {
         guard !bytes.isEmpty else { throw NanaRemoteError(.validation, "encryption_key must be a non-empty str or bytes value") }
         let modeName = try args.optionalString("encryption_mode") ?? "aes-gcm"
         do throws(StorageError) {
-            return try ValueCipher(key: bytes, mode: try ValueCipher.mode(named: modeName))
+            return try ValueCipher(key: bytes, mode: try ValueCipher.mode(named: modeName), readsLegacyPlaintext: legacyPlaintext)
         } catch {
             throw NanaRemoteError(error)
         }

@@ -76,6 +76,7 @@ extension WireParameter {
         WireParameter("cache_persistence_ttl", .bool, default: "False"),
         WireParameter("encryption_key", .string, default: "None"),
         WireParameter("encryption_mode", .string, default: "\"aes-gcm\""),
+        WireParameter("allow_legacy_plaintext", .bool, default: "False"),
         WireParameter("constraints", .list, default: "None"),
     ]
 }
@@ -88,8 +89,8 @@ extension WireMethod {
                    result: "map", section: "7.1") { h, m, a throws(NanaRemoteError) in try h.hello(m, a) },
         WireMethod("ping", .connection, [], result: "`\"pong\"`", section: "9.1") { h, m, _ throws(NanaRemoteError) in h.reply(m, .value("pong")) },
         WireMethod("open", .handle, WireParameter.openParameters + WireParameter.writeBehindParameters + WireParameter.tableOptionParameters,
-                   result: "`{db, table, board?}`", section: "9.2") { h, m, a throws(NanaRemoteError) in try h.open(m, a) },
-        WireMethod("table", .handle, [.db, .tableName] + WireParameter.childCacheParameters, result: "`{db, table, board?}`", section: "9.3") { h, m, a throws(NanaRemoteError) in try h.subTable(m, a) },
+                   result: "`{db, table, board?, legacy_plaintext?}`", section: "9.2") { h, m, a throws(NanaRemoteError) in try h.open(m, a) },
+        WireMethod("table", .handle, [.db, .tableName] + WireParameter.childCacheParameters, result: "`{db, table, board?, legacy_plaintext?}`", section: "9.3") { h, m, a throws(NanaRemoteError) in try h.subTable(m, a) },
         WireMethod("close", .handle, [.db], result: "nil", section: "9.3") { h, m, a throws(NanaRemoteError) in try h.close(m, a) },
 
         // Dict interface (9.4)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import logging
 from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tuple
 
 from . import _near, _wire
@@ -19,6 +20,8 @@ from ._options import TableOptions, plain
 from ._wire import MISSING_WIRE, is_missing
 from .exceptions import NanaSQLiteClosedError, NanaSQLiteValidationError
 from .hooks import ValidatorHook
+
+_logger = logging.getLogger("nanad_client.core")
 
 Request = Tuple[str, Dict[str, Any]]
 Op = Generator[Request, Any, Any]
@@ -295,10 +298,17 @@ class Operations:
         self._near = None
         self._near_fast = None
 
-    def _adopt_near(self, reply: Dict[str, Any]) -> None:
-        """After an ``open`` or ``table`` reply: this handle's near-cache (a new one each time)."""
+    def _adopt_reply(self, reply: Dict[str, Any]) -> None:
+        """After an ``open`` or ``table`` reply: this handle's near-cache (a new one each time),
+        and NanaSQLite's warning when the encrypted table holds plaintext values it will read
+        as legacy ones (``allow_legacy_plaintext=True``; NanaSQLite warns at each such read)."""
         self._near = _near.make(reply, self._conn, *self._near_limits) if self._tracking else None
         self._refresh_near_fast()
+        if reply.get("legacy_plaintext"):
+            _logger.warning(
+                "AEAD encryption is enabled but received non-bytes data; treating it as an explicitly allowed "
+                "unencrypted legacy value (table %r holds plaintext values, read as allowed by "
+                "allow_legacy_plaintext=True)", self._table)
 
     def near_cache_stats(self) -> Optional[Dict[str, int]]:
         """This handle's near-cache counters (hits, misses, invalidations, entries, bytes), or

@@ -85,7 +85,8 @@ class TableOptions:
     arguments (behaviour spec 1.6: memory_first first, then v2_config over the flat ones)."""
 
     __slots__ = ("v2", "memory_first", "memory_flush_interval", "cache_strategy", "cache_size",
-                 "cache_ttl", "cache_persistence_ttl", "encryption_key", "encryption_mode", "constraints")
+                 "cache_ttl", "cache_persistence_ttl", "encryption_key", "encryption_mode", "allow_legacy_plaintext",
+                 "constraints")
 
     def __init__(self) -> None:
         self.v2: Optional[V2Config] = None
@@ -97,6 +98,7 @@ class TableOptions:
         self.cache_persistence_ttl = False
         self.encryption_key: Any = None
         self.encryption_mode = "aes-gcm"
+        self.allow_legacy_plaintext = False
         self.constraints: Optional[list] = None
 
     @classmethod
@@ -110,6 +112,7 @@ class TableOptions:
         o.cache_persistence_ttl = bool(kwargs.get("cache_persistence_ttl", False))
         o.encryption_key = kwargs.get("encryption_key")
         o.encryption_mode = plain(kwargs.get("encryption_mode", "aes-gcm"))
+        o.allow_legacy_plaintext = bool(kwargs.get("allow_legacy_plaintext", False))  # NanaSQLite's bool()
         if o.encryption_key is not None and (not isinstance(o.encryption_key, (str, bytes)) or not o.encryption_key):
             raise NanaSQLiteValidationError("encryption_key must be a non-empty str or bytes value")
         constraints = kwargs.get("constraints")
@@ -169,6 +172,8 @@ class TableOptions:
         if self.encryption_key is not None:
             params["encryption_key"] = self.encryption_key
             params["encryption_mode"] = self.encryption_mode
+            if self.allow_legacy_plaintext:
+                params["allow_legacy_plaintext"] = True
         if self.constraints:
             params["constraints"] = self.constraints
         return params

@@ -319,7 +319,7 @@ class AsyncNanaSQLite(Operations):
                                                   **self._table_params}, generation)
             self._handle = reply["db"]
             self._table = reply["table"]
-            self._adopt_near(reply)
+            self._adopt_reply(reply)
             self._gen = generation
 
     async def _ensure_initialized(self) -> None:

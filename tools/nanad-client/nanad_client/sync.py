@@ -230,7 +230,7 @@ class NanaSQLite(Operations, MutableMapping):
                                   generation)
             self._handle = reply["db"]
             self._table = reply["table"]
-            self._adopt_near(reply)
+            self._adopt_reply(reply)
             self._gen = generation
 
     # ------------------------------------------------------------ dict protocol

@@ -243,6 +243,26 @@ def test_wrong_key_is_an_error(nanad, dbfile):
     asyncio.run(main())
 
 
+def test_a_plaintext_table_migrates_to_a_key_as_in_nanasqlite(impl, caplog):
+    """Side by side with NanaSQLite 1.6.2: a plaintext table opens with a key; its plaintext
+    rows are refused at each read unless allow_legacy_plaintext=True, which reads them (with
+    NanaSQLite's warning) while writes encrypt, so rewriting every row migrates the table."""
+    module = impl.module
+    with impl("legacy.db") as plain:
+        plain.batch_update({"a": {"v": 1}, "b": [1, None]})
+    keyed = impl("legacy.db", encryption_key=KEY)
+    with pytest.raises(module.NanaSQLiteDatabaseError, match="legacy plaintext value"):
+        keyed["a"]
+    keyed.close()
+    caplog.clear()
+    with impl("legacy.db", encryption_key=KEY, allow_legacy_plaintext=True) as migrating:
+        assert migrating["a"] == {"v": 1}
+        assert any("AEAD encryption is enabled but received non-bytes" in r.getMessage() for r in caplog.records)
+        migrating.batch_update(dict(migrating.items()))
+    with impl("legacy.db", encryption_key=KEY) as migrated:
+        assert dict(migrated.items()) == {"a": {"v": 1}, "b": [1, None]}
+
+
 def test_encryption_argument_errors(nanad, dbfile):
     with pytest.raises(NanaSQLiteValidationError):
         NanaSQLite(dbfile, encryption_key=b"", socket=nanad.socket)
