@@ -305,6 +305,12 @@ public final class KeyValueTable: Sendable {
         }
     }
 
+    /// Whether a `delete` of `key` must go to the table even though the cache holds it as
+    /// absent: in v2 mode, when its newest write is a dead letter (see `delete`).
+    public func deleteNeedsTheTable(_ key: String) -> Bool {
+        writeBehind.isActive && writeBehind.hasFailedWrite(key)
+    }
+
     /// Deletes `key`; fails with `keyNotFound` when it does not exist. In v2 mode a key whose
     /// last write failed (a dead letter, which reads no longer show) is deleted too: the delete
     /// supersedes the letter, so `retry_dlq` will not store it (as in NanaSQLite, whose cache

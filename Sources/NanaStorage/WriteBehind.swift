@@ -532,6 +532,11 @@ final class WriteBehind: Sendable {
         return letter.operation
     }
 
+    /// Whether the key's newest accepted write is a dead letter (see `failedWrite`).
+    func hasFailedWrite(_ key: String) -> Bool {
+        state.withLock { state in state.deadLetterKeys.isEmpty ? false : Self.failedWrite(key, state) != nil }
+    }
+
     private static func forgetLetter(_ letter: DeadLetter, _ state: inout State) {
         guard let entry = state.deadLetterKeys[letter.key] else { return }
         state.deadLetterKeys[letter.key] = entry.letters > 1 ? (entry.letters - 1, entry.lastWrite) : nil

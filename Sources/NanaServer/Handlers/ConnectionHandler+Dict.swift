@@ -32,7 +32,7 @@ extension ConnectionHandler {
         let table = try table(args)
         let owner = try transactionOwner(table.database)
         let key = try args.string("key")
-        if owner == nil, case .absent = table.cached(key) { throw NanaRemoteError(.keyError, key) }
+        if owner == nil, case .absent = table.cached(key), !table.deleteNeedsTheTable(key) { throw NanaRemoteError(.keyError, key) }
         respondLater(msgid, { table.delete(key, owner: owner, completion: $0) }) { _ in .value(.nil) }
     }
 
