@@ -289,6 +289,43 @@ import Testing
     }
 
     /// Polls `condition` for up to `limit` (a loaded CI machine runs debug builds slowly).
+    @Test func immediateModeFlushesALoneWriteAtOnceAndPacesCommitsUnderLoad() async throws {
+        let daemon = try await Daemon.start()
+        defer { daemon.removeFolder() }
+        let options = NanaOpenOptions(writeBehind: NanaWriteBehind(flushMode: .immediate, enableMetrics: true))
+        var clients: [NanaClient] = []
+        var tables: [NanaDatabase] = []
+        for _ in 0..<8 {
+            let client = try await daemon.connect()
+            clients.append(client)
+            tables.append(try await client.open("paced.db", options: options))
+        }
+        // A lone write reaches the file without a flush call (well inside the 1 ms pace; the
+        // bound only absorbs a slow machine).
+        try await tables[0].set("lone", 1)
+        #expect(try await Self.eventually(within: .seconds(2)) { try await Self.rowsInFile(daemon, "paced.db") == 1 })
+        let before = try #require(try await tables[0].writeBehindMetrics()).flushCount
+
+        // 8 connections × 250 sets as fast as they are acknowledged: while writes keep coming,
+        // a cycle starts at most once per 1 ms pace, and takes all staged meanwhile. (Unpaced,
+        // each cycle began as the last ended, with the 1–4 staged then: 2.2 cycles per ms in a
+        // debug build here.) The margin allows for the lone cycles between bursts.
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (lane, table) in tables.enumerated() {
+                group.addTask { for i in 0..<250 { try await table.set("l\(lane)-\(i)", .int(Int64(i))) } }
+            }
+            try await group.waitForAll()
+        }
+        let milliseconds = Double((ContinuousClock.now - start).components.attoseconds) / 1e15 + Double((ContinuousClock.now - start).components.seconds) * 1000
+        try await tables[0].flush(wait: true)
+        let cycles = try #require(try await tables[0].writeBehindMetrics()).flushCount - before
+        #expect(cycles >= 1 && Double(cycles) <= 1.5 * milliseconds + 10, "\(cycles) flush cycles for 2,000 sets in \(milliseconds) ms")
+        #expect(try await Self.rowsInFile(daemon, "paced.db") == 2001)
+        for client in clients { await client.close() }
+        #expect(try await daemon.stop() == 0)
+    }
+
     static func eventually(within limit: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
