@@ -22,7 +22,8 @@ final class OutsideWriteWatch: Sendable {
             if state.connection == nil {
                 state.connection = try SQLiteConnection(path: path, readOnly: true, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
             }
-            let statement = try Statement(connection: state.connection!, sql: "PRAGMA data_version", persistent: false)
+            // Prepared once: preparing it at every call cost about as much as reading it.
+            let statement = try state.connection!.cachedStatement("PRAGMA data_version")
             let version = try statement.withReset { (s) throws(StorageError) -> Int64 in
                 _ = try s.step()
                 return s.columnInt64(0)
