@@ -24,12 +24,12 @@ import Testing
     @Test func theOldestEntryNotReadSinceGoesFirst() {
         var store = NearCacheStore(maximumEntries: 3, maximumBytes: 10_000)
         for key in ["a", "b", "c"] { put(&store, key) }
-        store.touch(store.index["a"]!)
+        store.touch(store.index["a"]!.slot)
         put(&store, "d")  // a is passed over (to the back, unmarked), b goes
         #expect(keys(store) == ["c", "a", "d"])
         #expect(store.index["b"] == nil)
-        #expect(!store.slots[store.index["a"]!].used, "passing over clears the mark")
-        for key in ["c", "a", "d"] { store.touch(store.index[key]!) }
+        #expect(!store.used[store.index["a"]!.slot], "passing over clears the mark")
+        for key in ["c", "a", "d"] { store.touch(store.index[key]!.slot) }
         put(&store, "e")  // every entry marked: each loses its mark in turn, then the oldest goes
         #expect(keys(store) == ["a", "d", "e"])
         #expect(store.index["e"] != nil, "the new entry is never the one evicted")
@@ -51,8 +51,8 @@ import Testing
     @Test func removingAndReusingSlotsKeepsTheListWhole() {
         var store = NearCacheStore(maximumEntries: 10, maximumBytes: 10_000)
         for key in ["a", "b", "c", "d"] { put(&store, key) }
-        store.remove(store.index["b"]!)
-        store.remove(store.index["d"]!)
+        store.remove(store.index["b"]!.slot)
+        store.remove(store.index["d"]!.slot)
         put(&store, "e")
         #expect(keys(store) == ["a", "c", "e"])
         #expect(store.slots.count == 4, "freed slots are reused")
