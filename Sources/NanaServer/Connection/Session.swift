@@ -26,6 +26,9 @@ struct Session {
     private var nextHandle: Int64 = 1
     /// Why each closed handle is closed, in NanaSQLite's words.
     private var closed: [Int64: String] = [:]
+    /// Whether any handle of the session ever asked for `cache_consistency="auto"`: until one
+    /// does, calls skip looking their handle up for it.
+    private(set) var watchesOutsideWrites = false
 
     /// Records a table the session attached to (``KeyValueTable/attach(_:completion:)``); the
     /// session detaches when the handle closes.
@@ -35,6 +38,7 @@ struct Session {
         nextHandle += 1
         handles[id] = Handle(table: table, root: root ?? id, policy: policy, access: access, request: request, tracking: tracking,
                              outsideWrites: outsideWrites)
+        if outsideWrites { watchesOutsideWrites = true }
         return id
     }
 

@@ -72,7 +72,7 @@ extension ConnectionHandler {
     /// blocking SQLite call on the event loop, on purpose: it reads the WAL index in shared
     /// memory (microseconds), and it must finish before the call reads a cache.
     func noticeOutsideWrites(_ method: WireMethod, _ args: Arguments) throws(NanaRemoteError) {
-        guard method.takesHandle, let id = args.params["db"]?.int64Value, case .success(let handle) = session.table(id),
+        guard session.watchesOutsideWrites, method.takesHandle, let id = args.params["db"]?.int64Value, case .success(let handle) = session.table(id),
               handle.outsideWrites else { return }
         do { try handle.table.database.noticeOutsideWrites() } catch { throw NanaRemoteError(error) }
     }
