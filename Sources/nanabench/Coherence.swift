@@ -30,6 +30,14 @@ struct Coherence: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: base + "/data", withIntermediateDirectories: true)
         let socket = base + "/nanad.sock"
         var daemon = try await Crash.startNanad(nanadPath, socket: socket, data: base + "/data", log: base + "/nanad-0.log")
+        // A run that fails must not leave its daemon behind (it used to); after a finished run
+        // it has exited already.
+        defer {
+            if daemon.isRunning {
+                kill(daemon.processIdentifier, SIGKILL)
+                daemon.waitUntilExit()
+            }
+        }
         var writer = try await Writer.open(socket: socket)
         let reader = try LineDrivenProcess(me, ["near-reader", "--socket", socket, "--db", Writer.file, "--tables", Self.tables.joined(separator: ",")])
         var check = Check(reader: reader)
