@@ -68,7 +68,10 @@ public struct NanaDatabase: Sendable {
     // MARK: Dict interface
 
     /// The value of `key`, or `default` when the key is missing (`get`).
-    public func get(_ key: String, default defaultValue: NanaValue = .nil) async throws -> NanaValue {
+    ///
+    /// `nonisolated(nonsending)`, as the near-cache's other reads: it runs on the caller's
+    /// executor, so a hit makes no executor check or switch (about a sixth of a hit's time).
+    nonisolated(nonsending) public func get(_ key: String, default defaultValue: NanaValue = .nil) async throws -> NanaValue {
         if !hooks.isEmpty { return try await hookedGet("get", key, default: defaultValue) }
         // A near-cache hit without another async frame (trackedGet is the whole path). It
         // answers in a cancelled task too: it makes no call and does not wait.
@@ -81,7 +84,7 @@ public struct NanaDatabase: Sendable {
     }
 
     /// The value of `key` decoded as `T`, or `nil` when the key is missing.
-    public func get<T: Decodable & Sendable>(_ key: String, as type: T.Type) async throws -> T? {
+    nonisolated(nonsending) public func get<T: Decodable & Sendable>(_ key: String, as type: T.Type) async throws -> T? {
         guard let value = try await batchGet([key])[key] else { return nil }
         return try value.decode(as: T.self)
     }
@@ -104,7 +107,7 @@ public struct NanaDatabase: Sendable {
     }
 
     /// Whether `key` exists (`contains`, NanaSQLite's `key in db`).
-    public func contains(_ key: String) async throws -> Bool {
+    nonisolated(nonsending) public func contains(_ key: String) async throws -> Bool {
         if isTracking { return try await trackedContains(key) }
         return try await call("contains", ["key": .string(key)]).boolValue ?? false
     }
@@ -339,7 +342,7 @@ public struct NanaDatabase: Sendable {
     }
 
     /// The values of the keys that exist; missing keys are left out.
-    public func batchGet(_ keys: [String]) async throws -> NanaParams {
+    nonisolated(nonsending) public func batchGet(_ keys: [String]) async throws -> NanaParams {
         if !hooks.isEmpty { return try await hookedBatchGet(keys) }
         if isTracking { return try await trackedBatchGet(keys) }
         return try await call("batch_get", ["keys": .array(keys.map(NanaValue.string))]).mapValue ?? [:]
