@@ -103,8 +103,8 @@ final class TableRegistration: Sendable {
     /// board cannot be mapped (the table then reads through the daemon).
     private static func binding(_ reply: NanaValue, on connection: ClientConnection) -> NearCacheBinding? {
         guard let offer = reply["board"], let tableWord = offer["table_word"]?.int64Value,
-              let board = connection.board(offer), board.load(Int(tableWord)) != nil else { return nil }
-        return NearCacheBinding(board: board, tableWord: Int(tableWord), connection: connection.liveness, connectionID: connection.id)
+              let lease = connection.board(offer), lease.board.load(Int(tableWord)) != nil else { return nil }
+        return NearCacheBinding(lease: lease, board: lease.board, tableWord: Int(tableWord), connection: connection.liveness, connectionID: connection.id)
     }
 
     /// Whether a call of `method` on `connection` must be refused (see ``TransactionMark``).

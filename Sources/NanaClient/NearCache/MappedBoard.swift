@@ -3,6 +3,14 @@ import Foundation
 import NanaWire
 import Synchronization
 
+/// What shares a mapped board between the near-caches of one connection: the connection's
+/// table of boards refers to the lease weakly, and every holder of the board holds the lease
+/// too, so the board goes with its last holder (see `ClientConnection.WeakBoard`).
+final class BoardLease: Sendable {
+    let board: MappedBoard
+    init(_ board: MappedBoard) { self.board = board }
+}
+
 /// A database file's near-cache board as this process sees it: the daemon's stamps, mapped
 /// read-only (proto/PROTOCOL.md §10).
 final class MappedBoard: @unchecked Sendable {  // the mapping is read-only shared memory, read through acquire loads

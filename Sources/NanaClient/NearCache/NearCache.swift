@@ -65,6 +65,9 @@ final class ConnectionLiveness: Sendable {
 /// The board a near-cache is checked against, and the connection it came through: a new
 /// connection brings a new binding, and the entries read under the old one go.
 struct NearCacheBinding: Sendable {
+    /// Keeps the board shared with the connection's other near-caches (``BoardLease``).
+    let lease: BoardLease
+    /// `lease.board`, held directly: a hit reads it without going through the lease.
     let board: MappedBoard
     let tableWord: Int
     let connection: ConnectionLiveness
