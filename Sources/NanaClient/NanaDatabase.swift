@@ -36,14 +36,16 @@ public struct NanaDatabase: Sendable {
     public var handle: Int64 { registration.lastHandle }
     /// The table's name.
     public var table: String { registration.table }
-    /// This handle's near-cache; nil when off.
-    var nearCache: NearCacheTable? { registration.nearCache }
+    /// This handle's near-cache; nil when off. (`registration.nearCache`, held here too: read
+    /// from this struct, a hit does not retain it.)
+    let nearCache: NearCacheTable?
 
     var isTracking: Bool { nearCacheLimits.isEnabled }
 
     init(client: NanaClient, registration: TableRegistration, hooks: [any NanaHook] = [], nearCache: NanaNearCache = .off) {
         self.client = client
         self.registration = registration
+        self.nearCache = registration.nearCache
         self.hooks = hooks
         self.nearCacheLimits = nearCache
     }
@@ -52,6 +54,7 @@ public struct NanaDatabase: Sendable {
     init(_ database: NanaDatabase, hooks: [any NanaHook]) {
         self.client = database.client
         self.registration = database.registration
+        self.nearCache = database.nearCache
         self.hooks = hooks
         self.nearCacheLimits = database.nearCacheLimits
     }

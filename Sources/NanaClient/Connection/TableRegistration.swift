@@ -104,7 +104,8 @@ final class TableRegistration: Sendable {
     private static func binding(_ reply: NanaValue, on connection: ClientConnection) -> NearCacheBinding? {
         guard let offer = reply["board"], let tableWord = offer["table_word"]?.int64Value,
               let lease = connection.board(offer), lease.board.load(Int(tableWord)) != nil else { return nil }
-        return NearCacheBinding(lease: lease, board: lease.board, tableWord: Int(tableWord), connection: connection.liveness, connectionID: connection.id)
+        return NearCacheBinding(lease: lease, board: lease.board, stamps: lease.board.stamps, tableWord: Int(tableWord),
+                                connection: connection.liveness, connectionID: connection.id)
     }
 
     /// Whether a call of `method` on `connection` must be refused (see ``TransactionMark``).

@@ -11,6 +11,20 @@ final class BoardLease: Sendable {
     init(_ board: MappedBoard) { self.board = board }
 }
 
+/// A mapped board's stamps as a plain value, for the hit path: reading through it retains
+/// nothing. Valid only while its ``MappedBoard`` lives (a ``NearCacheBinding`` holds both).
+struct BoardStamps: @unchecked Sendable {  // a read-only mapping, read through acquire loads
+    let base: UnsafePointer<UInt64>
+    let words: Int
+
+    /// The stamp in `word`, read with acquire ordering; nil for a word outside the board.
+    @inline(__always)
+    func load(_ word: Int) -> UInt64? {
+        guard word >= Int(NANA_BOARD_HEADER_WORDS), word < words else { return nil }
+        return nana_board_load(base + word)
+    }
+}
+
 /// A database file's near-cache board as this process sees it: the daemon's stamps, mapped
 /// read-only (proto/PROTOCOL.md §10).
 final class MappedBoard: @unchecked Sendable {  // the mapping is read-only shared memory, read through acquire loads
@@ -32,10 +46,10 @@ final class MappedBoard: @unchecked Sendable {  // the mapping is read-only shar
     /// The stamp in `word`, read with acquire ordering; nil for a word outside the board (a
     /// reply naming one is not trusted).
     @inline(__always)
-    func load(_ word: Int) -> UInt64? {
-        guard word >= Int(NANA_BOARD_HEADER_WORDS), word < words else { return nil }
-        return nana_board_load(base + word)
-    }
+    func load(_ word: Int) -> UInt64? { stamps.load(word) }
+
+    /// The mapping's words, as a value: valid while this board lives.
+    var stamps: BoardStamps { BoardStamps(base: base, words: words) }
 
     /// Fetches the board an `open` reply's `board` map names: connects to its side socket,
     /// sends the token, maps the descriptor that comes back, and checks its header against the

@@ -69,6 +69,8 @@ struct NearCacheBinding: Sendable {
     let lease: BoardLease
     /// `lease.board`, held directly: a hit reads it without going through the lease.
     let board: MappedBoard
+    /// `board.stamps`: what a hit reads, without retaining the board.
+    let stamps: BoardStamps
     let tableWord: Int
     let connection: ConnectionLiveness
     /// ``ClientConnection/id``: a reply fills the near-cache only while it is bound to the
@@ -122,11 +124,11 @@ final class NearCacheTable: Sendable {
     /// The key's shard, from its last byte and length: a second SipHash of the key (the
     /// dictionary hashes it anyway) would cost a tenth of a hit.
     @inline(__always)
-    private func store(of key: String) -> Shard {
-        guard shards.count > 1 else { return shards[0] }
+    private func shardIndex(of key: String) -> Int {
+        guard shards.count > 1 else { return 0 }
         let utf8 = key.utf8
         let spread = Int(utf8.last ?? 0) &+ utf8.count &* 3
-        return shards[spread & (Self.shardCount - 1)]
+        return spread & (Self.shardCount - 1)
     }
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
@@ -135,12 +137,12 @@ final class NearCacheTable: Sendable {
     /// still on the board. Anything else is a miss (`nil`), and a stale entry is dropped.
     /// - Parameter needsValue: an entry that knows only that the key exists does not answer.
     func lookup(_ key: String, needsValue: Bool) -> NearCacheAnswer? {
-        store(of: key).store.withLock { shard in
+        shards[shardIndex(of: key)].store.withLock { shard in
             // The binding's fields read in place (`shard.binding?.…`): a copy of the binding
             // retained and released its board and its connection on every hit (a direct loop of
             // hits over 10,000 keys: 168–177 ns a hit before, 144–151 after).
             guard shard.binding?.connection.isAlive == true, shard.binding?.board.inTransaction.load(ordering: .acquiring) == false,
-                  let entry = shard.entries.index[key], let board = shard.binding?.board, let tableWord = shard.binding?.tableWord else {
+                  let entry = shard.entries.index[key], let board = shard.binding?.stamps, let tableWord = shard.binding?.tableWord else {
                 shard.entries.misses += 1
                 return nil
             }
@@ -177,7 +179,7 @@ final class NearCacheTable: Sendable {
             return nanoseconds >= Double(UInt64.max - sentAt) ? .max : sentAt + UInt64(nanoseconds)
         } ?? .max
         if deadline == 0 { return }
-        store(of: key).store.withLock { shard in
+        shards[shardIndex(of: key)].store.withLock { shard in
             guard let binding = shard.binding, binding.connectionID == connectionID, binding.connection.isAlive,
                   binding.board.load(stamps.keyWord) == stamps.keyStamp, binding.board.load(binding.tableWord) == stamps.tableStamp else { return }
             // Read in place: a copy of the store would make the put below copy it whole.
