@@ -121,8 +121,9 @@ final class NearCacheTable: Sendable {
     /// The board it is bound to now (for a transaction's bypass flag).
     var board: MappedBoard? { shards[0].store.withLock { $0.binding?.board } }
 
-    /// The key's shard, from its last byte and length: a second SipHash of the key (the
-    /// dictionary hashes it anyway) would cost a tenth of a hit.
+    /// The key's shard's index, from its last byte and length: a second SipHash of the key
+    /// (the dictionary hashes it anyway) would cost a tenth of a hit. An index, not the
+    /// shard: returning the shard retained it.
     @inline(__always)
     private func shardIndex(of key: String) -> Int {
         guard shards.count > 1 else { return 0 }
@@ -142,7 +143,7 @@ final class NearCacheTable: Sendable {
             // retained and released its board and its connection on every hit (a direct loop of
             // hits over 10,000 keys: 168–177 ns a hit before, 144–151 after).
             guard shard.binding?.connection.isAlive == true, shard.binding?.board.inTransaction.load(ordering: .acquiring) == false,
-                  let entry = shard.entries.index[key], let board = shard.binding?.stamps, let tableWord = shard.binding?.tableWord else {
+                  let entry = shard.entries.index[key], let board = shard.binding?.stamps /* BoardStamps: no retain */, let tableWord = shard.binding?.tableWord else {
                 shard.entries.misses += 1
                 return nil
             }
