@@ -23,6 +23,9 @@ from .hooks import ValidatorHook
 
 _logger = logging.getLogger("nanad_client.core")
 
+# The request an operation yields to have its driver run hook calls (``Operations._in_hooks``).
+IN_HOOKS = "__in_hooks__"
+
 Request = Tuple[str, Dict[str, Any]]
 Op = Generator[Request, Any, Any]
 
@@ -274,6 +277,32 @@ class Operations:
             if fn is not None:
                 fn(self._hook_db(), key, old)
 
+    def _in_hooks(self, fn: Callable[..., Any], *args: Any) -> Op:
+        """Runs ``fn(*args)``, the hook calls of one step, where the driver runs hooks: inline
+        in ``NanaSQLite``, on a worker thread in ``AsyncNanaSQLite`` (``IN_HOOKS``). The rest of
+        an operation runs on the event loop, so a call pays a thread hand-off only where a hook
+        of the instance runs (NanaSQLite pays one per call)."""
+        return (yield (IN_HOOKS, (fn, args)))
+
+    def _before_write_all(self, items: Dict[str, Any]) -> Dict[str, Any]:
+        return {k: self._before_write(k, v) for k, v in items.items()}
+
+    def _after_read_all(self, found: Dict[str, Any]) -> Dict[str, Any]:
+        return {k: self._after_read(k, v) for k, v in found.items()}
+
+    def _on_write_success_all(self, items: Dict[str, Any], old: Dict[str, Any], skip: Any = ()) -> None:
+        for k, v in items.items():
+            if k not in skip:
+                self._on_write_success(k, v, old.get(k))
+
+    def _before_delete_all(self, keys: Iterable[str]) -> None:
+        for k in keys:
+            self._before_delete(k)
+
+    def _on_delete_success_all(self, existing: Dict[str, Any]) -> None:
+        for k, v in existing.items():
+            self._on_delete_success(k, v)
+
     # ---------------------------------------------------------------- near-cache
 
     def _init_near(self, kwargs: Dict[str, Any]) -> None:
@@ -329,7 +358,9 @@ class Operations:
         value = yield ("get", {"key": key, "default": MISSING_WIRE})
         if is_missing(value):
             raise KeyError(key)
-        return self._after_read(key, value) if self._h_read else value
+        if self._h_read:
+            value = yield from self._in_hooks(self._after_read, key, value)
+        return value
 
     def _op_get(self, key: str, default: Any = None) -> Op:
         if default is None and not self._h_read:
@@ -337,7 +368,9 @@ class Operations:
         value = yield ("get", {"key": key, "default": MISSING_WIRE})
         if is_missing(value):
             return default  # the caller's own object, as NanaSQLite returns it
-        return self._after_read(key, value) if self._h_read else value
+        if self._h_read:
+            value = yield from self._in_hooks(self._after_read, key, value)
+        return value
 
     def _op_set(self, key: str, value: Any) -> Op:
         if not self._hooks:
@@ -347,10 +380,10 @@ class Operations:
         if self._h_write_success:
             old = yield ("get", {"key": key})
         if self._h_write:
-            value = self._before_write(key, value)
+            value = yield from self._in_hooks(self._before_write, key, value)
         yield ("set", {"key": key, "value": value})
         if self._h_write_success:
-            self._on_write_success(key, value, old)
+            yield from self._in_hooks(self._on_write_success, key, value, old)
         return None
 
     def _op_delete(self, key: str) -> Op:
@@ -361,9 +394,10 @@ class Operations:
             exists = yield ("contains", {"key": key})
             if not exists:
                 raise KeyError(key)
-            self._before_delete(key)
+            yield from self._in_hooks(self._before_delete, key)
         old = yield ("pop", {"key": key})  # atomic; KeyError if it vanished meanwhile
-        self._on_delete_success(key, old)
+        if self._h_delete_success:
+            yield from self._in_hooks(self._on_delete_success, key, old)
         return None
 
     def _op_contains(self, key: str) -> Op:
@@ -391,7 +425,7 @@ class Operations:
                 if has_default:
                     return default
                 raise KeyError(key)
-            self._before_delete(key)
+            yield from self._in_hooks(self._before_delete, key)
         params: Dict[str, Any] = {"key": key}
         if has_default:
             params["default"] = MISSING_WIRE
@@ -399,8 +433,10 @@ class Operations:
         if has_default and is_missing(value):
             return default
         if self._h_delete_success:
-            self._on_delete_success(key, value)
-        return self._after_read(key, value) if self._h_read else value
+            yield from self._in_hooks(self._on_delete_success, key, value)
+        if self._h_read:
+            value = yield from self._in_hooks(self._after_read, key, value)
+        return value
 
     def _op_update(self, mapping: Any = None, **kwargs: Any) -> Op:
         items: Dict[str, Any] = {}
@@ -415,14 +451,13 @@ class Operations:
         if not items:
             return None
         if self._h_write:
-            items = {k: self._before_write(k, v) for k, v in items.items()}
+            items = yield from self._in_hooks(self._before_write_all, items)
         old: Dict[str, Any] = {}
         if self._h_write_success:
             old = yield ("batch_get", {"keys": list(items)})
         yield ("update", {"mapping": items})
         if self._h_write_success:
-            for k, v in items.items():
-                self._on_write_success(k, v, old.get(k))
+            yield from self._in_hooks(self._on_write_success_all, items, old)
         return None
 
     def _op_setdefault(self, key: str, default: Any = None) -> Op:
@@ -430,12 +465,17 @@ class Operations:
             return (yield ("setdefault", {"key": key, "default": default}))
         value = yield ("get", {"key": key, "default": MISSING_WIRE})
         if not is_missing(value):
-            return self._after_read(key, value) if self._h_read else value
-        default = self._before_write(key, default) if self._h_write else default
+            if self._h_read:
+                value = yield from self._in_hooks(self._after_read, key, value)
+            return value
+        if self._h_write:
+            default = yield from self._in_hooks(self._before_write, key, default)
         stored = yield ("setdefault", {"key": key, "default": default})
         if self._h_write_success:
-            self._on_write_success(key, stored, None)
-        return self._after_read(key, stored) if self._h_read else stored
+            yield from self._in_hooks(self._on_write_success, key, stored, None)
+        if self._h_read:
+            stored = yield from self._in_hooks(self._after_read, key, stored)
+        return stored
 
     def _op_clear(self) -> Op:
         yield ("clear", {})
@@ -454,7 +494,7 @@ class Operations:
             return {}
         found = yield ("batch_get", {"keys": keys})
         if self._h_read:
-            return {k: self._after_read(k, v) for k, v in found.items()}
+            found = yield from self._in_hooks(self._after_read_all, found)
         return found
 
     def _op_items_page(self, after: Optional[str], batch_size: int) -> Op:
@@ -474,7 +514,7 @@ class Operations:
             return [], None
         found = yield ("batch_get", {"keys": keys})
         if self._h_read:
-            found = {k: self._after_read(k, v) for k, v in found.items()}
+            found = yield from self._in_hooks(self._after_read_all, found)
         return [(k, found[k]) for k in keys if k in found], keys[-1] if len(keys) == batch_size else None
 
     def _op_batch_update(self, mapping: Dict[str, Any]) -> Op:
@@ -490,17 +530,33 @@ class Operations:
         if self._h_write_success:
             old = yield ("batch_get", {"keys": list(items)})
         if self._h_write:
-            items = {k: self._before_write(k, v) for k, v in items.items()}
-        self._validate_batch(items)
+            items = yield from self._in_hooks(self._before_write_all, items)
+        if self._h_batch_validate:
+            yield from self._in_hooks(self._validate_batch, items)
         yield ("batch_update", {"mapping": items})
         if self._h_write_success:
-            for k, v in items.items():
-                self._on_write_success(k, v, old.get(k))
+            yield from self._in_hooks(self._on_write_success_all, items, old)
         return None
 
     def _op_batch_update_partial(self, mapping: Dict[str, Any]) -> Op:
         if not mapping:
             return {}
+        if self._hooks:
+            refused, accepted = yield from self._in_hooks(self._partial_accept, mapping)
+        else:
+            refused, accepted = self._partial_accept(mapping)
+        if accepted:
+            old: Dict[str, Any] = {}
+            if self._h_write_success:
+                old = yield ("batch_get", {"keys": list(accepted)})
+            refused_by_daemon = yield ("batch_update_partial", {"mapping": accepted})
+            refused.update(refused_by_daemon)
+            if self._h_write_success:
+                yield from self._in_hooks(self._on_write_success_all, accepted, old, refused_by_daemon)
+        return {k: refused[k] for k in mapping if k in refused}
+
+    def _partial_accept(self, mapping: Dict[str, Any]) -> Tuple[Dict[str, str], Dict[str, Any]]:
+        """``batch_update_partial``'s per-key part: the hooks' verdicts and the encoding check."""
         refused: Dict[str, str] = {}
         accepted: Dict[str, Any] = {}
         for k, v in mapping.items():
@@ -524,17 +580,7 @@ class Operations:
                     refused[k] = _validation_message(k, exc)
                     continue
             accepted[k] = v
-        if accepted:
-            old: Dict[str, Any] = {}
-            if self._h_write_success:
-                old = yield ("batch_get", {"keys": list(accepted)})
-            refused_by_daemon = yield ("batch_update_partial", {"mapping": accepted})
-            refused.update(refused_by_daemon)
-            if self._h_write_success:
-                for k, v in accepted.items():
-                    if k not in refused_by_daemon:
-                        self._on_write_success(k, v, old.get(k))
-        return {k: refused[k] for k in mapping if k in refused}
+        return refused, accepted
 
     def _op_batch_delete(self, keys: List[str]) -> Op:
         keys = list(keys)
@@ -546,11 +592,11 @@ class Operations:
         # NanaSQLite 1.6.2: before_delete for the keys that exist, one atomic delete, then
         # on_delete_success for those keys with their old values.
         existing = yield ("batch_get", {"keys": keys})
-        for k in existing:
-            self._before_delete(k)
+        if self._h_delete:
+            yield from self._in_hooks(self._before_delete_all, list(existing))
         yield ("batch_delete", {"keys": keys})
-        for k, v in existing.items():
-            self._on_delete_success(k, v)
+        if self._h_delete_success:
+            yield from self._in_hooks(self._on_delete_success_all, existing)
         return None
 
     # ---------------------------------------------------------------- cache control
@@ -568,7 +614,9 @@ class Operations:
         value = yield ("get_fresh", {"key": key, "default": MISSING_WIRE})
         if is_missing(value):
             return default
-        return self._after_read(key, value) if self._h_read else value
+        if self._h_read:
+            value = yield from self._in_hooks(self._after_read, key, value)
+        return value
 
     def _op_clear_cache(self) -> Op:
         yield ("clear_cache", {})
@@ -600,7 +648,7 @@ class Operations:
                 old = yield ("get_fresh", {"key": key})
             value = yield (method, params)
             if self._h_write:
-                hooked = self._before_write(key, value)
+                hooked = yield from self._in_hooks(self._before_write, key, value)
                 if hooked is not value:
                     yield ("set", {"key": key, "value": hooked})
                 value = hooked
@@ -614,7 +662,7 @@ class Operations:
         if own:
             yield ("commit", {})
         if self._h_write_success:
-            self._on_write_success(key, value, old)
+            yield from self._in_hooks(self._on_write_success, key, value, old)
         return value
 
     # ---------------------------------------------------------------- v2 mode (write-behind)

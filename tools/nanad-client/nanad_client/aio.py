@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Dict, Generator, Optional, Set, Tuple
 
 from . import _near
 from ._admission import Admission
-from ._base import UNSET, EllipsisType, Operations, async_method, build_open_params, check_batch_size, resolve_child_hooks
+from ._base import IN_HOOKS, UNSET, EllipsisType, Operations, async_method, build_open_params, check_batch_size, resolve_child_hooks
 from ._connection import AsyncConnection, StaleGeneration
 from ._options import TableOptions
 from ._wire import socket_path
@@ -55,15 +55,6 @@ class _AsyncTransaction:
             except Exception:
                 pass  # the block's own exception is the one worth seeing
         return False
-
-
-def _step(fn: Any, arg: Any) -> Tuple[bool, Any]:
-    """One step of an operation's generator, run on a hook thread: ``(False, request)``, or
-    ``(True, result)`` when it returned (a StopIteration cannot cross into an asyncio future)."""
-    try:
-        return False, fn(arg)
-    except StopIteration as stop:
-        return True, stop.value
 
 
 class _Done:
@@ -184,7 +175,11 @@ class AsyncNanaSQLite(Operations):
             request = send(None)
             while True:
                 try:
-                    result = await self._arequest(request[0], request[1])
+                    if request[0] is IN_HOOKS:  # not with hooks of its own (see _arun), so no user code
+                        fn, args = request[1]
+                        result = fn(*args)
+                    else:
+                        result = await self._arequest(request[0], request[1])
                 except Exception as exc:
                     request = gen.throw(exc)
                     continue
@@ -195,8 +190,9 @@ class AsyncNanaSQLite(Operations):
     async def _arun_with_hooks(self, gen: Generator) -> Any:
         """A call of an instance with hooks, as NanaSQLite runs every call: the hooks (which
         may block, or take long) run on one of ``max_workers`` threads, never on the event
-        loop; and once admitted the call is the instance's, not its caller's: cancelling the
-        caller does not stop it, and ``close()`` waits for it."""
+        loop (the operation hands them over as ``IN_HOOKS`` requests, only where a hook of the
+        instance runs); and once admitted the call is the instance's, not its caller's:
+        cancelling the caller does not stop it, and ``close()`` waits for it."""
         admission = self._admission
         if admission is not None:
             try:
@@ -248,21 +244,29 @@ class AsyncNanaSQLite(Operations):
         return sync
 
     async def _arun_steps_off_loop(self, gen: Generator) -> Any:
+        """The operation's steps on the event loop, its hook calls on a worker thread."""
         root = self._root
-        threads = root._hook_threads
-        if threads is None:
-            threads = root._hook_threads = concurrent.futures.ThreadPoolExecutor(
-                max_workers=max(1, int(self._max_workers or 1)), thread_name_prefix="nanad-client-hooks")
         loop = asyncio.get_running_loop()
-        done, request = await loop.run_in_executor(threads, _step, gen.send, None)
-        while not done:
-            try:
-                result = await self._arequest(request[0], request[1])
-            except Exception as exc:
-                done, request = await loop.run_in_executor(threads, _step, gen.throw, exc)
-                continue
-            done, request = await loop.run_in_executor(threads, _step, gen.send, result)
-        return request
+        send = gen.send
+        try:
+            request = send(None)
+            while True:
+                try:
+                    if request[0] is IN_HOOKS:
+                        threads = root._hook_threads
+                        if threads is None:
+                            threads = root._hook_threads = concurrent.futures.ThreadPoolExecutor(
+                                max_workers=max(1, int(self._max_workers or 1)), thread_name_prefix="nanad-client-hooks")
+                        fn, args = request[1]
+                        result = await loop.run_in_executor(threads, fn, *args)
+                    else:
+                        result = await self._arequest(request[0], request[1])
+                except Exception as exc:
+                    request = gen.throw(exc)
+                    continue
+                request = send(result)
+        except StopIteration as stop:
+            return stop.value
 
     async def _arequest(self, method: str, params: Dict[str, Any]) -> Any:
         if self._tracking and method in _near.TRACKED:

@@ -9,7 +9,7 @@ from typing import Any, Dict, Generator, Iterator, Optional
 
 from . import _near
 from ._near import ABSENT as _ABSENT
-from ._base import UNSET, EllipsisType, Operations, build_open_params, check_batch_size, resolve_child_hooks, sync_method
+from ._base import IN_HOOKS, UNSET, EllipsisType, Operations, build_open_params, check_batch_size, resolve_child_hooks, sync_method
 from ._connection import StaleGeneration, SyncConnection
 from ._options import TableOptions
 from ._wire import socket_path
@@ -179,7 +179,11 @@ class NanaSQLite(Operations, MutableMapping):
             request = send(None)
             while True:
                 try:
-                    result = self._request(request[0], request[1])
+                    if request[0] is IN_HOOKS:  # hook calls: here, on the caller's thread
+                        fn, args = request[1]
+                        result = fn(*args)
+                    else:
+                        result = self._request(request[0], request[1])
                 except Exception as exc:
                     request = gen.throw(exc)
                     continue

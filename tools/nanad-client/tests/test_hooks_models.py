@@ -304,6 +304,42 @@ def test_async_hooks_run_off_the_loop_and_an_admitted_call_outlives_its_caller(n
         assert check["accepted"] == 42
 
 
+def test_async_hooks_of_every_kind_run_on_worker_threads(nanad, dbfile):
+    """Only the hook calls leave the event loop (an operation hands them over); every kind
+    of hook still runs on a worker thread, never on the loop's."""
+    seen = {}
+
+    class Where:
+        def before_write(self, db, key, value):
+            seen.setdefault("before_write", threading.get_ident())
+            return value
+
+        def after_read(self, db, key, value):
+            seen.setdefault("after_read", threading.get_ident())
+            return value
+
+        def before_delete(self, db, key):
+            seen.setdefault("before_delete", threading.get_ident())
+
+        def on_write_success(self, db, key, value, old):
+            seen.setdefault("on_write_success", threading.get_ident())
+
+        def on_delete_success(self, db, key, old):
+            seen.setdefault("on_delete_success", threading.get_ident())
+
+    async def main():
+        async with AsyncNanaSQLite(dbfile, socket=nanad.socket, hooks=[Where()]) as db:
+            loop_thread = threading.get_ident()
+            await db.aset("k", 1)
+            assert await db.aget("k") == 1
+            assert await db.abatch_get(["k"]) == {"k": 1}
+            await db.adelete("k")
+            assert set(seen) == {"before_write", "after_read", "before_delete", "on_write_success", "on_delete_success"}
+            assert loop_thread not in seen.values()
+
+    asyncio.run(main())
+
+
 def test_async_close_refused_in_a_transaction_can_be_called_again(nanad, dbfile):
     async def main():
         db = AsyncNanaSQLite(dbfile, socket=nanad.socket, hooks=[Recorder()])
