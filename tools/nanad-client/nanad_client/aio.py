@@ -169,15 +169,18 @@ class AsyncNanaSQLite(Operations):
         finally:
             admission.release()
 
-    async def _arun_admitted(self, gen: Generator) -> Any:
+    async def _arun_admitted(self, gen: Generator, hooks_off_loop: bool = False) -> Any:
+        """Drives an operation: its steps on the event loop, its requests to the daemon, and
+        its hook calls (``IN_HOOKS``) on a worker thread when ``hooks_off_loop`` (an instance
+        without hooks of its own asks for none that run user code: they run inline)."""
         send = gen.send
         try:
             request = send(None)
             while True:
                 try:
-                    if request[0] is IN_HOOKS:  # not with hooks of its own (see _arun), so no user code
+                    if request[0] is IN_HOOKS:
                         fn, args = request[1]
-                        result = fn(*args)
+                        result = await self._in_hook_thread(fn, args) if hooks_off_loop else fn(*args)
                     else:
                         result = await self._arequest(request[0], request[1])
                 except Exception as exc:
@@ -186,6 +189,14 @@ class AsyncNanaSQLite(Operations):
                 request = send(result)
         except StopIteration as stop:
             return stop.value
+
+    async def _in_hook_thread(self, fn: Any, args: Tuple[Any, ...]) -> Any:
+        root = self._root
+        threads = root._hook_threads
+        if threads is None:  # made at the first hook call
+            threads = root._hook_threads = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(1, int(self._max_workers or 1)), thread_name_prefix="nanad-client-hooks")
+        return await asyncio.get_running_loop().run_in_executor(threads, fn, *args)
 
     async def _arun_with_hooks(self, gen: Generator) -> Any:
         """A call of an instance with hooks, as NanaSQLite runs every call: the hooks (which
@@ -216,7 +227,7 @@ class AsyncNanaSQLite(Operations):
         # RLock makes it (its SEC-05 fix): a hook's check and the write it allows are one step.
         try:
             async with self._serial_lock():
-                return await self._arun_steps_off_loop(gen)
+                return await self._arun_admitted(gen, hooks_off_loop=True)
         finally:
             if admission is not None:
                 admission.release()
@@ -242,31 +253,6 @@ class AsyncNanaSQLite(Operations):
                     sync = self._sync = NanaSQLite._beside(self)
                     self._root.__dict__.setdefault("_syncs", []).append(sync)
         return sync
-
-    async def _arun_steps_off_loop(self, gen: Generator) -> Any:
-        """The operation's steps on the event loop, its hook calls on a worker thread."""
-        root = self._root
-        loop = asyncio.get_running_loop()
-        send = gen.send
-        try:
-            request = send(None)
-            while True:
-                try:
-                    if request[0] is IN_HOOKS:
-                        threads = root._hook_threads
-                        if threads is None:
-                            threads = root._hook_threads = concurrent.futures.ThreadPoolExecutor(
-                                max_workers=max(1, int(self._max_workers or 1)), thread_name_prefix="nanad-client-hooks")
-                        fn, args = request[1]
-                        result = await loop.run_in_executor(threads, fn, *args)
-                    else:
-                        result = await self._arequest(request[0], request[1])
-                except Exception as exc:
-                    request = gen.throw(exc)
-                    continue
-                request = send(result)
-        except StopIteration as stop:
-            return stop.value
 
     async def _arequest(self, method: str, params: Dict[str, Any]) -> Any:
         if self._tracking and method in _near.TRACKED:
