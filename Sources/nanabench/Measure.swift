@@ -240,6 +240,26 @@ func runUntimed(
     return result
 }
 
+/// Calls `body` once per item of `items` in one plain loop, untimed per call (like
+/// ``runUntimed(id:name:title:lanes:perLane:_:)`` with one lane, without a closure call per item).
+func runLoop<Item>(
+    id: String, name: String, title: String, over items: [Item],
+    _ body: (Item) async throws -> Void
+) async -> WorkloadResult {
+    var errors = 0
+    let start = ContinuousClock.now
+    for item in items {
+        do { try await body(item) } catch { errors += 1 }
+    }
+    let seconds = (ContinuousClock.now - start).seconds
+    let perCall = items.isEmpty ? 0 : seconds / Double(items.count) * 1e6
+    var result = WorkloadResult(id: id, name: name, title: title, unit: "ops", count: items.count, seconds: seconds,
+                                rate: seconds > 0 ? Double(items.count) / seconds : 0,
+                                p50Microseconds: perCall, p99Microseconds: perCall, errors: errors)
+    result.notes["per_call_clock"] = 0
+    return result
+}
+
 /// This process's resident memory in KiB (VmRSS), 0 where /proc has none.
 func residentKilobytes() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),

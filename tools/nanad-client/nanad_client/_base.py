@@ -232,7 +232,7 @@ class Operations:
     def _refresh_near_fast(self) -> None:
         # The near-cache the hit fast path may use: none when hooks transform reads.
         near = getattr(self, "_near", None)
-        self._near_fast = near if near is not None and not self._h_read else None
+        self._near_fast = near.fast if near is not None and not self._h_read else None
 
     def _hook_db(self) -> Any:
         """The ``db`` a hook is called with: this instance (AsyncNanaSQLite: a sync one)."""
@@ -319,7 +319,7 @@ class Operations:
         self._tracking = bool(enabled) and size > 0 and limit > 0
         self._near_limits = (size, limit)
         self._near: Optional[_near.NearCache] = None
-        self._near_fast: Optional[_near.NearCache] = None
+        self._near_fast: Optional[Any] = None  # its near-cache's hit (_near.HitIndex)
 
     def _inherit_near(self, parent: Any) -> None:
         self._tracking = parent._tracking

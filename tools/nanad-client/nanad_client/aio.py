@@ -515,39 +515,22 @@ def _install() -> None:
 
 def _fast_get(name: str, owner: str, slow: Any) -> Any:
     async def method(self: AsyncNanaSQLite, key: str, default: Any = None) -> Any:
-        near = self._near_fast
-        if near is not None:
-            entries = near.entries
-            try:
-                entry = entries[key]  # a subscript: cheaper than .get() on a hit
-            except (KeyError, TypeError):
-                entry = None
-            if entry is not None:
-                words = near.words
-                if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
-                    entry[7] = True  # used: CLOCK's mark (_near.NearCache)
-                    near.hits += 1
-                    value = entry[0]
-                    return default if value is _near.ABSENT else value
+        fast = self._near_fast  # its near-cache's hit (_near.HitIndex)
+        if fast is not None:
+            value = fast(key)
+            if value is not _near.MISS:
+                return default if value is _near.ABSENT else value
         return await slow(self, key, default)
     return _named(method, name, owner, slow)
 
 
 def _fast_contains(name: str, owner: str, slow: Any) -> Any:
     async def method(self: AsyncNanaSQLite, key: str) -> bool:
-        near = self._near_fast
-        if near is not None:
-            entries = near.entries
-            try:
-                entry = entries[key]  # a subscript: cheaper than .get() on a hit
-            except (KeyError, TypeError):
-                entry = None
-            if entry is not None:
-                words = near.words
-                if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
-                    entry[7] = True  # used: CLOCK's mark (_near.NearCache)
-                    near.hits += 1
-                    return entry[0] is not _near.ABSENT
+        fast = self._near_fast
+        if fast is not None:
+            value = fast(key)
+            if value is not _near.MISS:
+                return value is not _near.ABSENT
         return await slow(self, key)
     return _named(method, name, owner, slow)
 

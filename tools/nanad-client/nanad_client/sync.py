@@ -8,7 +8,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, Dict, Generator, Iterator, Optional
 
 from . import _near
-from ._near import ABSENT as _ABSENT
+from ._near import ABSENT as _ABSENT, MISS as _MISS
 from ._base import IN_HOOKS, UNSET, EllipsisType, Operations, build_open_params, check_batch_size, resolve_child_hooks, sync_method
 from ._connection import StaleGeneration, SyncConnection
 from ._options import TableOptions
@@ -243,61 +243,34 @@ class NanaSQLite(Operations, MutableMapping):
     _get = sync_method(Operations._op_get, "get", "NanaSQLite")
     _contains = sync_method(Operations._op_contains, "__contains__", "NanaSQLite")
 
-    # A near-cache hit is answered here, before the generator machinery: a dict lookup and
-    # two reads of the board that match (PROTOCOL.md 10.5). Everything else, TTL entries and
-    # hooks that transform reads included, takes the full path (_near.operation). The three
-    # fast paths (and aio's two) repeat the same lines on purpose: a shared helper would add a
-    # Python call, a fifth of the hit.
+    # A near-cache hit is answered here, before the generator machinery: the handle's
+    # _near.HitIndex (a dict lookup and two reads of the board that match, PROTOCOL.md 10.5).
+    # Everything else, TTL entries and hooks that transform reads included, takes the full
+    # path (_near.operation).
     def __getitem__(self, key: str) -> Any:
-        near = self._near_fast
-        if near is not None:
-            entries = near.entries
-            try:
-                entry = entries[key]  # a subscript: cheaper than .get() on a hit
-            except (KeyError, TypeError):
-                entry = None
-            if entry is not None:
-                words = near.words
-                if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
-                    entry[7] = True  # used: CLOCK's mark (_near.NearCache)
-                    near.hits += 1
-                    value = entry[0]
-                    if value is _ABSENT:
-                        raise KeyError(key)
-                    return value
+        fast = self._near_fast
+        if fast is not None:
+            value = fast(key)
+            if value is not _MISS:
+                if value is _ABSENT:
+                    raise KeyError(key)
+                return value
         return self._getitem(key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        near = self._near_fast
-        if near is not None:
-            entries = near.entries
-            try:
-                entry = entries[key]  # a subscript: cheaper than .get() on a hit
-            except (KeyError, TypeError):
-                entry = None
-            if entry is not None:
-                words = near.words
-                if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
-                    entry[7] = True  # used: CLOCK's mark (_near.NearCache)
-                    near.hits += 1
-                    value = entry[0]
-                    return default if value is _ABSENT else value
+        fast = self._near_fast
+        if fast is not None:
+            value = fast(key)
+            if value is not _MISS:
+                return default if value is _ABSENT else value
         return self._get(key, default)
 
     def __contains__(self, key: object) -> bool:
-        near = self._near_fast
-        if near is not None:
-            entries = near.entries
-            try:
-                entry = entries[key]  # a subscript: cheaper than .get() on a hit
-            except (KeyError, TypeError):
-                entry = None
-            if entry is not None:
-                words = near.words
-                if words[entry[1]] == entry[2] and words[near.table_word] == entry[3] and not entry[4]:
-                    entry[7] = True  # used: CLOCK's mark (_near.NearCache)
-                    near.hits += 1
-                    return entry[0] is not _ABSENT
+        fast = self._near_fast
+        if fast is not None:
+            value = fast(key)
+            if value is not _MISS:
+                return value is not _ABSENT
         return self._contains(key)
     __setitem__ = sync_method(Operations._op_set, "__setitem__", "NanaSQLite")
     __delitem__ = sync_method(Operations._op_delete, "__delitem__", "NanaSQLite")
