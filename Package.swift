@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "NanaStorage",
             dependencies: [
-                "CSQLite", "CNanaBoard",
+                "CSQLite", "CNanaBoard", "NanaWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),

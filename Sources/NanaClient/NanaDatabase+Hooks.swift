@@ -88,8 +88,8 @@ extension NanaDatabase {
     func hookedBatchGet(_ keys: [String]) async throws -> NanaParams {
         var values = try await storedValues(keys)
         for (key, value) in values {
-            let active = activeHooks(for: key)
-            if !active.isEmpty { values[key] = try await runAfterRead(active, key, value) }
+            let active = activeHooks(for: key.string)
+            if !active.isEmpty { values[key] = try await runAfterRead(active, key.string, value) }
         }
         return values
     }
@@ -104,7 +104,7 @@ extension NanaDatabase {
             return
         }
         let stored = try await runBeforeWrite(active, key, value)
-        let old: NanaValue? = if active.contains(where: \.wantsOldValue) { try await storedValues([key])[key] } else { nil }
+        let old: NanaValue? = if active.contains(where: \.wantsOldValue) { try await storedValues([key])[NanaKey(key)] } else { nil }
         _ = try await send(method, ["key": .string(key), "value": stored])
         await runOnWriteSuccess(active, key, stored, old: old)
     }
@@ -119,17 +119,17 @@ extension NanaDatabase {
         var hooked: HookedKeys = []
         var refused: [(String, any Error)] = []
         for (key, value) in mapping {
-            let active = activeHooks(for: key)
+            let active = activeHooks(for: key.string)
             if active.isEmpty {
                 values[key] = value
                 continue
             }
             do {
-                values[key] = try await runBeforeWrite(active, key, value)
-                hooked.append((key, active))
+                values[key] = try await runBeforeWrite(active, key.string, value)
+                hooked.append((key.string, active))
             } catch {
                 guard collectingRefusals else { throw error }
-                refused.append((key, error))
+                refused.append((key.string, error))
             }
         }
         return (values, hooked, refused)
@@ -147,25 +147,25 @@ extension NanaDatabase {
         let old = try await oldValues(of: hooked)
         _ = try await send(method, ["mapping": .map(stored)])
         for (key, active) in hooked {
-            await runOnWriteSuccess(active, key, stored[key] ?? .nil, old: old[key])
+            await runOnWriteSuccess(active, key, stored[NanaKey(key)] ?? .nil, old: old[NanaKey(key)])
         }
     }
 
     /// A key whose `beforeWrite` throws is refused with NanaSQLite's message; the others are
     /// stored as by the daemon's `batch_update_partial`.
-    func hookedBatchUpdatePartial(_ mapping: NanaParams) async throws -> [String: String] {
+    func hookedBatchUpdatePartial(_ mapping: NanaParams) async throws -> [NanaKey: String] {
         let (stored, hooked, refusals) = try await transformed(mapping, collectingRefusals: true)
-        var refused: [String: String] = [:]
+        var refused: [NanaKey: String] = [:]
         for (key, error) in refusals {
             let reason = (error as? NanaRemoteError)?.message ?? "\(error)"
-            refused[key] = "Value for key '\(key)' failed schema validation: \(reason) / キー '\(key)' の値がスキーマに違反しています: \(reason)"
+            refused[NanaKey(key)] = "Value for key '\(key)' failed schema validation: \(reason) / キー '\(key)' の値がスキーマに違反しています: \(reason)"
         }
         guard !stored.isEmpty else { return refused }
         let old = try await oldValues(of: hooked)
         let skipped = try await send("batch_update_partial", ["mapping": .map(stored)]).mapValue ?? [:]
         for (key, reason) in skipped { refused[key] = reason.stringValue ?? "\(reason)" }
-        for (key, active) in hooked where skipped[key] == nil {
-            await runOnWriteSuccess(active, key, stored[key] ?? .nil, old: old[key])
+        for (key, active) in hooked where skipped[NanaKey(key)] == nil {
+            await runOnWriteSuccess(active, key, stored[NanaKey(key)] ?? .nil, old: old[NanaKey(key)])
         }
         return refused
     }
@@ -175,7 +175,7 @@ extension NanaDatabase {
     func hookedSetDefault(_ key: String, _ defaultValue: NanaValue) async throws -> NanaValue {
         let active = activeHooks(for: key)
         guard !active.isEmpty else { return try await send("setdefault", ["key": .string(key), "default": defaultValue]) }
-        if let existing = try await storedValues([key])[key] {
+        if let existing = try await storedValues([key])[NanaKey(key)] {
             return try await runAfterRead(active, key, existing)
         }
         let stored = try await runBeforeWrite(active, key, defaultValue)
@@ -193,7 +193,7 @@ extension NanaDatabase {
             _ = try await send("delete", ["key": .string(key)])
             return
         }
-        guard try await storedValues([key])[key] != nil else { throw NanaRemoteError(.keyError, key) }
+        guard try await storedValues([key])[NanaKey(key)] != nil else { throw NanaRemoteError(.keyError, key) }
         for hook in active { try await hook.beforeDelete(self, key: key) }
         // `pop` deletes exactly as `delete` does and answers the value it deleted.
         let old = try await send("pop", ["key": .string(key)])
@@ -212,7 +212,7 @@ extension NanaDatabase {
             guard let defaultValue else { throw NanaRemoteError(.keyError, key) }
             return defaultValue
         }
-        guard try await storedValues([key])[key] != nil else { return try missing() }
+        guard try await storedValues([key])[NanaKey(key)] != nil else { return try missing() }
         for hook in active { try await hook.beforeDelete(self, key: key) }
         let old = try await send("pop", ["key": .string(key), "default": Self.missing])
         if Self.isMissing(old) { return try missing() }  // deleted by another client since the read
@@ -224,8 +224,8 @@ extension NanaDatabase {
     /// then `onDeleteSuccess` for those keys.
     func hookedBatchDelete(_ keys: [String]) async throws {
         var hooked: HookedKeys = []
-        var seen = Set<String>()
-        for key in keys where seen.insert(key).inserted {
+        var seen = Set<NanaKey>()
+        for key in keys where seen.insert(NanaKey(key)).inserted {
             let active = activeHooks(for: key)
             if !active.isEmpty { hooked.append((key, active)) }
         }
@@ -234,13 +234,13 @@ extension NanaDatabase {
             return
         }
         let existing = try await storedValues(hooked.map(\.key))
-        hooked.removeAll { existing[$0.key] == nil }
+        hooked.removeAll { existing[NanaKey($0.key)] == nil }
         for (key, active) in hooked {
             for hook in active { try await hook.beforeDelete(self, key: key) }
         }
         _ = try await send("batch_delete", ["keys": .array(keys.map(NanaValue.string))])
         for (key, active) in hooked {
-            await runOnDeleteSuccess(active, key, old: existing[key])
+            await runOnDeleteSuccess(active, key, old: existing[NanaKey(key)])
         }
     }
 }

@@ -47,10 +47,11 @@ extension NanaDatabase {
     /// The values of the keys that exist, in the order asked: hits from the near-cache, the
     /// rest in one `batch_get`.
     func trackedBatchGet(_ keys: [String]) async throws -> NanaParams {
-        var known: [String: NearCacheAnswer] = [:]
+        var known: [NanaKey: NearCacheAnswer] = [:]  // by bytes, as the daemon tells keys apart
         var missing: [String] = []
-        for key in keys where known[key] == nil && !missing.contains(key) {
-            if let nearCache, let answer = nearCache.lookup(key, needsValue: true) { known[key] = answer } else { missing.append(key) }
+        var asked = Set<NanaKey>()
+        for key in keys where asked.insert(NanaKey(key)).inserted {
+            if let nearCache, let answer = nearCache.lookup(key, needsValue: true) { known[NanaKey(key)] = answer } else { missing.append(key) }
         }
         if !missing.isEmpty {
             let sentAt = NearCacheTable.now()
@@ -58,17 +59,17 @@ extension NanaDatabase {
             guard let fields = reply.arrayValue, fields.count == 3, let values = fields[0].mapValue, let perKey = fields[2].arrayValue else {
                 throw NanaClientError(.protocolViolation, "unexpected tracked batch_get reply: \(reply)")
             }
-            for key in missing { known[key] = values[key].map(NearCacheAnswer.value) ?? .absent }
+            for key in missing { known[NanaKey(key)] = values[NanaKey(key)].map(NearCacheAnswer.value) ?? .absent }
             if let nearCache {
                 for item in perKey {
-                    guard let item = item.arrayValue, item.count == 4, let key = item[0].stringValue, let answer = known[key],
+                    guard let item = item.arrayValue, item.count == 4, let key = item[0].stringValue, let answer = known[NanaKey(key)],
                           let stamps = Self.stamps(item[1], item[2], fields[1]) else { continue }
                     nearCache.fill(key, answer, stamps, expiresIn: item[3].doubleValue, sentAt: sentAt, connectionID: connection.id)
                 }
             }
         }
         var result = NanaParams()
-        for key in keys where result[key] == nil {
+        for key in keys.map { NanaKey($0) } where result[key] == nil {
             if case .value(let value)? = known[key] { result[key] = value }
         }
         return result

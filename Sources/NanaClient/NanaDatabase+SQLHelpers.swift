@@ -116,7 +116,7 @@ extension NanaDatabase {
 
     /// Creates a table; `columns` maps names to SQL types (checked against a whitelist).
     public func createTable(_ table: String, columns: OrderedDictionary<String, String>, ifNotExists: Bool = true, primaryKey: String? = nil) async throws {
-        var params: NanaParams = ["table_name": .string(table), "columns": .map(columns.mapValues(NanaValue.string)), "if_not_exists": .bool(ifNotExists)]
+        var params: NanaParams = ["table_name": .string(table), "columns": .map(NanaParams(uniqueKeysWithValues: columns.map { (NanaKey($0.key), NanaValue.string($0.value)) })), "if_not_exists": .bool(ifNotExists)]
         if let primaryKey { params["primary_key"] = .string(primaryKey) }
         _ = try await helper("create_table", params)
     }

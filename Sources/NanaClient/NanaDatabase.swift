@@ -88,7 +88,7 @@ public struct NanaDatabase: Sendable {
 
     /// The value of `key` decoded as `T`, or `nil` when the key is missing.
     nonisolated(nonsending) public func get<T: Decodable & Sendable>(_ key: String, as type: T.Type) async throws -> T? {
-        guard let value = try await batchGet([key])[key] else { return nil }
+        guard let value = try await batchGet([key])[NanaKey(key)] else { return nil }
         return try value.decode(as: T.self)
     }
 
@@ -289,7 +289,7 @@ public struct NanaDatabase: Sendable {
     /// of its fields; throws `KeyError` when the key is missing.
     public func getModel<T: Decodable>(_ key: String, as type: T.Type) async throws -> T {
         let rows = try await batchGet([key])
-        guard let stored = rows[key] else { throw NanaRemoteError(.keyError, key) }
+        guard let stored = rows[NanaKey(key)] else { throw NanaRemoteError(.keyError, key) }
         if let data = stored["__pydantic_data__"], stored["__pydantic_model__"] != nil {
             return try data.decode(as: T.self)
         }
@@ -336,10 +336,10 @@ public struct NanaDatabase: Sendable {
     }
 
     /// Stores the pairs that can be stored; returns the refused keys with the reason.
-    public func batchUpdatePartial(_ mapping: NanaParams) async throws -> [String: String] {
+    public func batchUpdatePartial(_ mapping: NanaParams) async throws -> [NanaKey: String] {
         if !hooks.isEmpty { return try await hookedBatchUpdatePartial(mapping) }
         let rejected = try await call("batch_update_partial", ["mapping": .map(mapping)]).mapValue ?? [:]
-        var out: [String: String] = [:]
+        var out: [NanaKey: String] = [:]
         for (key, reason) in rejected { out[key] = reason.stringValue ?? "\(reason)" }
         return out
     }

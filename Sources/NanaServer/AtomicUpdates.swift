@@ -52,14 +52,14 @@ enum AtomicUpdates {
                 case let other?: throw StorageError(.validation, "stored value must be a dict when field is specified, not \(pythonType(other))")
                 }
                 let base: NanaValue
-                if let current = object[field] {
+                if let current = object[NanaKey(field)] {
                     base = try number(current, "stored field '\(field)'")
                 } else if let start {
                     base = start
                 } else {
                     throw StorageError(.keyNotFound, field)
                 }
-                object[field] = try add(base, amount)
+                object[NanaKey(field)] = try add(base, amount)
                 return .map(object)
             }
         }

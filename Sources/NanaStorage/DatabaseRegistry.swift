@@ -1,3 +1,4 @@
+import NanaWire
 import Foundation
 import Logging
 import Synchronization
@@ -36,12 +37,12 @@ public final class DatabaseRegistry: Sendable {
     /// SQLite, where the writer and readers compare them before each batch and read).
 
     private struct State {
-        var open: [String: Database] = [:]
-        var opening: [String: [@Sendable (Result<Database, StorageError>) -> Void]] = [:]
+        var open: [NanaKey: Database] = [:]
+        var opening: [NanaKey: [@Sendable (Result<Database, StorageError>) -> Void]] = [:]
         /// Files being closed (idle or retired), which shutdown still waits for; opens of their
         /// paths wait for the close to finish (and a replaced file's sidecars to go).
-        var closing: [String: Database] = [:]
-        var waitingForClose: [String: [@Sendable () -> Void]] = [:]
+        var closing: [NanaKey: Database] = [:]
+        var waitingForClose: [NanaKey: [@Sendable () -> Void]] = [:]
         var closed = false
     }
 
@@ -134,21 +135,21 @@ public final class DatabaseRegistry: Sendable {
     public func open(_ relativePath: String, options: DatabaseOptions, create: Bool = true, completion: @escaping @Sendable (Result<Database, StorageError>) -> Void) {
         let path: String
         do { path = try resolve(relativePath) } catch { return completion(.failure(error)) }
-        if !create, state.withLock({ $0.open[path] == nil }), access(path, F_OK) != 0 {
+        if !create, state.withLock({ $0.open[NanaKey(path)] == nil }), access(path, F_OK) != 0 {
             return completion(.failure(StorageError(.validation, "'\(relativePath)' does not exist, and this user may only read it")))
         }
         // A file changed underneath since it was opened is retired (and forgotten) here.
-        if let existing = state.withLock({ $0.open[path] }) { existing.checkFiles() }
+        if let existing = state.withLock({ $0.open[NanaKey(path)] }) { existing.checkFiles() }
         enum Next { case done(Database), verify(Database), wait, start, makeRoom, closed }
         let next: Next = state.withLock { state in
             if state.closed { return .closed }
-            if state.closing[path] != nil {
-                state.waitingForClose[path, default: []].append {
+            if state.closing[NanaKey(path)] != nil {
+                state.waitingForClose[NanaKey(path), default: []].append {
                     self.open(relativePath, options: options, create: create, completion: completion)
                 }
                 return .wait
             }
-            if let db = state.open[path], !db.isRetired {
+            if let db = state.open[NanaKey(path)], !db.isRetired {
                 let idle = db.holderCount == 0
                 db.hold()
                 // Nobody held it: someone may have copied over it meanwhile. When the file does
@@ -156,12 +157,12 @@ public final class DatabaseRegistry: Sendable {
                 // (no session's transaction can be holding that writer).
                 return idle && !db.mainFileLooksUnchanged ? .verify(db) : .done(db)
             }
-            if state.opening[path] != nil {
-                state.opening[path]!.append(completion)
+            if state.opening[NanaKey(path)] != nil {
+                state.opening[NanaKey(path)]!.append(completion)
                 return .wait
             }
             if state.open.count + state.opening.count + state.closing.count >= maximumOpenFiles { return .makeRoom }
-            state.opening[path] = [completion]
+            state.opening[NanaKey(path)] = [completion]
             return .start
         }
         switch next {
@@ -186,9 +187,9 @@ public final class DatabaseRegistry: Sendable {
             logger.info("opening database", metadata: ["db.path": "\(path)"])
             Database.open(path: path, options: options, decoder: decoder, logger: logger) { result in
                 let waiters = self.state.withLock { state in
-                    let waiters = state.opening.removeValue(forKey: path) ?? []
+                    let waiters = state.opening.removeValue(forKey: NanaKey(path)) ?? []
                     if case .success(let db) = result {
-                        state.open[path] = db
+                        state.open[NanaKey(path)] = db
                         for _ in waiters { db.hold() }
                     }
                     return waiters
@@ -227,7 +228,7 @@ public final class DatabaseRegistry: Sendable {
     /// is not open, or in use, or has writes left.
     public func closeIfIdle(_ relativePath: String) throws(StorageError) -> Bool {
         let path = try resolve(relativePath)
-        guard let db = state.withLock({ $0.open[path] }) else { return false }
+        guard let db = state.withLock({ $0.open[NanaKey(path)] }) else { return false }
         return close(db, ifIdle: true)
     }
 
@@ -253,9 +254,9 @@ public final class DatabaseRegistry: Sendable {
     @discardableResult
     private func close(_ db: Database, ifIdle: Bool) -> Bool {
         let taken = state.withLock { state -> Bool in
-            guard state.open[db.path] === db, !ifIdle || (db.holderCount == 0 && db.isQuiescent) else { return false }
-            state.open[db.path] = nil
-            state.closing[db.path] = db
+            guard state.open[NanaKey(db.path)] === db, !ifIdle || (db.holderCount == 0 && db.isQuiescent) else { return false }
+            state.open[NanaKey(db.path)] = nil
+            state.closing[NanaKey(db.path)] = db
             return true
         }
         guard taken else { return false }
@@ -299,8 +300,8 @@ public final class DatabaseRegistry: Sendable {
     /// `db`'s close finished: the opens that waited for it go ahead.
     private func closed(_ db: Database) {
         let waiting = state.withLock { state in
-            state.closing[db.path] = nil
-            return state.waitingForClose.removeValue(forKey: db.path) ?? []
+            state.closing[NanaKey(db.path)] = nil
+            return state.waitingForClose.removeValue(forKey: NanaKey(db.path)) ?? []
         }
         waiting.forEach { $0() }
     }
@@ -309,9 +310,9 @@ public final class DatabaseRegistry: Sendable {
     /// once its threads have failed what was queued.
     private func forgetRetired(_ db: Database) {
         let forgotten = state.withLock { state -> Bool in
-            guard state.open[db.path] === db else { return false }
-            state.open[db.path] = nil
-            state.closing[db.path] = db
+            guard state.open[NanaKey(db.path)] === db else { return false }
+            state.open[NanaKey(db.path)] = nil
+            state.closing[NanaKey(db.path)] = db
             return true
         }
         guard forgotten else { return }

@@ -1,3 +1,4 @@
+import NanaWire
 // Async forms of the table's callback API, for tests and tools. The work still runs on the
 // storage threads; only the waiting is async.
 extension KeyValueTable {
@@ -22,7 +23,7 @@ extension KeyValueTable {
     public func pop(_ key: String) async throws(StorageError) -> EncodedValue? { try await awaiting { pop(key, completion: $0) } }
     public func setDefault(_ key: String, _ value: StorableValue) async throws(StorageError) -> EncodedValue { try await awaiting { setDefault(key, value, completion: $0) } }
     public func batchUpdate(_ rows: [(String, StorableValue)]) async throws(StorageError) { try await awaiting { batchUpdate(rows, completion: $0) } }
-    public func batchUpdatePartial(_ rows: [(String, StorableValue)]) async throws(StorageError) -> [String: String] { try await awaiting { batchUpdatePartial(rows, completion: $0) } }
+    public func batchUpdatePartial(_ rows: [(String, StorableValue)]) async throws(StorageError) -> [NanaKey: String] { try await awaiting { batchUpdatePartial(rows, completion: $0) } }
     public func batchDelete(_ keys: [String]) async throws(StorageError) { try await awaiting { batchDelete(keys, completion: $0) } }
     public func update(_ key: String, transform: @escaping @Sendable (EncodedValue?) throws(StorageError) -> StorableValue) async throws(StorageError) -> EncodedValue {
         try await awaiting { update(key, transform: transform, completion: $0) }

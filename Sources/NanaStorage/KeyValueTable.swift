@@ -1,3 +1,4 @@
+import NanaWire
 import Synchronization
 
 /// A NanaSQLite key-value table, `"<name>"(key TEXT PRIMARY KEY, value TEXT)`, with its shared
@@ -247,23 +248,24 @@ public final class KeyValueTable: Sendable {
     public func batchGet(_ keys: [String], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[(String, EncodedValue)], StorageError>) -> Void) {
         let owner = readOwner(owner)
         let epoch = cache.sequence
-        var found: [String: EncodedValue] = [:]
+        // By the keys' bytes (NanaKey): as Strings, "é" and "e\u{301}" would be one key.
+        var found: [NanaKey: EncodedValue] = [:]
         var missing: [String] = []
-        var seen = Set<String>()
-        for key in keys where seen.insert(key).inserted {
+        var seen = Set<NanaKey>()
+        for key in keys where seen.insert(NanaKey(key)).inserted {
             if owner != nil {
                 missing.append(key)
                 continue
             }
             switch cached(key) {
-            case .present(let value): found[key] = value
+            case .present(let value): found[NanaKey(key)] = value
             case .absent: break
             case nil: missing.append(key)
             }
         }
-        let ordered = seen.count == keys.count ? keys : { var s = Set<String>(); return keys.filter { s.insert($0).inserted } }()
+        let ordered = seen.count == keys.count ? keys : { var s = Set<NanaKey>(); return keys.filter { s.insert(NanaKey($0)).inserted } }()
         if missing.isEmpty {
-            return completion(.success(ordered.compactMap { key in found[key].map { (key, $0) } }))
+            return completion(.success(ordered.compactMap { key in found[NanaKey(key)].map { (key, $0) } }))
         }
         let cached = found
         let toRead = missing
@@ -279,15 +281,15 @@ public final class KeyValueTable: Sendable {
                 try statement.withReset { (s) throws(StorageError) in
                     for (i, key) in chunk.enumerated() { s.bind(key, at: Int32(i + 1)) }
                     while try s.step() {
-                        results[s.columnString(0)] = try self.decodeColumn(s, 1)
+                        results[NanaKey(s.columnString(0))] = try self.decodeColumn(s, 1)
                     }
                 }
                 start += chunk.count
             }
             for key in toRead where owner == nil {
-                self.cache.fill(key, results[key].map(CacheEntry.present) ?? .absent, readAt: epoch)
+                self.cache.fill(key, results[NanaKey(key)].map(CacheEntry.present) ?? .absent, readAt: epoch)
             }
-            return ordered.compactMap { key in results[key].map { (key, $0) } }
+            return ordered.compactMap { key in results[NanaKey(key)].map { (key, $0) } }
         }
     }
 
@@ -427,7 +429,7 @@ public final class KeyValueTable: Sendable {
     /// Stores every pair that keeps the table's constraints, in one transaction, and returns
     /// the others with the violation (NanaSQLite's `batch_update_partial`, whose hooks can
     /// refuse single keys). Any other error fails the whole call.
-    public func batchUpdatePartial(_ rows: [(String, StorableValue)], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[String: String], StorageError>) -> Void) {
+    public func batchUpdatePartial(_ rows: [(String, StorableValue)], owner: TransactionToken? = nil, completion: @escaping @Sendable (Result<[NanaKey: String], StorageError>) -> Void) {
         guard !rows.isEmpty else { return completion(.success([:])) }
         if constraints.isEmpty { return batchUpdate(rows, owner: owner) { completion($0.map { [:] }) } }
         if writeBehind.isActive {
@@ -436,13 +438,13 @@ public final class KeyValueTable: Sendable {
                 mode: .exclusive,
                 run: { connection throws(StorageError) in
                     var accepted: [(String, StagedOperation)] = []
-                    var rejected: [String: String] = [:]
+                    var rejected: [NanaKey: String] = [:]
                     for (key, value) in rows {
                         do throws(StorageError) {
                             try self.constraints.check(key, value, table: self, on: connection)
                             accepted.append((key, .set(value)))
                         } catch where error.kind == .validation {
-                            rejected[key] = error.message
+                            rejected[NanaKey(key)] = error.message
                         }
                     }
                     try self.writeBehind.stage(accepted)
@@ -454,7 +456,7 @@ public final class KeyValueTable: Sendable {
         }
         write(.savepoint, owner, completion) { connection throws(StorageError) in
             var changes: [CacheChange] = []
-            var rejected: [String: String] = [:]
+            var rejected: [NanaKey: String] = [:]
             for (key, value) in rows {
                 try connection.execute("SAVEPOINT nana_row")
                 do throws(StorageError) {
@@ -463,7 +465,7 @@ public final class KeyValueTable: Sendable {
                     changes.append(.set(key, value.encoded))
                 } catch where error.kind == .validation {
                     try connection.execute("ROLLBACK TO nana_row; RELEASE nana_row")
-                    rejected[key] = error.message
+                    rejected[NanaKey(key)] = error.message
                 }
             }
             return (.many(changes), rejected)
@@ -630,15 +632,15 @@ public final class KeyValueTable: Sendable {
         readItems(owner: nil) { result in
             completion(result.map { rows in
                 var rows = rows.compactMap { (key, value) -> (String, EncodedValue)? in
-                    switch overlay[key] {
+                    switch overlay[NanaKey(key)] {
                     case nil: (key, value)
                     case .set(let staged)?: (key, staged.encoded)
                     case .delete?: nil
                     }
                 }
-                let present = Set(rows.map(\.0))
+                let present = Set(rows.map { NanaKey($0.0) })
                 for (key, operation) in overlay.sorted(by: { $0.key < $1.key }) where !present.contains(key) {
-                    if case .set(let value) = operation { rows.append((key, value.encoded)) }
+                    if case .set(let value) = operation { rows.append((key.string, value.encoded)) }
                 }
                 return rows
             })

@@ -1,5 +1,6 @@
 import Dispatch
 import Synchronization
+import NanaWire
 
 /// What the cache knows about a key.
 public enum CacheEntry: Sendable, Hashable {
@@ -121,7 +122,7 @@ final class TableCache: Sendable {
     /// Seconds until `key`'s entry expires (TTL strategies; nil for the others or no entry).
     func remainingLife(of key: String) -> Double? {
         state.withLock { state in
-            guard case .ttl = state.strategy, let slot = state.index[key] else { return nil }
+            guard case .ttl = state.strategy, let slot = state.index[NanaKey(key)] else { return nil }
             let time = now()
             let expiresAt = state.slots[slot].expiresAt
             return expiresAt > time ? Double(expiresAt - time) / 1e9 : 0
@@ -161,7 +162,7 @@ final class TableCache: Sendable {
         state.withLock { state in
             let time = currentTime(state)
             state.sweep(at: time, budget: Self.sweepBudget)
-            if let slot = state.index[key] {
+            if let slot = state.index[NanaKey(key)] {
                 if state.hasExpired(slot, at: time) {
                     state.expire(slot)
                     state.misses += 1
@@ -185,7 +186,7 @@ final class TableCache: Sendable {
     func contains(_ key: String) -> Bool {
         state.withLock { state in
             let time = currentTime(state)
-            if let slot = state.index[key] {
+            if let slot = state.index[NanaKey(key)] {
                 if !state.hasExpired(slot, at: time) { return true }
                 state.expire(slot)
             }
@@ -258,7 +259,7 @@ final class TableCache: Sendable {
             state.sequence &+= 1
             state.stampWrite(of: key, state.sequence)
             state.lastForget = state.sequence
-            if let slot = state.index[key] { state.remove(slot) }
+            if let slot = state.index[NanaKey(key)] { state.remove(slot) }
             state.allLoaded = false
             bumpKey(key, on: board?.current)
         }
@@ -354,7 +355,7 @@ extension TableCache {
     /// One cached key: an element of a doubly linked list threaded through `State.slots` by
     /// index, so that moving or removing any entry is O(1).
     fileprivate struct Slot {
-        var key: String
+        var key: NanaKey
         var entry: CacheEntry
         /// When the entry stops being live (TTL); `.max` for strategies without expiry.
         var expiresAt: UInt64
@@ -368,7 +369,8 @@ extension TableCache {
 
         let strategy: CacheStrategy
         let policy: Policy
-        var index: [String: Int] = [:]
+        /// By the keys' bytes (``NanaKey``): `String` would make "é" and "e\u{301}" one entry.
+        var index: [NanaKey: Int] = [:]
         var slots: [Slot] = []
         var freeSlots: [Int] = []
         /// Front of the order: the next to evict (oldest insertion, least recently used, or
@@ -415,7 +417,7 @@ extension TableCache {
 
         /// A reader's entry: installed only where there is no live one.
         mutating func fillIfMissing(_ key: String, _ entry: CacheEntry, at time: UInt64) {
-            if let slot = index[key] {
+            if let slot = index[NanaKey(key)] {
                 guard hasExpired(slot, at: time) else { return }
                 expire(slot)
             }
@@ -424,7 +426,7 @@ extension TableCache {
 
         /// The writer's entry: replaces whatever is cached.
         mutating func store(_ key: String, _ entry: CacheEntry, at time: UInt64) {
-            guard let slot = index[key] else { return insert(key, entry, at: time) }
+            guard let slot = index[NanaKey(key)] else { return insert(key, entry, at: time) }
             count(slots[slot].entry, by: -1)
             count(entry, by: 1)
             slots[slot].entry = entry
@@ -441,7 +443,7 @@ extension TableCache {
         }
 
         private mutating func insert(_ key: String, _ entry: CacheEntry, at time: UInt64) {
-            let new = Slot(key: key, entry: entry, expiresAt: expiry(at: time), previous: State.none, next: State.none, isInOrder: false)
+            let new = Slot(key: NanaKey(key), entry: entry, expiresAt: expiry(at: time), previous: State.none, next: State.none, isInOrder: false)
             let slot: Int
             if let reused = freeSlots.popLast() {
                 slots[reused] = new
@@ -450,7 +452,7 @@ extension TableCache {
                 slot = slots.count
                 slots.append(new)
             }
-            index[key] = slot
+            index[new.key] = slot
             count(entry, by: 1)
             if policy.ordersValues || entry == .absent { append(slot) }
             evictOverLimit(at: time)

@@ -2,6 +2,7 @@ import DequeModule
 import Dispatch
 import Foundation
 import Logging
+import NanaWire
 import Synchronization
 
 /// NanaSQLite's v2 settings (`v2_config` / the `flush_*` and `v2_*` arguments, spec §2).
@@ -107,9 +108,9 @@ final class WriteBehind: Sendable {
 
     private struct State {
         var configuration: WriteBehindConfiguration?
-        var staging: [String: StagedOperation] = [:]
+        var staging: [NanaKey: StagedOperation] = [:]  // by the keys' bytes, as SQLite tells rows apart
         /// What the running flush is writing; reads see it until it is committed.
-        var flushing: [String: StagedOperation] = [:]
+        var flushing: [NanaKey: StagedOperation] = [:]
         var flushRunning = false
         var flushAgain = false
         /// When the last flush cycle began (uptime ns): `immediate` mode paces the next.
@@ -129,7 +130,7 @@ final class WriteBehind: Sendable {
         var cycleFailures = 0
         /// For each key with a dead letter: how many letters it has, and the sequence of the
         /// last write staged to it since (0: none).
-        var deadLetterKeys: [String: (letters: Int, lastWrite: UInt64)] = [:]
+        var deadLetterKeys: [NanaKey: (letters: Int, lastWrite: UInt64)] = [:]
         var metrics = WriteBehindMetrics()
         var timer: (any DispatchSourceTimer)?
         var shutDown = false
@@ -237,7 +238,7 @@ final class WriteBehind: Sendable {
             }
             var changes: [CacheChange] = []
             for (key, operation) in operations {
-                state.staging[key] = operation
+                state.staging[NanaKey(key)] = operation
                 state.metrics.currentStagingCount += 1
                 Self.recordWrite(key, &state)
                 switch operation {
@@ -257,7 +258,7 @@ final class WriteBehind: Sendable {
     private static func recordWrite(_ key: String, _ state: inout State) {
         state.stagedWrites &+= 1
         if state.stagingSince == nil { state.stagingSince = DispatchTime.now().uptimeNanoseconds }
-        if state.deadLetterKeys[key] != nil { state.deadLetterKeys[key]?.lastWrite = state.stagedWrites }
+        if state.deadLetterKeys[NanaKey(key)] != nil { state.deadLetterKeys[NanaKey(key)]?.lastWrite = state.stagedWrites }
     }
 
     private static func isFlushDue(_ configuration: WriteBehindConfiguration, _ state: borrowing State) -> Bool {
@@ -270,13 +271,13 @@ final class WriteBehind: Sendable {
     }
 
     /// Every staged operation, the newest per key (staging over the running flush).
-    func snapshot() -> [String: StagedOperation] {
+    func snapshot() -> [NanaKey: StagedOperation] {
         state.withLock { $0.flushing.merging($0.staging) { _, newer in newer } }
     }
 
     /// The staged operation on `key`, newest first (staging, then the running flush).
     func staged(_ key: String) -> StagedOperation? {
-        state.withLock { $0.staging[key] ?? $0.flushing[key] }
+        state.withLock { $0.staging[NanaKey(key)] ?? $0.flushing[NanaKey(key)] }
     }
 
     /// Runs `body` with the staged operation on `key` while holding the engine lock, so that a
@@ -294,11 +295,11 @@ final class WriteBehind: Sendable {
             guard !state.shutDown, let configuration = state.configuration else {
                 throw StorageError(.closed, "Database connection is closed (\(database.path)); write-behind engine has shut down.")
             }
-            var staged = state.staging[key] ?? state.flushing[key]
+            var staged = state.staging[NanaKey(key)] ?? state.flushing[NanaKey(key)]
             if staged == nil, countingFailedWrite { staged = Self.failedWrite(key, state) }
             let (operation, result) = try body(staged)
             guard let operation else { return (false, result) }
-            state.staging[key] = operation
+            state.staging[NanaKey(key)] = operation
             state.metrics.currentStagingCount += 1
             Self.recordWrite(key, &state)
             switch operation {
@@ -383,7 +384,7 @@ final class WriteBehind: Sendable {
             let interval = Self.timerPeriod(seconds)
             state.timer?.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(10))
         }
-        return Array(state.flushing)
+        return state.flushing.map { ($0.key.string, $0.value) }
     }
 
     /// Writes a cycle's rows, one transaction per chunk, on the writer thread.
@@ -474,9 +475,9 @@ final class WriteBehind: Sendable {
         let next: Next? = state.withLock { state -> Next? in
             if state.shutDown { return .deadLetter }
             state.cycleFailures += rows.count
-            for (key, operation) in rows where state.staging[key] == nil {
+            for (key, operation) in rows where state.staging[NanaKey(key)] == nil {
                 if state.stagingSince == nil { state.stagingSince = DispatchTime.now().uptimeNanoseconds }
-                state.staging[key] = operation
+                state.staging[NanaKey(key)] = operation
                 state.metrics.currentStagingCount += 1
             }
             if state.diskFullRetryScheduled { return nil }
@@ -541,8 +542,8 @@ final class WriteBehind: Sendable {
             state.cycleFailures += rows.count
             for (key, operation) in rows {
                 state.deadLetters.append(DeadLetter(key: key, operation: operation, error: error, timestamp: now,
-                                                    sequence: state.stagedWrites, superseded: state.staging[key] != nil))
-                state.deadLetterKeys[key, default: (0, 0)].letters += 1
+                                                    sequence: state.stagedWrites, superseded: state.staging[NanaKey(key)] != nil))
+                state.deadLetterKeys[NanaKey(key), default: (0, 0)].letters += 1
                 state.metrics.dlqErrors += 1
                 if let limit = state.configuration?.maxDLQSize, state.deadLetters.count > limit {
                     Self.forgetLetter(state.deadLetters.removeFirst(), &state)
@@ -550,7 +551,7 @@ final class WriteBehind: Sendable {
                 }
                 // The value never reached the file: reads must not keep answering with it
                 // unless a newer write is staged.
-                if state.staging[key] == nil { cache.forget(key) }
+                if state.staging[NanaKey(key)] == nil { cache.forget(key) }
             }
             return dropped
         }
@@ -568,7 +569,7 @@ final class WriteBehind: Sendable {
     /// still the client's last word on the key until `retry_dlq` or `clear_dlq`. Called with
     /// the lock held.
     private static func failedWrite(_ key: String, _ state: borrowing State) -> StagedOperation? {
-        guard let entry = state.deadLetterKeys[key],
+        guard let entry = state.deadLetterKeys[NanaKey(key)],
               let letter = state.deadLetters.last(where: { $0.key == key }),
               !letter.superseded, entry.lastWrite <= letter.sequence
         else { return nil }
@@ -581,8 +582,8 @@ final class WriteBehind: Sendable {
     }
 
     private static func forgetLetter(_ letter: DeadLetter, _ state: inout State) {
-        guard let entry = state.deadLetterKeys[letter.key] else { return }
-        state.deadLetterKeys[letter.key] = entry.letters > 1 ? (entry.letters - 1, entry.lastWrite) : nil
+        guard let entry = state.deadLetterKeys[NanaKey(letter.key)] else { return }
+        state.deadLetterKeys[NanaKey(letter.key)] = entry.letters > 1 ? (entry.letters - 1, entry.lastWrite) : nil
     }
 
     var deadLetters: [DeadLetter] { state.withLock { Array($0.deadLetters) } }
@@ -603,8 +604,8 @@ final class WriteBehind: Sendable {
             }
             // Not over a newer write: one staged, being flushed, or already flushed.
             return state.deadLetters.filter { letter in
-                !letter.superseded && state.staging[letter.key] == nil && state.flushing[letter.key] == nil
-                    && (state.deadLetterKeys[letter.key]?.lastWrite ?? 0) <= letter.sequence
+                !letter.superseded && state.staging[NanaKey(letter.key)] == nil && state.flushing[NanaKey(letter.key)] == nil
+                    && (state.deadLetterKeys[NanaKey(letter.key)]?.lastWrite ?? 0) <= letter.sequence
             }
         }
         do {
@@ -612,7 +613,7 @@ final class WriteBehind: Sendable {
         } catch {
             state.withLock { state in  // nothing is lost
                 state.deadLetters.insert(contentsOf: letters, at: 0)
-                for letter in letters { state.deadLetterKeys[letter.key, default: (0, 0)].letters += 1 }
+                for letter in letters { state.deadLetterKeys[NanaKey(letter.key), default: (0, 0)].letters += 1 }
             }
             throw error
         }

@@ -80,7 +80,7 @@ public enum JSONWriter {
             for (key, item) in entries {
                 if !first { out.append(UInt8(ascii: ",")) }
                 first = false
-                writeString(key, into: &out)
+                writeString(key.string, into: &out)
                 out.append(UInt8(ascii: ":"))
                 try write(item, depth: depth + 1, into: &out)
             }
@@ -174,7 +174,7 @@ public enum JSONReader {
             case UInt8(ascii: "{"):
                 guard depth < maximumDepth else { throw NanaJSONError(kind: .tooDeep, message: "JSON nests deeper than \(maximumDepth) levels") }
                 pos += 1
-                var entries = OrderedDictionary<String, NanaValue>()
+                var entries = OrderedDictionary<NanaKey, NanaValue>()
                 skipWhitespace()
                 if pos < bytes.count, bytes[pos] == UInt8(ascii: "}") { pos += 1; return .map(entries) }
                 while true {
@@ -185,7 +185,7 @@ public enum JSONReader {
                     guard pos < bytes.count, bytes[pos] == UInt8(ascii: ":") else { throw error("expected ':'") }
                     pos += 1
                     skipWhitespace()
-                    entries[key] = try parseValue(depth: depth + 1)
+                    entries[NanaKey(key)] = try parseValue(depth: depth + 1)
                     skipWhitespace()
                     guard pos < bytes.count else { throw error("unexpected end") }
                     if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }

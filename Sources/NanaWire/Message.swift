@@ -1,7 +1,7 @@
 import OrderedCollections
 
 /// Named arguments of a call.
-public typealias NanaParams = OrderedDictionary<String, NanaValue>
+public typealias NanaParams = OrderedDictionary<NanaKey, NanaValue>
 
 /// A MessagePack-RPC message: request `[0, msgid, method, params]`, response
 /// `[1, msgid, error, result]` or notification `[2, method, params]`.

@@ -159,11 +159,11 @@ public final class MessagePackReader {
             return .array(items)
         case MSGPACK_OBJECT_MAP:
             let map = object.via.map
-            var entries = OrderedDictionary<String, NanaValue>(minimumCapacity: Int(map.size))
+            var entries = OrderedDictionary<NanaKey, NanaValue>(minimumCapacity: Int(map.size))
             for i in 0..<Int(map.size) {
                 let kv = map.ptr[i]
                 // The pre-check guarantees string keys; a repeated key keeps its last value.
-                entries[string(kv.key.via.str)] = value(of: kv.val)
+                entries[NanaKey(string(kv.key.via.str))] = value(of: kv.val)
             }
             return .map(entries)
         default:

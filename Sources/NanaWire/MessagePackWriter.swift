@@ -61,7 +61,7 @@ public final class MessagePackWriter {
         case .map(let entries):
             writeMapHeader(entries.count)
             for (key, item) in entries {
-                writeString(key)
+                writeString(key.string)
                 write(item)
             }
         }

@@ -23,7 +23,7 @@ public enum NanaValue: Sendable {
     /// NanaSQLite stores JSON text (it raises `TypeError` for bytes too).
     case binary([UInt8])
     case array([NanaValue])
-    case map(OrderedDictionary<String, NanaValue>)
+    case map(OrderedDictionary<NanaKey, NanaValue>)
 }
 
 extension NanaValue {
@@ -70,7 +70,7 @@ extension NanaValue {
     }
 
     /// The entries, if this is a map.
-    public var mapValue: OrderedDictionary<String, NanaValue>? {
+    public var mapValue: OrderedDictionary<NanaKey, NanaValue>? {
         if case .map(let m) = self { return m }
         return nil
     }
@@ -83,7 +83,7 @@ extension NanaValue {
 
     /// The element at `key` of a map, or `nil`.
     public subscript(key: String) -> NanaValue? {
-        mapValue?[key]
+        mapValue?[NanaKey(key)]
     }
 
     /// A short name for the kind of value, for error messages.
@@ -170,7 +170,7 @@ extension NanaValue: ExpressibleByArrayLiteral {
 }
 
 extension NanaValue: ExpressibleByDictionaryLiteral {
-    public init(dictionaryLiteral elements: (String, NanaValue)...) {
+    public init(dictionaryLiteral elements: (NanaKey, NanaValue)...) {
         self = .map(OrderedDictionary(elements, uniquingKeysWith: { _, last in last }))
     }
 }
@@ -200,7 +200,7 @@ extension NanaValue: CustomStringConvertible {
             out += "{"
             for (i, (k, v)) in entries.enumerated() {
                 if i > 0 { out += "," }
-                JSONWriter.writeString(k, into: &out)
+                JSONWriter.writeString(k.string, into: &out)
                 out += ":"
                 v.describe(into: &out)
             }

@@ -125,7 +125,7 @@ struct Coherence: AsyncParsableCommand {
         switch kind {
         case "set": try await writer.set("data", key, value)
         case "batch_update":
-            try await writer.data.batchUpdate([key: value, "counter": value])
+            try await writer.data.batchUpdate([NanaKey(key): value, "counter": value])
             writer.model["data", default: [:]][key] = value
             writer.model["data", default: [:]]["counter"] = value
         case "delete":
@@ -246,8 +246,8 @@ struct Coherence: AsyncParsableCommand {
             let answer = try await reader.ask("batch \(table) \(keys.joined(separator: " "))")
             reads += 1
             let found = try JSONReader.value(from: Array(answer.utf8)).mapValue ?? [:]
-            for key in Set(keys) where found[key] != writer.model[table]?[key] {
-                stale.append("round \(round) (\(kind)): batch \(table)/\(key) read \(found[key].map { "\($0)" } ?? "nothing"), expected \(writer.model[table]?[key].map { "\($0)" } ?? "nothing")")
+            for key in Set(keys) where found[NanaKey(key)] != writer.model[table]?[key] {
+                stale.append("round \(round) (\(kind)): batch \(table)/\(key) read \(found[NanaKey(key)].map { "\($0)" } ?? "nothing"), expected \(writer.model[table]?[key].map { "\($0)" } ?? "nothing")")
             }
         }
 

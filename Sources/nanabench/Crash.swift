@@ -146,7 +146,7 @@ struct Crash: AsyncParsableCommand {
             while start < keys.count {
                 let chunk = Array(keys[start..<min(start + 2000, keys.count)])
                 let found = try await db.batchGet(chunk)
-                for key in chunk where found[key]?.int64Value != acknowledged[key] { roundMissing += 1 }
+                for key in chunk where found[NanaKey(key)]?.int64Value != acknowledged[key] { roundMissing += 1 }
                 start += chunk.count
             }
             missing += roundMissing

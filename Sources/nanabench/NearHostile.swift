@@ -118,6 +118,6 @@ struct NearHostile: AsyncParsableCommand {
     }
 
     static func print(_ results: [String: String]) throws {
-        Swift.print(try JSONWriter.string(from: .map(NanaParams(uniqueKeysWithValues: results.sorted { $0.key < $1.key }.map { ($0.key, NanaValue.string($0.value)) }))))
+        Swift.print(try JSONWriter.string(from: .map(NanaParams(uniqueKeysWithValues: results.sorted { $0.key < $1.key }.map { (NanaKey($0.key), NanaValue.string($0.value)) }))))
     }
 }

@@ -144,7 +144,7 @@ final class OutageTracker: Sendable {
                     "outage": .int(Int64(number)), "old_instance": .string(state.instance), "old_pid": .int(state.pid),
                     "instance": .string(instance), "pid": .int(pid), "restarted": .bool(instance != state.instance),
                     "loss_to_first_success_ms": .double(clientSide), "failed_calls": .int(Int64(failedCalls)),
-                    "failed": .map(.init(uniqueKeysWithValues: outage.failed.sorted { $0.key < $1.key }.map { ($0.key, NanaValue.int(Int64($0.value))) })),
+                    "failed": .map(.init(uniqueKeysWithValues: outage.failed.sorted { $0.key < $1.key }.map { (NanaKey($0.key), NanaValue.int(Int64($0.value))) })),
                 ]
                 if instance != state.instance {
                     fields["daemon_started_after_loss_ms"] = .double(startAfterLoss)

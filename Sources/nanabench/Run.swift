@@ -77,7 +77,7 @@ struct Run: AsyncParsableCommand {
 
         // Every key the read workloads ask for exists and is cached before anything is timed.
         var prefill = NanaParams()
-        for i in 0..<Self.keyspace { prefill[keys[i]] = values[i] }
+        for i in 0..<Self.keyspace { prefill[NanaKey(keys[i])] = values[i] }
         try await database.batchUpdate(prefill)
 
         print("nanabench: socket \(socket), db \(db), requests \(requests), \(ProcessInfo.processInfo.activeProcessorCount) cores")

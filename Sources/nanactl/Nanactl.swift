@@ -169,7 +169,7 @@ struct Load: AsyncParsableCommand {
             guard let row = try? JSONReader.value(from: line), case .string(let key)? = row["key"], let value = row["value"] else {
                 throw ValidationError("line \(lineNumber) is not {\"key\": str, \"value\": …}")
             }
-            pending[key] = value
+            pending[NanaKey(key)] = value
             if pending.count >= max(1, batch) { try await send() }
         }
         try await send()
@@ -238,7 +238,7 @@ struct Get: AsyncParsableCommand {
     @Argument var key: String
     func run() async throws {
         let db = try await connection.open()
-        guard let value = try await refused({ try await db.batchGet([key]) })[key] else {
+        guard let value = try await refused({ try await db.batchGet([key]) })[NanaKey(key)] else {
             FileHandle.standardError.write(Data("nanactl: no key '\(key)'\n".utf8))
             throw ExitCode(1)
         }

@@ -29,7 +29,7 @@ import Testing
             // The table handed out before the restart carries on.
             try await db.set("after", "restart")
             let both = try await db.batchGet(["before", "after"])
-            done.withLock { $0 = both.keys.sorted() }
+            done.withLock { $0 = both.keys.map(\.string).sorted() }
             try await gracefulShutdown()
         }
     }

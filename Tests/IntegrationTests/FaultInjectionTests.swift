@@ -137,7 +137,7 @@ import Testing
         let reopened = try await check.open("f.db")
         let found = try await reopened.batchGet(Array(acknowledged.keys) + (0..<8).map { "failed\($0)" })
         #expect(found.count == acknowledged.count, "every acknowledged write and none that failed: \(found.count)")
-        for (key, value) in acknowledged { #expect(found[key] == value) }
+        for (key, value) in acknowledged { #expect(found[NanaKey(key)] == value) }
         await check.close()
         _ = try await clean.stop()
         #expect(try await DiskFullTests.integrityCheck(daemon.dataDirectory + "/f.db") == "ok")

@@ -417,7 +417,7 @@ private func expectValidation(_ message: String, sourceLocation: SourceLocation 
 /// The daemon's per-method call counts, this connection's included.
 private func callCounts(_ client: NanaClient) async throws -> [String: Int64] {
     let counts = try await client.stats()["server"]?["calls_by_method"]?.mapValue ?? [:]
-    return counts.reduce(into: [:]) { $0[$1.key] = $1.value.int64Value ?? 0 }
+    return counts.reduce(into: [:]) { $0[$1.key.string] = $1.value.int64Value ?? 0 }
 }
 
 /// The calls made since `counts` (the `stats` calls themselves left out), and `counts` updated.
@@ -430,5 +430,5 @@ private func callDelta(_ client: NanaClient, since counts: inout [String: Int64]
 }
 
 private func unordered(_ map: NanaParams) -> [String: NanaValue] {
-    Dictionary(uniqueKeysWithValues: map.map { ($0.key, $0.value) })
+    Dictionary(uniqueKeysWithValues: map.map { ($0.key.string, $0.value) })
 }

@@ -169,8 +169,8 @@ import Testing
             let found = try await db.batchGet(Array(acks.keys))
             expected += acks.count
             #expect(found.count == acks.count, "\(log): \(acks.count - found.count) of \(acks.count) writes acknowledged before the barrier are missing")
-            for (key, n) in acks where found[key] != .int(n) {
-                Issue.record("\(key): \(String(describing: found[key])), acknowledged \(n)")
+            for (key, n) in acks where found[NanaKey(key)] != .int(n) {
+                Issue.record("\(key): \(String(describing: found[NanaKey(key)])), acknowledged \(n)")
                 break
             }
         }

@@ -146,7 +146,7 @@ import Testing
             "staged": try await reader.open("staged.db", options: NanaOpenOptions(writeBehind: NanaWriteBehind())).toDict(),
         ]
         for (name, writes) in seen.confirmed {
-            let missing = writes.filter { stored[name]?[$0.key] != $0.value }
+            let missing = writes.filter { stored[name]?[NanaKey($0.key)] != $0.value }
             #expect(missing.isEmpty, "\(name): \(missing.count) of \(writes.count) confirmed writes not stored, e.g. \(missing.first.map { "\($0.key)" } ?? "")")
         }
         await reader.close()

@@ -177,7 +177,7 @@ package final class ConnectionHandler: ChannelInboundHandler {
         case .request(let msgid, let method, let params):
             // Well-formed requests took the fast path above; this one spelled its envelope
             // unusually (a signed type 0, say) and is just as valid.
-            dispatch(msgid: msgid, method: method, arguments: Arguments(method: method, params: NanaParamList(params.map { ($0.key, $0.value) })))
+            dispatch(msgid: msgid, method: method, arguments: Arguments(method: method, params: NanaParamList(params.map { ($0.key.string, $0.value) })))
         case .notification:
             break  // none defined yet; ignored, as MessagePack-RPC allows
         case .response:

@@ -112,7 +112,7 @@ extension ConnectionHandler {
     func storableRows(_ mapping: NanaParams) throws(NanaRemoteError) -> [(String, StorableValue)] {
         var rows: [(String, StorableValue)] = []
         rows.reserveCapacity(mapping.count)
-        for (key, value) in mapping { rows.append((key, try ValueCodec.storable(value, using: writer))) }
+        for (key, value) in mapping { rows.append((key.string, try ValueCodec.storable(value, using: writer))) }
         return rows
     }
 
@@ -134,9 +134,9 @@ extension ConnectionHandler {
         }
         for (key, value) in try args.map("mapping") {
             do throws(NanaRemoteError) {
-                rows.append((key, try ValueCodec.storable(value)))
+                rows.append((key.string, try ValueCodec.storable(value)))
             } catch {
-                rejected[key] = skipped(key, error.message)
+                rejected[key] = skipped(key.string, error.message)
             }
         }
         let unstorable = rejected
@@ -144,7 +144,7 @@ extension ConnectionHandler {
         respondLater(msgid, { table.batchUpdatePartial(storable, owner: owner, completion: $0) }) { refused in
             // Keys a constraint refused, in the order they were given.
             var all = unstorable
-            for (key, _) in storable { if let why = refused[key] { all[key] = skipped(key, why) } }
+            for (key, _) in storable { if let why = refused[NanaKey(key)] { all[NanaKey(key)] = skipped(key, why) } }
             return .value(.map(all))
         }
     }

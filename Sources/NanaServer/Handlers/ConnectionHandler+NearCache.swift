@@ -67,8 +67,8 @@ extension ConnectionHandler {
     /// `[values, table_stamp, [[key, key_word, key_stamp, expires_in], …]]`: every key asked for
     /// (once), found or not, so that a client can cache absence too.
     func trackedBatchGet(_ msgid: UInt32, _ table: KeyValueTable, _ keys: [String], owner: TransactionToken?) {
-        var seen = Set<String>()
-        let unique = keys.filter { seen.insert($0).inserted }
+        var seen = Set<NanaKey>()
+        let unique = keys.filter { seen.insert(NanaKey($0)).inserted }
         let stamps: [TrackedStamps?] = unique.map { owner == nil ? table.stamps(of: $0) : nil }
         respondLater(msgid, { table.batchGet(keys, owner: owner, completion: $0) }) { rows in
             let writer = MessagePackWriter(initialCapacity: 256 + rows.count * 48 + unique.count * 32)

@@ -13,7 +13,7 @@ extension ConnectionHandler {
         let database = try table(args).database
         let data = try args.map("data")
         let tableName = try args.string("table_name")
-        let sql = try storage { () throws(StorageError) in try SQLHelperStatements.insert(into: tableName, columns: Array(data.keys)) }
+        let sql = try storage { () throws(StorageError) in try SQLHelperStatements.insert(into: tableName, columns: data.keys.map(\.string)) }
         let parameters = try Self.sqlParameters(.array(Array(data.values)), method: args.method)
         runTrusted(msgid, database, sql, parameters) { .value(.int($0.lastInsertRowID)) }
     }
@@ -24,7 +24,7 @@ extension ConnectionHandler {
         let data = try args.map("data")
         let whereClause = try args.string("where")
         try guardExpression(whereClause, .whereClause, handle.policy, args)
-        let sql = try storage { () throws(StorageError) in try SQLHelperStatements.update(tableName, setting: Array(data.keys), where: whereClause) }
+        let sql = try storage { () throws(StorageError) in try SQLHelperStatements.update(tableName, setting: data.keys.map(\.string), where: whereClause) }
         let parameters = try Self.sqlParameters(.array(Array(data.values)), method: args.method)
             + Self.sqlParameters(args.params["parameters"], method: args.method)
         runTrusted(msgid, handle.table.database, sql, parameters) { .value(.int(Int64($0.changes))) }
@@ -79,7 +79,7 @@ extension ConnectionHandler {
         }
         let conflictColumns = args.params["conflict_columns"].flatMap { $0.isNil ? nil : $0 } == nil ? nil : try args.strings("conflict_columns")
         let sql = try storage { () throws(StorageError) in
-            try SQLHelperStatements.upsert(into: tableName, columns: Array(data.keys), conflictColumns: conflictColumns)
+            try SQLHelperStatements.upsert(into: tableName, columns: data.keys.map(\.string), conflictColumns: conflictColumns)
         }
         let parameters = try Self.sqlParameters(.array(Array(data.values)), method: args.method)
         if ownTable {
@@ -124,7 +124,7 @@ extension ConnectionHandler {
         try fetchTrusted(msgid, args, handle.table.database, sql, parameters) { result in
             .value(.array(result.rows.map { row in
                 var map = NanaParams(minimumCapacity: row.count)
-                for (name, value) in zip(result.columns, Self.row(row).arrayValue ?? []) { map[name] = value }
+                for (name, value) in zip(result.columns, Self.row(row).arrayValue ?? []) { map[NanaKey(name)] = value }
                 return .map(map)
             }))
         }

@@ -12,7 +12,7 @@ extension ConnectionHandler {
             guard case .string(let typeSQL) = type else {
                 throw NanaRemoteError(.typeError, "create_table(): the type of column '\(name)' must be str")
             }
-            columns.append((name, typeSQL))
+            columns.append((name.string, typeSQL))
         }
         let primaryKey = try args.optionalString("primary_key")
         let ifNotExists = try args.bool("if_not_exists", default: true)

@@ -19,8 +19,8 @@ extension ConnectionHandler {
             "requests": .int(Int64(state.requests.load(ordering: .relaxed))),
             "errors": .int(Int64(state.errors.load(ordering: .relaxed))),
             "in_flight": .int(Int64(state.inFlight.load(ordering: .relaxed))),
-            "calls_by_method": .map(NanaParams(uniqueKeysWithValues: state.callsByMethod.map { ($0.0, NanaValue.int(Int64($0.1))) })),
-            "errors_by_type": .map(NanaParams(uniqueKeysWithValues: state.errorCounts.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, NanaValue.int(Int64($0.value))) })),
+            "calls_by_method": .map(NanaParams(uniqueKeysWithValues: state.callsByMethod.map { (NanaKey($0.0), NanaValue.int(Int64($0.1))) })),
+            "errors_by_type": .map(NanaParams(uniqueKeysWithValues: state.errorCounts.withLock { $0 }.sorted { $0.key < $1.key }.map { (NanaKey($0.key), NanaValue.int(Int64($0.value))) })),
             "resident_bytes": .int(Int64(Self.residentBytes())),
             "open_files": .int(Int64(state.registry.databases.count)),
             "threads": .int(Int64(Self.entries(in: "/proc/self/task"))),
@@ -53,7 +53,7 @@ extension ConnectionHandler {
                 "disk_full": .bool(w.diskFull.isFull), "disk_full_episodes": .int(Int64(w.diskFull.episodes)),
                 "disk_full_refused_writes": .int(Int64(w.diskFull.refusedWrites)),
                 "batch_sizes": .map(NanaParams(uniqueKeysWithValues: zip(WriterStatistics.batchSizeBounds, w.batchSizes).map { bound, count in
-                    (bound == .max ? "more" : "<=\(bound)", NanaValue.int(Int64(count)))
+                    (NanaKey(bound == .max ? "more" : "<=\(bound)"), NanaValue.int(Int64(count)))
                 })),
                 "client_transactions": .int(Int64(w.clientTransactions)),
                 "client_transaction_ms": .double(w.clientTransactionMilliseconds),

@@ -92,11 +92,11 @@ extension ConnectionHandler {
             throw NanaRemoteError(.valueError, "a constraint is a dict with a 'type' (unique, foreign_key, check, required)")
         }
         func text(_ name: String) throws(NanaRemoteError) -> String {
-            guard case .string(let s)? = m[name] else { throw NanaRemoteError(.valueError, "\(type) constraint needs '\(name)' (a str)") }
+            guard case .string(let s)? = m[NanaKey(name)] else { throw NanaRemoteError(.valueError, "\(type) constraint needs '\(name)' (a str)") }
             return s
         }
         func optionalText(_ name: String) throws(NanaRemoteError) -> String? {
-            switch m[name] {
+            switch m[NanaKey(name)] {
             case nil, .nil?: return nil
             case .string(let s)?: return s
             case let other?: throw NanaRemoteError(.valueError, "constraint '\(name)' must be a str, not \(other.typeName)")
@@ -138,7 +138,7 @@ extension ConnectionHandler {
         default:
             throw NanaRemoteError(.valueError, "unknown constraint type '\(type)' (unique, foreign_key, check, required)")
         }
-        for name in m.keys where !allowed.contains(name) {
+        for name in m.keys.map(\.string) where !allowed.contains(name) {
             throw NanaRemoteError(.valueError, "\(type) constraint has no option '\(name)'")
         }
         let prefix = try optionalText("key_prefix"), message = try optionalText("message")

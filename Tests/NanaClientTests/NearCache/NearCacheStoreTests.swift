@@ -8,14 +8,14 @@ import Testing
     private static let stamps = NearCacheStamps(keyWord: 300, keyStamp: 1, tableStamp: 1)
 
     private func put(_ store: inout NearCacheStore, _ key: String, bytes: Int = 100) {
-        store.put(key, .value(.string(key)), Self.stamps, deadline: .max, bytes: bytes)
+        store.put(NanaKey(key), .value(.string(key)), Self.stamps, deadline: .max, bytes: bytes)
     }
 
     private func keys(_ store: NearCacheStore) -> [String] {
         var keys: [String] = []
         var slot = store.head
         while slot != NearCacheStore.none {
-            keys.append(store.slots[slot].key)
+            keys.append(store.slots[slot].key.string)
             slot = store.slots[slot].next
         }
         return keys
@@ -29,7 +29,7 @@ import Testing
         #expect(keys(store) == ["c", "a", "d"])
         #expect(store.index["b"] == nil)
         #expect(!store.used[store.index["a"]!.slot], "passing over clears the mark")
-        for key in ["c", "a", "d"] { store.touch(store.index[key]!.slot) }
+        for key: NanaKey in ["c", "a", "d"] { store.touch(store.index[key]!.slot) }
         put(&store, "e")  // every entry marked: each loses its mark in turn, then the oldest goes
         #expect(keys(store) == ["a", "d", "e"])
         #expect(store.index["e"] != nil, "the new entry is never the one evicted")

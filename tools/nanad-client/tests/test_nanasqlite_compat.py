@@ -258,3 +258,23 @@ def test_transaction_family(impl):
         db.close()
     db.rollback()
     db.close()
+
+
+def test_canonically_equivalent_keys_are_two_keys(impl):
+    # "é" as one code point and as e + a combining accent: two rows in SQLite and two keys of a
+    # Python dict. nanad's cache once keyed them by Swift String (canonical equivalence) and
+    # answered a read of one with the other's value.
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    for near_cache in (True, False):
+        kwargs = {} if impl.kind == "nanasqlite" else {"near_cache": near_cache}
+        db = impl(f"unicode_{near_cache}.db", **kwargs)
+        db[composed] = 1
+        db[decomposed] = 2
+        for _ in range(2):  # the second round reads from the caches
+            assert db[composed] == 1 and db[decomposed] == 2
+        assert db.batch_get([composed, decomposed]) == {composed: 1, decomposed: 2}
+        db.batch_update({composed: 10, decomposed: 20})
+        assert db.to_dict() == {composed: 10, decomposed: 20}
+        del db[composed]
+        assert composed not in db and db[decomposed] == 20
+        assert len(db) == 1
