@@ -417,7 +417,8 @@ extension TableCache {
 
         /// A reader's entry: installed only where there is no live one.
         mutating func fillIfMissing(_ key: String, _ entry: CacheEntry, at time: UInt64) {
-            if let slot = index[NanaKey(key)] {
+            let key = NanaKey(key)  // hashed once for the lookup and the insert
+            if let slot = index[key] {
                 guard hasExpired(slot, at: time) else { return }
                 expire(slot)
             }
@@ -426,7 +427,8 @@ extension TableCache {
 
         /// The writer's entry: replaces whatever is cached.
         mutating func store(_ key: String, _ entry: CacheEntry, at time: UInt64) {
-            guard let slot = index[NanaKey(key)] else { return insert(key, entry, at: time) }
+            let key = NanaKey(key)
+            guard let slot = index[key] else { return insert(key, entry, at: time) }
             count(slots[slot].entry, by: -1)
             count(entry, by: 1)
             slots[slot].entry = entry
@@ -442,8 +444,8 @@ extension TableCache {
             evictOverLimit(at: time)
         }
 
-        private mutating func insert(_ key: String, _ entry: CacheEntry, at time: UInt64) {
-            let new = Slot(key: NanaKey(key), entry: entry, expiresAt: expiry(at: time), previous: State.none, next: State.none, isInOrder: false)
+        private mutating func insert(_ key: NanaKey, _ entry: CacheEntry, at time: UInt64) {
+            let new = Slot(key: key, entry: entry, expiresAt: expiry(at: time), previous: State.none, next: State.none, isInOrder: false)
             let slot: Int
             if let reused = freeSlots.popLast() {
                 slots[reused] = new
