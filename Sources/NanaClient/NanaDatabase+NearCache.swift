@@ -28,8 +28,8 @@ extension NanaDatabase {
         return value
     }
 
-    func trackedContains(_ key: String) async throws -> Bool {
-        if let nearCache, let answer = nearCache.lookup(key, needsValue: false) {
+    func trackedContains(_ key: String, lookedUp: Bool = false) async throws -> Bool {
+        if !lookedUp, let nearCache, let answer = nearCache.lookup(key, needsValue: false) {
             if case .absent = answer { return false }
             return true
         }
@@ -69,7 +69,7 @@ extension NanaDatabase {
             }
         }
         var result = NanaParams()
-        for key in keys.map { NanaKey($0) } where result[key] == nil {
+        for key in keys.map({ NanaKey($0) }) where result[key] == nil {
             if case .value(let value)? = known[key] { result[key] = value }
         }
         return result

@@ -72,16 +72,28 @@ public struct NanaDatabase: Sendable {
 
     /// The value of `key`, or `default` when the key is missing (`get`).
     ///
-    /// `nonisolated(nonsending)`, as the near-cache's other reads: it runs on the caller's
-    /// executor, so a hit makes no executor check or switch (about a sixth of a hit's time).
+    /// Inlinable, with the near-cache's hit a synchronous call: a hit allocates no async frame
+    /// and makes no executor check or switch (together about a fifth of a hit's time). It
+    /// answers in a cancelled task too: it makes no call and does not wait.
+    @inlinable
     nonisolated(nonsending) public func get(_ key: String, default defaultValue: NanaValue = .nil) async throws -> NanaValue {
+        if let hit = nearCacheGet(key, default: defaultValue) { return hit }
+        return try await getFromDaemon(key, default: defaultValue)
+    }
+
+    /// A near-cache hit's answer to `get` (the value, or `default` for a key known missing);
+    /// nil for anything else: no near-cache, hooks to run, or a miss.
+    @usableFromInline
+    func nearCacheGet(_ key: String, default defaultValue: NanaValue) -> NanaValue? {
+        guard hooks.isEmpty, let answer = nearCache?.lookup(key, needsValue: true) else { return nil }
+        if case .value(let value) = answer { return value }
+        return defaultValue
+    }
+
+    /// `get` past the near-cache: hooks, a tracked read that fills it, or a plain call.
+    @usableFromInline
+    nonisolated(nonsending) func getFromDaemon(_ key: String, default defaultValue: NanaValue) async throws -> NanaValue {
         if !hooks.isEmpty { return try await hookedGet("get", key, default: defaultValue) }
-        // A near-cache hit without another async frame (trackedGet is the whole path). It
-        // answers in a cancelled task too: it makes no call and does not wait.
-        if let nearCache, let answer = nearCache.lookup(key, needsValue: true) {
-            if case .value(let value) = answer { return value }
-            return defaultValue
-        }
         if isTracking { return try await trackedGet(key, lookedUp: nearCache != nil) ?? defaultValue }
         return try await call("get", ["key": .string(key), "default": defaultValue])
     }
@@ -109,9 +121,25 @@ public struct NanaDatabase: Sendable {
         _ = try await call("delete", ["key": .string(key)])
     }
 
-    /// Whether `key` exists (`contains`, NanaSQLite's `key in db`).
+    /// Whether `key` exists (`contains`, NanaSQLite's `key in db`); a near-cache hit is
+    /// synchronous, as `get`'s.
+    @inlinable
     nonisolated(nonsending) public func contains(_ key: String) async throws -> Bool {
-        if isTracking { return try await trackedContains(key) }
+        if let hit = nearCacheContains(key) { return hit }
+        return try await containsFromDaemon(key)
+    }
+
+    /// A near-cache hit's answer to `contains`; nil on a miss or without a near-cache.
+    @usableFromInline
+    func nearCacheContains(_ key: String) -> Bool? {
+        guard let answer = nearCache?.lookup(key, needsValue: false) else { return nil }
+        if case .absent = answer { return false }
+        return true
+    }
+
+    @usableFromInline
+    nonisolated(nonsending) func containsFromDaemon(_ key: String) async throws -> Bool {
+        if isTracking { return try await trackedContains(key, lookedUp: nearCache != nil) }
         return try await call("contains", ["key": .string(key)]).boolValue ?? false
     }
 

@@ -63,7 +63,25 @@ extension NanaKey: Hashable {
     @inlinable
     public static func == (a: NanaKey, b: NanaKey) -> Bool {
         guard a.hash == b.hash else { return false }
-        return withBytes(of: a.string) { x in withBytes(of: b.string) { y in x.count == y.count && x.elementsEqual(y) } }
+        return withBytes(of: a.string) { x in withBytes(of: b.string) { y in bytesEqual(x, y) } }
+    }
+
+    /// 8 bytes at a time (a generic `elementsEqual` over the bytes was a twentieth of a
+    /// near-cache hit).
+    @inlinable
+    static func bytesEqual(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard x.count == y.count else { return false }
+        let a = UnsafeRawBufferPointer(x), b = UnsafeRawBufferPointer(y)
+        var i = 0
+        while i + 8 <= a.count {
+            if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+            i += 8
+        }
+        while i < a.count {
+            if a[i] != b[i] { return false }
+            i += 1
+        }
+        return true
     }
 
     @inlinable

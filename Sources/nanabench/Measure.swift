@@ -242,9 +242,10 @@ func runUntimed(
 
 /// Calls `body` once per item of `items` in one plain loop, untimed per call (like
 /// ``runUntimed(id:name:title:lanes:perLane:_:)`` with one lane, without a closure call per item).
-func runLoop<Item>(
+/// The loop and `body` run on the caller's executor: no executor switch between items.
+nonisolated(nonsending) func runLoop<Item>(
     id: String, name: String, title: String, over items: [Item],
-    _ body: (Item) async throws -> Void
+    _ body: nonisolated(nonsending) (Item) async throws -> Void
 ) async -> WorkloadResult {
     var errors = 0
     let start = ContinuousClock.now

@@ -1,4 +1,4 @@
-import NanaWire
+@testable import NanaWire
 import Testing
 
 /// Keys are told apart by their bytes, as SQLite, MessagePack and Python tell them apart, where
@@ -26,6 +26,25 @@ import Testing
         #expect(Set(strings.map { NanaKey($0).hash }).count == strings.count, "distinct short keys, distinct hashes")
         let set = Set(strings.map(NanaKey.init(_:)))
         #expect(strings.allSatisfy { set.contains(NanaKey($0)) })
+    }
+
+    @Test func keysOfEveryLengthCompareByEveryByte() {
+        // Lengths around the 8-byte words the comparison takes, and a difference in each place.
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH".utf8)
+        for length in [0, 1, 7, 8, 9, 15, 16, 17, 40] {
+            let bytes = Array(alphabet.prefix(length))
+            #expect(bytesEqual(bytes, bytes))
+            #expect(!bytesEqual(bytes, bytes + [0x5F]) && !bytesEqual(bytes + [0x5F], bytes))
+            for place in 0..<length {
+                var other = bytes
+                other[place] = 0x2E
+                #expect(!bytesEqual(bytes, other), "a difference at byte \(place) of \(length)")
+            }
+        }
+    }
+
+    private func bytesEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { y in NanaKey.bytesEqual(x, y) } }
     }
 
     @Test func mapsKeepBothKeysThroughMessagePackAndJSON() throws {

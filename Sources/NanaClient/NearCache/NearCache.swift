@@ -33,7 +33,8 @@ public struct NanaNearCacheStatistics: Sendable, Hashable {
     /// Reads that went to the daemon (no entry, an expired one, an invalidated one, or a
     /// transaction open).
     public var misses: Int
-    /// Entries found whose stamps had changed (another write since they were read).
+    /// Entries dropped because their stamps had changed (another write since they were read;
+    /// a change to the whole table drops every entry of the handle's store at once).
     public var invalidations: Int
     public var entries: Int
     public var bytes: Int
@@ -93,6 +94,9 @@ final class NearCacheTable: Sendable {
     static let shardingThreshold = 1024
 
     private let shards: [Shard]
+    /// `shards`, unretained (the table owns them through `shards`): a hit reaches its shard
+    /// without a retain and a release.
+    private let unretainedShards: [Unmanaged<Shard>]
 
     private final class Shard: Sendable {
         /// The binding lives beside the entries, under the same lock: a hit takes one lock.
@@ -105,6 +109,7 @@ final class NearCacheTable: Sendable {
         shards = (0..<count).map { _ in
             Shard(NearCacheStore(maximumEntries: limits.maximumEntries / count, maximumBytes: limits.maximumBytes / count))
         }
+        unretainedShards = shards.map { Unmanaged.passUnretained($0) }
     }
 
     /// Checks entries against `binding` from now on, dropping every entry read under another;
@@ -135,12 +140,13 @@ final class NearCacheTable: Sendable {
     /// - Parameter needsValue: an entry that knows only that the key exists does not answer.
     func lookup(_ key: String, needsValue: Bool) -> NearCacheAnswer? {
         let key = NanaKey(key)
-        return shards[shardIndex(of: key)].store.withLock { shard in
+        return unretainedShards[shardIndex(of: key)]._withUnsafeGuaranteedRef { $0.store.withLock { shard in
             // The binding's fields read in place (`shard.binding?.…`): a copy of the binding
             // retained and released its board and its connection on every hit (a direct loop of
             // hits over 10,000 keys: 168–177 ns a hit before, 144–151 after).
             guard shard.binding?.connection.isAlive == true, shard.binding?.board.inTransaction.load(ordering: .acquiring) == false,
-                  let entry = shard.entries.index[key], let board = shard.binding?.stamps /* BoardStamps: no retain */, let tableWord = shard.binding?.tableWord else {
+                  let entry = shard.entries.index[key], let board = shard.binding?.stamps /* BoardStamps: no retain */,
+                  let tableWord = shard.binding?.tableWord else {
                 shard.entries.misses += 1
                 return nil
             }
@@ -149,7 +155,12 @@ final class NearCacheTable: Sendable {
                 shard.entries.misses += 1
                 return nil
             }
-            guard board.load(entry.stamps.keyWord) == entry.stamps.keyStamp, board.load(tableWord) == entry.stamps.tableStamp else {
+            guard board.load(tableWord) == shard.entries.tableStamp else {
+                shard.entries.tableMoved()  // every entry was read under the old table stamp
+                shard.entries.misses += 1
+                return nil
+            }
+            guard board.load(Int(entry.keyWord)) == entry.keyStamp else {
                 shard.entries.remove(entry.slot)
                 shard.entries.invalidations += 1
                 shard.entries.misses += 1
@@ -162,7 +173,7 @@ final class NearCacheTable: Sendable {
             shard.entries.touch(entry.slot)
             shard.entries.hits += 1
             return entry.answer
-        }
+        } }
     }
 
     /// Keeps what a tracked reply said about `key`, unless its stamps have already moved on.
@@ -183,7 +194,7 @@ final class NearCacheTable: Sendable {
                   binding.board.load(stamps.keyWord) == stamps.keyStamp, binding.board.load(binding.tableWord) == stamps.tableStamp else { return }
             // Read in place: a copy of the store would make the put below copy it whole.
             if case .exists = answer, let entry = shard.entries.index[key], case .value = entry.answer,
-               entry.stamps.keyStamp == stamps.keyStamp, entry.stamps.tableStamp == stamps.tableStamp {
+               entry.keyStamp == stamps.keyStamp, shard.entries.tableStamp == stamps.tableStamp {
                 return  // keep the value: it says more
             }
             shard.entries.put(key, answer, stamps, deadline: deadline, bytes: Self.cost(key.string, answer))
@@ -234,12 +245,17 @@ struct NearCacheStore {
     /// What a hit reads, kept in the index itself: a hit is one dictionary lookup and the
     /// board, with no second random access into `slots` (a direct loop of hits over 10,000
     /// keys: 145–194 ns a hit with the entries in `slots`, 135–147 here; 3 interleaved pairs).
+    /// Kept to 48 bytes (the table stamp is the store's, the word and slot 32-bit): with
+    /// 10,000 entries the index and the board's words in use are about the size of L2.
     struct Entry {
         var answer: NearCacheAnswer
-        var stamps: NearCacheStamps
+        var keyStamp: UInt64
         /// Uptime nanoseconds past which the entry is not used; `.max` for none.
         var deadline: UInt64
-        var slot: Int
+        /// The board word of the key's slot (a board has fewer than 2³² words).
+        var keyWord: UInt32
+        var storedSlot: Int32
+        var slot: Int { Int(storedSlot) }
     }
 
     /// Eviction's bookkeeping: the CLOCK order, and what to forget.
@@ -253,6 +269,9 @@ struct NearCacheStore {
     static let none = -1
     let maximumEntries: Int
     let maximumBytes: Int
+    /// The table stamp every entry was read under; nil while empty. A fill under a newer one
+    /// (the table changed as a whole: a clear, raw SQL, a restore) drops the rest first.
+    private(set) var tableStamp: UInt64?
     /// By the keys' bytes: the daemon's rows "é" and "e\u{301}" are two entries, not one
     /// `String` key.
     var index: [NanaKey: Entry] = [:]
@@ -274,6 +293,10 @@ struct NearCacheStore {
     }
 
     mutating func put(_ key: NanaKey, _ answer: NearCacheAnswer, _ stamps: NearCacheStamps, deadline: UInt64, bytes cost: Int) {
+        if stamps.tableStamp != tableStamp {
+            if tableStamp != nil { tableMoved() }
+            tableStamp = stamps.tableStamp
+        }
         if let entry = index[key] { remove(entry.slot) }
         guard maximumEntries > 0, cost <= maximumBytes else { return }
         // Room is made before the entry goes in, so that the new entry is never the one evicted.
@@ -298,7 +321,7 @@ struct NearCacheStore {
             slots.append(record)
             used.append(false)
         }
-        index[key] = Entry(answer: answer, stamps: stamps, deadline: deadline, slot: slot)
+        index[key] = Entry(answer: answer, keyStamp: stamps.keyStamp, deadline: deadline, keyWord: UInt32(truncatingIfNeeded: stamps.keyWord), storedSlot: Int32(slot))
         bytes += cost
         append(slot)
     }
@@ -318,7 +341,14 @@ struct NearCacheStore {
         free.append(slot)
     }
 
+    /// The table's stamp moved on: every entry is stale, and each counts as an invalidation.
+    mutating func tableMoved() {
+        invalidations += index.count
+        removeAll()
+    }
+
     mutating func removeAll() {
+        tableStamp = nil
         index.removeAll()
         slots.removeAll()
         used.removeAll()

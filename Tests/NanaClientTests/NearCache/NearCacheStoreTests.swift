@@ -60,6 +60,19 @@ import Testing
         #expect(keys(store).isEmpty && store.bytes == 0 && store.index.isEmpty)
     }
 
+    @Test func aFillUnderANewTableStampDropsEveryEntryReadUnderTheOld() {
+        var store = NearCacheStore(maximumEntries: 10, maximumBytes: 10_000)
+        for key in ["a", "b", "c"] { put(&store, key) }
+        #expect(store.tableStamp == 1)
+        let moved = NearCacheStamps(keyWord: 301, keyStamp: 5, tableStamp: 2)
+        store.put("d", .value(.int(4)), moved, deadline: .max, bytes: 100)
+        #expect(keys(store) == ["d"], "a, b and c were read before the table changed")
+        #expect(store.tableStamp == 2 && store.invalidations == 3 && store.bytes == 100)
+        #expect(store.index["d"]?.keyStamp == 5 && store.index["d"]?.keyWord == 301)
+        store.tableMoved()
+        #expect(store.index.isEmpty && store.tableStamp == nil && store.invalidations == 4)
+    }
+
     @Test func sizesGrowWithTheValue() {
         #expect(NearCacheTable.cost("k", .value(.string(String(repeating: "x", count: 1000)))) > 1000)
         #expect(NearCacheTable.cost("k", .absent) < NearCacheTable.cost("k", .value(.int(1))) + 16)
