@@ -73,6 +73,13 @@ import Testing
         #expect(store.index.isEmpty && store.tableStamp == nil && store.invalidations == 4)
     }
 
+    @Test func anEntryIsFortyEightBytes() {
+        // What a hit reads; with 10,000 entries the index is about the size of L2. NanaValue's
+        // boxed map keeps a value to 17 bytes (a String and the case).
+        #expect(MemoryLayout<NanaValue>.size == 17)
+        #expect(MemoryLayout<NearCacheStore.Entry>.stride == 48)
+    }
+
     @Test func sizesGrowWithTheValue() {
         #expect(NearCacheTable.cost("k", .value(.string(String(repeating: "x", count: 1000)))) > 1000)
         #expect(NearCacheTable.cost("k", .absent) < NearCacheTable.cost("k", .value(.int(1))) + 16)
