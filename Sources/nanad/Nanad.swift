@@ -55,7 +55,7 @@ struct Nanad: AsyncParsableCommand {
     @Flag(name: .customLong("external-checkpoints"), help: "Never checkpoint the WAL while serving; leave it to a tool such as Litestream.")
     var externalCheckpoints = false
 
-    @Option(name: .customLong("writer-spin"), help: "Microseconds a database's writer keeps looking for the next write before it sleeps (0 to 100000; 0: sleep at once). [default: 100]")
+    @Option(name: .customLong("writer-spin"), help: "Microseconds a database's writer keeps looking for the next write after a lone one, before it sleeps (0 to 100000; 0: sleep at once). [default: 100]")
     var writerSpin: Int?
 
     @Option(name: .customLong("transaction-timeout"), help: "Seconds a client transaction may hold a database's writer before it is rolled back. [default: 30]")

@@ -1,0 +1,44 @@
+import Foundation
+import NanaStorage
+import Testing
+
+@Suite struct DatabaseTests {
+    private func awaiting(_ operation: (@escaping @Sendable (Result<Void, StorageError>) -> Void) -> Void) async throws {
+        let result = await withCheckedContinuation { continuation in operation { continuation.resume(returning: $0) } }
+        try result.get()
+    }
+
+    /// The writer spins for the next write only after a lone one (a sequential client finds it
+    /// awake); after a batch of several (load) it sleeps at once, and so wakes to a bigger
+    /// batch (docs/BENCHMARKS.md, session 19).
+    @Test func theWriterSpinsAfterALoneWriteAndSleepsAfterABatch() async throws {
+        let folder = TemporaryFolder()
+        let registry = try makeRegistry(folder.path)
+        defer { registry.closeAll() }
+        var options = DatabaseOptions()
+        options.writerSpinMicroseconds = 1_000_000
+        let database = try await registry.open("spin.db", options: options)
+        let table = try await database.table(named: "data")
+        try await table.set("first", storable(0))
+
+        let afterLone = database.writerWakeups
+        try await Task.sleep(for: .milliseconds(100))
+        try await table.set("second", storable(1))
+        #expect(database.writerWakeups.slept == afterLone.slept, "a write 100 ms after a lone one finds the writer spinning")
+
+        // A client transaction holds the writer while eight writes queue; its COMMIT frees them
+        // into one batch.
+        let token = TransactionToken(timeout: .seconds(30))
+        try await awaiting { database.begin(token, completion: $0) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<8 { group.addTask { try await table.set("queued\(i)", storable(.int(Int64(i)))) } }
+            while database.writeQueueDepth < 8 { try await Task.sleep(for: .milliseconds(5)) }
+            let beforeBatch = database.writerWakeups
+            try await awaiting { database.commit(token, completion: $0) }
+            try await group.waitForAll()
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(database.writerWakeups.slept > beforeBatch.slept, "after a batch of eight the writer sleeps at once, though its spin is 1 s")
+        }
+        #expect(try await table.count() == 10)
+    }
+}
