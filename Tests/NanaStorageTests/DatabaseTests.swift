@@ -16,7 +16,8 @@ import Testing
         let registry = try makeRegistry(folder.path)
         defer { registry.closeAll() }
         var options = DatabaseOptions()
-        options.writerSpinMicroseconds = 1_000_000
+        // 30 s: far longer than this test, however busy the machine (the spin ends when the file closes).
+        options.writerSpinMicroseconds = 30_000_000
         let database = try await registry.open("spin.db", options: options)
         let table = try await database.table(named: "data")
         try await table.set("first", storable(0))
@@ -36,8 +37,10 @@ import Testing
             let beforeBatch = database.writerWakeups
             try await awaiting { database.commit(token, completion: $0) }
             try await group.waitForAll()
-            try await Task.sleep(for: .milliseconds(100))
-            #expect(database.writerWakeups.slept > beforeBatch.slept, "after a batch of eight the writer sleeps at once, though its spin is 1 s")
+            // At once, though its spin is 30 s; up to 5 s allowed for a busy machine to schedule it.
+            let deadline = ContinuousClock.now + .seconds(5)
+            while database.writerWakeups.slept == beforeBatch.slept, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(database.writerWakeups.slept > beforeBatch.slept, "after a batch of eight the writer sleeps, though its spin is 30 s")
         }
         #expect(try await table.count() == 10)
     }
