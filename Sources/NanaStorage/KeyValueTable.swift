@@ -26,10 +26,18 @@ public final class KeyValueTable: Sendable {
     private let sql: SQL
 
     struct SQL: Sendable {
-        let write, delete, deleteReturning, read, contains, all, count, keys, insertIfMissing, clear: String
+        let write, replace, delete, deleteReturning, read, contains, all, count, keys, insertIfMissing, clear: String
 
         init(quoted t: String) {
-            write = "INSERT OR REPLACE INTO \(t) (key, value) VALUES (?, ?)"
+            // An upsert updates the row in place: one page per row. NanaSQLite's `INSERT OR
+            // REPLACE` deletes the row and appends it again with a new rowid, dirtying the old
+            // row's page, the last page and the key's index page: with five random keys per
+            // commit, 11.2 WAL frames against 5.0 (docs/BENCHMARKS.md, session 20). So an
+            // overwritten key keeps its place in `items()`, as in a dict.
+            write = "INSERT INTO \(t) (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            // For a table whose `key` is not unique (made by another program), where the
+            // upsert does not compile.
+            replace = "INSERT OR REPLACE INTO \(t) (key, value) VALUES (?, ?)"
             delete = "DELETE FROM \(t) WHERE key = ?"
             deleteReturning = "DELETE FROM \(t) WHERE key = ? RETURNING value"
             read = "SELECT value FROM \(t) WHERE key = ?"
@@ -525,7 +533,13 @@ public final class KeyValueTable: Sendable {
     }
 
     private static func writeRow(_ key: String, _ value: StorableValue, sql: SQL, cipher: ValueCipher?, on connection: SQLiteConnection) throws(StorageError) {
-        let statement = try connection.cachedStatement(sql.write)
+        let statement: Statement
+        do {
+            statement = try connection.cachedStatement(sql.write)
+        } catch {
+            // No unique `key` to conflict on (or no table: then REPLACE's error is the one thrown).
+            statement = try connection.cachedStatement(sql.replace)
+        }
         try statement.withReset { (s) throws(StorageError) in
             s.bind(key, at: 1)
             bindStored(value, cipher: cipher, to: s, at: 2)

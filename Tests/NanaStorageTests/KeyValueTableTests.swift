@@ -93,6 +93,52 @@ import Testing
         #expect(try decoded(try await users.get("bob")) == ["name": "Bob", "age": 25.5, "admin": false])
     }
 
+    @Test func anOverwriteUpdatesTheRowInPlace() async throws {
+        let folder = TemporaryFolder()
+        let registry = try makeRegistry(folder.path)
+        defer { registry.closeAll() }
+        let table = try await registry.open("inplace.db").table(named: "data")
+        let path = folder.path + "/inplace.db"
+        try await table.batchUpdate([("a", storable(1)), ("b", storable(2)), ("c", storable(3))])
+        let rowids = try sqlite3CLI(path, "SELECT group_concat(rowid) FROM (SELECT rowid FROM data ORDER BY key)")
+
+        try await table.set("a", storable("one"))
+        try await table.batchUpdate([("b", storable("two")), ("d", storable(4))])
+        // The rows kept their rowids (INSERT OR REPLACE would have given a and b new ones), so
+        // an overwritten key keeps its place in items(), as in a dict.
+        #expect(try sqlite3CLI(path, "SELECT group_concat(rowid) FROM (SELECT rowid FROM data WHERE key IN ('a','b','c') ORDER BY key)") == rowids)
+        #expect(try await table.items().map(\.0) == ["a", "b", "c", "d"])
+        #expect(try decoded(try await table.get("a")) == "one")
+        #expect(try sqlite3CLI(path, "SELECT value FROM data WHERE key='b'") == #""two""#)
+    }
+
+    @Test func aCollisionOnAnotherUniqueIndexFailsTheWriteAndDeletesNothing() async throws {
+        let folder = TemporaryFolder()
+        let registry = try makeRegistry(folder.path)
+        defer { registry.closeAll() }
+        let table = try await registry.open("unique.db").table(named: "data")
+        try await table.set("a", storable("x"))
+        try sqlite3CLI(folder.path + "/unique.db", "CREATE UNIQUE INDEX by_value ON data(value)")
+        // INSERT OR REPLACE would delete row a to make room for b.
+        await #expect(throws: StorageError.self) { try await table.set("b", storable("x")) }
+        #expect(try decoded(try await table.getFresh("a")) == "x")
+        #expect(try await table.getFresh("b") == nil)
+    }
+
+    @Test func aTableWhoseKeyIsNotUniqueIsStillWritten() async throws {
+        let folder = TemporaryFolder()
+        let path = folder.path + "/loose.db"
+        // Made by another program: no PRIMARY KEY, so the upsert has no conflict to name.
+        try sqlite3CLI(path, "PRAGMA journal_mode=WAL; CREATE TABLE loose (key TEXT, value TEXT)")
+        let registry = try makeRegistry(folder.path)
+        defer { registry.closeAll() }
+        let table = try await registry.open("loose.db").table(named: "loose")
+        try await table.set("k", storable("first"))
+        try await table.batchUpdate([("j", storable(2))])
+        #expect(try decoded(try await table.getFresh("k")) == "first")
+        #expect(try sqlite3CLI(path, "SELECT count(*) FROM loose") == "2")
+    }
+
     @Test func rowsWrittenByAnotherProcessAreReadAndRefreshed() async throws {
         let folder = TemporaryFolder()
         let registry = try makeRegistry(folder.path)
