@@ -29,6 +29,9 @@ struct DatabaseFiles: Sendable {
     let mainWrittenOnlyByNanad: Bool
 
     let path: String
+    /// The sidecars' paths, made once: `change` runs before every write batch.
+    private let walPath: String
+    private let shmPath: String
     private(set) var main: Identity
     private(set) var wal: Identity?
     private(set) var shm: Identity?
@@ -39,8 +42,10 @@ struct DatabaseFiles: Sendable {
         self.path = path
         self.mainWrittenOnlyByNanad = mainWrittenOnlyByNanad
         self.main = main
-        wal = Self.identity(of: path + "-wal")
-        shm = Self.identity(of: path + "-shm")
+        walPath = path + "-wal"
+        shmPath = path + "-shm"
+        wal = Self.identity(of: walPath)
+        shm = Self.identity(of: shmPath)
     }
 
     /// How the files differ from those opened, or nil when they are the same. A sidecar seen
@@ -71,8 +76,8 @@ struct DatabaseFiles: Sendable {
         let walShrinking: () -> Shrinking = { [mainWrittenOnlyByNanad] in
             !mainWrittenOnlyByNanad ? .allowed : onWriter || writerQuiet() ? .refused : .leftToTheWriter
         }
-        if let problem = Self.compare(&wal, with: Self.identity(of: path + "-wal"), name: "-wal", shrinking: walShrinking) { return problem }
-        return Self.compare(&shm, with: Self.identity(of: path + "-shm"), name: "-shm", shrinking: { .refused })
+        if let problem = Self.compare(&wal, with: Self.identity(of: walPath), name: "-wal", shrinking: walShrinking) { return problem }
+        return Self.compare(&shm, with: Self.identity(of: shmPath), name: "-shm", shrinking: { .refused })
     }
 
     /// Whether the main file is, to a `stat`, what the writer last left (size and
@@ -93,7 +98,7 @@ struct DatabaseFiles: Sendable {
     /// what nanad wrote, as long as they are still the files it opened.
     mutating func writerWrote() {
         if let now = Self.identity(of: path), now.device == main.device, now.inode == main.inode { main = now }
-        if let known = wal, let now = Self.identity(of: path + "-wal"), now.device == known.device, now.inode == known.inode { wal = now }
+        if let known = wal, let now = Self.identity(of: walPath), now.device == known.device, now.inode == known.inode { wal = now }
     }
 
     /// What changed, which decides how the old open is closed.
