@@ -1,3 +1,4 @@
+import CSQLite
 import NanaWire
 import Synchronization
 
@@ -27,6 +28,15 @@ public final class KeyValueTable: Sendable {
 
     struct SQL: Sendable {
         let write, replace, delete, deleteReturning, read, contains, all, count, keys, insertIfMissing, clear: String
+        /// Set once SQLite refused `write` for want of a unique `key`: from then on the table's
+        /// writes are `replace`. Kept for the table's life (REPLACE is right on any table).
+        let upsertRefused = Flag()
+
+        final class Flag: Sendable {
+            private let value = Atomic<Bool>(false)
+            var isSet: Bool { value.load(ordering: .relaxed) }
+            func set() { value.store(true, ordering: .relaxed) }
+        }
 
         init(quoted t: String) {
             // An upsert updates the row in place: one page per row. NanaSQLite's `INSERT OR
@@ -35,8 +45,8 @@ public final class KeyValueTable: Sendable {
             // commit, 11.2 WAL frames against 5.0 (docs/BENCHMARKS.md, session 20). So an
             // overwritten key keeps its place in `items()`, as in a dict.
             write = "INSERT INTO \(t) (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-            // For a table whose `key` is not unique (made by another program), where the
-            // upsert does not compile.
+            // For a table whose `key` is not unique (made so by another program, or remade so
+            // by SQL since), where the upsert does not compile.
             replace = "INSERT OR REPLACE INTO \(t) (key, value) VALUES (?, ?)"
             delete = "DELETE FROM \(t) WHERE key = ?"
             deleteReturning = "DELETE FROM \(t) WHERE key = ? RETURNING value"
@@ -533,18 +543,30 @@ public final class KeyValueTable: Sendable {
     }
 
     private static func writeRow(_ key: String, _ value: StorableValue, sql: SQL, cipher: ValueCipher?, on connection: SQLiteConnection) throws(StorageError) {
-        let statement: Statement
-        do {
-            statement = try connection.cachedStatement(sql.write)
-        } catch {
-            // No unique `key` to conflict on (or no table: then REPLACE's error is the one thrown).
-            statement = try connection.cachedStatement(sql.replace)
+        if !sql.upsertRefused.isSet {
+            do {
+                return try run(sql.write, key, value, cipher: cipher, on: connection)
+            } catch where refusesTheUpsert(error) {
+                // At the first prepare, or at a step after a schema change (SQLite prepares the
+                // statement again then). Nothing was written: a statement fails whole.
+                sql.upsertRefused.set()
+            }
         }
-        try statement.withReset { (s) throws(StorageError) in
+        try run(sql.replace, key, value, cipher: cipher, on: connection)
+    }
+
+    private static func run(_ text: String, _ key: String, _ value: StorableValue, cipher: ValueCipher?, on connection: SQLiteConnection) throws(StorageError) {
+        try connection.cachedStatement(text).withReset { (s) throws(StorageError) in
             s.bind(key, at: 1)
             bindStored(value, cipher: cipher, to: s, at: 2)
             try s.run()
         }
+    }
+
+    /// SQLite's error for an `ON CONFLICT (key)` on a table whose `key` is not unique; only
+    /// that one falls back to REPLACE (which, on a table with other unique indexes, deletes).
+    private static func refusesTheUpsert(_ error: StorageError) -> Bool {
+        error.sqliteCode == SQLITE_ERROR && error.message.contains("ON CONFLICT clause does not match")
     }
 
     /// NanaSQLite's stored form: the JSON text, or with encryption a BLOB of

@@ -139,6 +139,21 @@ import Testing
         #expect(try sqlite3CLI(path, "SELECT count(*) FROM loose") == "2")
     }
 
+    @Test func aTableRemadeWithoutAUniqueKeyIsStillWritten() async throws {
+        let folder = TemporaryFolder()
+        let path = folder.path + "/remade.db"
+        let registry = try makeRegistry(folder.path)
+        defer { registry.closeAll() }
+        let table = try await registry.open("remade.db").table(named: "data")
+        try await table.set("a", storable(1))  // the upsert is prepared and cached
+        // Another program remakes the table without the PRIMARY KEY: SQLite prepares the cached
+        // upsert again at its next step, and that fails.
+        try sqlite3CLI(path, "DROP TABLE data; CREATE TABLE data (key TEXT, value TEXT)")
+        try await table.set("b", storable(2))
+        try await table.batchUpdate([("c", storable(3)), ("d", storable(4))])
+        #expect(try sqlite3CLI(path, "SELECT group_concat(key) FROM (SELECT key FROM data ORDER BY key)") == "b,c,d")
+    }
+
     @Test func rowsWrittenByAnotherProcessAreReadAndRefreshed() async throws {
         let folder = TemporaryFolder()
         let registry = try makeRegistry(folder.path)
